@@ -1,0 +1,24 @@
+"""A client library for writing agents that serve the daemon's requests.
+
+A backend is a small class with one ``async def run(request)`` that yields events; the
+``AgentClient`` does the rest: handshake and consent, concurrency, cancellation, heartbeats and
+reconnecting with the session token. See docs/writing-an-agent.md.
+"""
+
+from .backend import Backend, BackendError
+from .client import AgentClient, AgentRefused
+from .events import Embeddings, Event, Finish, InvokeRequest, ReasoningDelta, TextDelta, ToolCallDelta
+
+__all__ = [
+    "AgentClient",
+    "AgentRefused",
+    "Backend",
+    "BackendError",
+    "Embeddings",
+    "Event",
+    "Finish",
+    "InvokeRequest",
+    "ReasoningDelta",
+    "TextDelta",
+    "ToolCallDelta",
+]

@@ -1,0 +1,1 @@
+"""The aiohttp shell: one module of routes per API family."""

@@ -1,0 +1,49 @@
+"""Relaying an agent's frames to an HTTP client as a stream, one write per frame."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from .. import errors
+from ..router import Event
+
+
+async def relay(
+    request: web.Request,
+    events: AsyncIterator[Event],
+    *,
+    content_type: str,
+    encode: Callable[[Event], bytes],
+    finish: Callable[[], bytes],
+    encode_error: Callable[[errors.ProviderError], bytes],
+) -> web.StreamResponse:
+    """Stream ``events`` to the client.
+
+    The status line is sent with the first frame, so a failure before it (no agent, timeout,
+    agent error) still gets a proper HTTP error. A failure after it is written in-band with
+    ``encode_error`` and the stream is closed without its normal ending.
+    """
+    response: web.StreamResponse | None = None
+    try:
+        async for event in events:
+            if response is None:
+                response = web.StreamResponse(
+                    headers={
+                        "Content-Type": content_type,
+                        "Cache-Control": "no-cache",
+                        "X-Accel-Buffering": "no",
+                    }
+                )
+                await response.prepare(request)
+            await response.write(encode(event))
+        if response is None:  # pragma: no cover - the router always ends with a frame or error
+            raise errors.AgentFailed("the agent ended the request without an answer")
+        await response.write(finish())
+    except errors.ProviderError as exc:
+        if response is None:
+            raise
+        await response.write(encode_error(exc))
+    await response.write_eof()
+    return response

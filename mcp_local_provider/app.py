@@ -1,0 +1,110 @@
+"""The application factory: one aiohttp app hosting the editor APIs, the agent socket, the
+control API and health, around one registry, router and hub."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import suppress
+from dataclasses import dataclass, field
+
+import structlog
+from aiohttp import web
+
+from .config import Config
+from .hub import Hub
+from .registry import Registry, SessionLimits
+from .router import Router, Timeouts
+
+log = structlog.get_logger("mcp_local_provider.app")
+
+
+@dataclass
+class State:
+    """Everything the handlers share, built once per app."""
+
+    config: Config
+    bridge_token: str
+    approval: str
+    registry: Registry
+    router: Router
+    hub: Hub
+    started: float = field(default_factory=time.time)
+    sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
+
+
+STATE = web.AppKey("state", State)
+
+
+def build_state(config: Config, bridge_token: str, approval: str) -> State:
+    registry = Registry(
+        SessionLimits(
+            allowed_scopes=tuple(config.allowed_scopes),
+            default_ttl_seconds=config.default_ttl_seconds,
+            max_ttl_seconds=config.max_ttl_seconds,
+            max_requests=config.max_requests,
+            max_concurrency=config.max_concurrency,
+        )
+    )
+    router = Router(
+        registry,
+        Timeouts(
+            first_chunk=config.first_chunk_timeout,
+            idle=config.idle_timeout,
+            total=config.total_timeout,
+            reconnect_grace=config.reconnect_grace,
+        ),
+    )
+    hub = Hub(registry, router, approval=approval, approval_timeout=config.approval_timeout)
+    return State(config, bridge_token, approval, registry, router, hub)
+
+
+def create_app(config: Config, *, bridge_token: str, approval: str | None = None) -> web.Application:
+    """Build the application. ``approval`` defaults to the config's (manual if unset)."""
+    from .api import agent, control, openai, ops
+    from .middlewares import error_middleware
+
+    state = build_state(config, bridge_token, approval or config.approval or "manual")
+    app = web.Application(middlewares=[error_middleware], client_max_size=10 * 1024 * 1024)
+    app[STATE] = state
+    app.add_routes(openai.routes)
+    app.add_routes(agent.routes)
+    app.add_routes(control.routes)
+    app.add_routes(ops.routes)
+    app.cleanup_ctx.append(_sweeper)
+    app.on_shutdown.append(_shutdown)
+    return app
+
+
+async def _sweeper(app: web.Application) -> AsyncIterator[None]:
+    """End expired sessions every ``sweep_interval`` seconds."""
+    state = app[STATE]
+
+    async def sweep_forever() -> None:
+        while True:
+            await asyncio.sleep(state.config.sweep_interval)
+            try:
+                await state.hub.sweep()
+            except Exception:  # keep sweeping whatever one round hit
+                log.exception("sweep_failed")
+
+    task = asyncio.create_task(sweep_forever())
+    yield
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+
+
+async def _shutdown(app: web.Application) -> None:
+    """New requests are refused; in-flight ones get the grace period; agents get 1001."""
+    state = app[STATE]
+    state.router.closing = True
+    if state.router.in_flight:
+        log.info("draining", in_flight=state.router.in_flight, grace=state.config.shutdown_grace)
+        await state.router.drain(state.config.shutdown_grace)
+    await state.hub.shutdown()
+    for ws in list(state.sockets):
+        with suppress(ConnectionError, RuntimeError):
+            await ws.close(code=1001, message=b"shutdown")

@@ -1,0 +1,244 @@
+"""The command line: parses, loads the config, dispatches. Errors are one line on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import Config, ConfigError, load_config
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A failure to report as one line on stderr."""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, metavar="PATH", help="TOML config file")
+    parser.add_argument(
+        "--token-file", type=Path, metavar="FILE", help="file holding the bridge token"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mcp-local-provider",
+        description="Serve an approved AI agent to your editor as a local model "
+        "(OpenAI and Ollama APIs on http://127.0.0.1:11434).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser("serve", help="run the daemon", description="Run the daemon.")
+    _common(serve)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 11434)")
+    serve.add_argument(
+        "--approval",
+        choices=["manual", "prompt", "auto"],
+        help="how agents are approved (default: prompt on a terminal, else manual)",
+    )
+
+    sessions = commands.add_parser(
+        "sessions", help="list, approve, deny or revoke agent sessions",
+        description="List, approve, deny or revoke agent sessions of a running daemon.",
+    )
+    actions = sessions.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, text in (
+        ("list", "list sessions"),
+        ("approve", "approve a pending session"),
+        ("deny", "deny a pending session"),
+        ("revoke", "end a session now"),
+    ):
+        action = actions.add_parser(name, help=text, description=text.capitalize() + ".")
+        if name != "list":
+            action.add_argument("session_id", metavar="ID")
+        _common(action)
+        action.add_argument("--url", help="daemon URL (default from the config)")
+        action.add_argument("--json", action="store_true", help="print JSON")
+
+    agent = commands.add_parser(
+        "agent", help="run an agent that serves requests",
+        description="Connect an agent to the daemon, wait for approval, and serve requests.",
+    )
+    _common(agent)
+    agent.add_argument("--backend", default="echo", help="backend to serve with (default echo)")
+    agent.add_argument("--url", help="agent socket URL (default ws://127.0.0.1:11434/agent)")
+    agent.add_argument(
+        "--model", action="append", dest="models", metavar="NAME",
+        help="model name to advertise (repeatable)",
+    )
+    agent.add_argument("--label", help="label shown to the user when asking for approval")
+    agent.add_argument("--agent-id", help="agent id (default: <backend>-<hostname>)")
+    agent.add_argument("--ttl", type=float, metavar="SECONDS", help="session lifetime to ask for")
+    agent.add_argument("--max-concurrency", type=int, default=4, metavar="N")
+    return parser
+
+
+def _config(args: argparse.Namespace, **flags: Any) -> Config:
+    overrides = {"token_file": getattr(args, "token_file", None), **flags}
+    return load_config(args.config, overrides=overrides)
+
+
+def _http_url(config: Config, url: str | None) -> str:
+    from .server import base_url
+
+    return (url or base_url(config.host, config.port)).rstrip("/")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            config = _config(args, host=args.host, port=args.port, approval=args.approval)
+            from .logs import configure
+
+            configure(config)
+            from .server import serve
+
+            return asyncio.run(serve(config))
+        if args.command == "sessions":
+            return asyncio.run(_sessions(args, _config(args)))
+        if args.command == "agent":
+            return asyncio.run(_agent(args, _config(args)))
+    except ConfigError as exc:
+        print(f"mcp-local-provider: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CliError as exc:
+        print(f"mcp-local-provider: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_USAGE  # pragma: no cover - argparse requires a command
+
+
+# -- sessions --------------------------------------------------------------------------------
+
+
+async def _sessions(args: argparse.Namespace, config: Config) -> int:
+    import aiohttp
+
+    from .tokens import TokenError, read_existing
+
+    try:
+        token = read_existing(config)
+    except TokenError as exc:
+        raise CliError(str(exc)) from None
+    base = _http_url(config, args.url)
+    if args.action == "list":
+        method, path = "GET", "/control/sessions"
+    else:
+        method, path = "POST", f"/control/sessions/{args.session_id}/{args.action}"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+            http.request(method, base + path, headers={"Authorization": f"Bearer {token}"}) as r,
+        ):
+            body = await r.json(content_type=None)
+            status = r.status
+    except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
+        raise CliError(f"cannot reach the daemon at {base}: {exc or type(exc).__name__}") from None
+    if status >= 400:
+        error = body.get("error") if isinstance(body, dict) else None
+        message = error.get("message") if isinstance(error, dict) else error
+        raise CliError(f"{args.action} failed ({status}): {message or body}")
+    if args.json:
+        print(json.dumps(body, indent=2))
+    elif args.action == "list":
+        print(_table(body.get("sessions", [])))
+    else:
+        session = body["session"]
+        print(f"{session['session_id']} is now {session['state']}")
+    return 0
+
+
+def _table(sessions: list[dict[str, Any]]) -> str:
+    if not sessions:
+        return "no sessions"
+    header = ("SESSION", "STATE", "AGENT", "LABEL", "MODELS", "EXPIRES IN", "REQUESTS", "IN FLIGHT")
+    rows = [header]
+    for s in sessions:
+        expires = s.get("expires_in")
+        rows.append(
+            (
+                s["session_id"],
+                s["state"] + ("" if s.get("connected") or s["state"] != "active" else " (away)"),
+                s["agent_id"],
+                (s.get("label") or "")[:30],
+                ",".join(s.get("models") or []),
+                "-" if expires is None else f"{int(expires)}s",
+                f"{s['requests']}/{s['max_requests']}",
+                f"{s['in_flight']}/{s['max_concurrency']}",
+            )
+        )
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows
+    )
+
+
+# -- agent -----------------------------------------------------------------------------------
+
+
+async def _agent(args: argparse.Namespace, config: Config) -> int:
+    from .agent import AgentClient, AgentRefused
+    from .agent.backends import create
+    from .tokens import TokenError, read_existing
+
+    try:
+        token = read_existing(config)
+        backend = create(args.backend, models=args.models)
+    except (TokenError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    url = args.url or _http_url(config, None).replace("http://", "ws://", 1) + "/agent"
+    agent_id = args.agent_id or f"{args.backend}-{socket.gethostname().split('.')[0]}"[:128]
+
+    def pending(frame: dict[str, Any]) -> None:
+        print(
+            f"Waiting for approval of {frame['session_id']}. Approve it with:\n"
+            f"  {frame['approve_with']}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def granted(frame: dict[str, Any]) -> None:
+        print(
+            f"Approved: serving {', '.join(frame.get('models') or [])} as {frame['session_id']} "
+            f"until {frame.get('expires_at')}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    client = AgentClient(
+        url,
+        token,
+        backend,
+        agent_id=agent_id,
+        label=args.label or f"{args.backend} agent on {socket.gethostname()}",
+        ttl_seconds=args.ttl,
+        max_concurrency=args.max_concurrency,
+        on_pending=pending,
+        on_granted=granted,
+    )
+    started = time.monotonic()
+    try:
+        reason = await client.run()
+    except AgentRefused as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        await backend.close()
+    print(
+        f"Session ended ({reason}) after {time.monotonic() - started:.0f} s.",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,167 @@
+"""The one Config: every setting and its default, loaded once.
+
+Sources, later ones winning: built-in defaults, the TOML file (``--config PATH``, else
+``./mcp-local-provider.toml`` if present), environment variables
+``MCP_LOCAL_PROVIDER_<FIELD>``, then command-line flags.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+ENV_PREFIX = "MCP_LOCAL_PROVIDER_"
+DEFAULT_CONFIG_NAME = "mcp-local-provider.toml"
+KNOWN_SCOPES = ("inference", "embeddings")
+
+
+def default_state_dir() -> Path:
+    """Where the bridge token lives: ``$XDG_STATE_HOME/mcp-local-provider``."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "mcp-local-provider"
+
+
+class ConfigError(Exception):
+    """A setting is invalid; the message names the key, the value and what is allowed."""
+
+
+class Config(BaseModel):
+    """Every setting of the daemon and its CLI, with its default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Listening
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(11434, ge=1, le=65535, description="port to listen on")
+
+    # Consent and the bridge token
+    approval: Literal["manual", "prompt", "auto"] | None = Field(
+        None, description="how pending agents are approved; unset: prompt on a TTY, else manual"
+    )
+    bridge_token: SecretStr | None = Field(
+        None, description="token agents and the CLI authenticate with; unset: read token_file"
+    )
+    token_file: Path | None = Field(
+        None, description="file holding the bridge token; unset: <state_dir>/bridge-token"
+    )
+    state_dir: Path = Field(default_factory=default_state_dir, description="per-user state")
+
+    # Sessions
+    allowed_scopes: tuple[Literal["inference", "embeddings"], ...] = Field(
+        KNOWN_SCOPES, description="scopes an agent may be granted"
+    )
+    default_ttl_seconds: float = Field(3600, gt=0, description="session lifetime if unasked")
+    max_ttl_seconds: float = Field(86400, gt=0, description="longest lifetime granted")
+    max_requests: int = Field(1000, ge=1, description="requests a session may serve")
+    max_concurrency: int = Field(4, ge=1, description="concurrent requests per session, at most")
+
+    # Agent socket timings (seconds)
+    hello_timeout: float = Field(10, gt=0, description="time an agent has to send hello")
+    approval_timeout: float = Field(120, gt=0, description="time the user has to approve")
+    reconnect_grace: float = Field(5, ge=0, description="how long requests wait for an agent")
+    heartbeat: float = Field(15, gt=0, description="WebSocket ping interval")
+    max_frame_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="largest agent frame")
+
+    # Request timings (seconds)
+    first_chunk_timeout: float = Field(120, gt=0, description="wait for the agent's first chunk")
+    idle_timeout: float = Field(60, gt=0, description="longest gap between chunks")
+    total_timeout: float = Field(600, gt=0, description="longest request, start to end")
+
+    # Housekeeping
+    sweep_interval: float = Field(1.0, gt=0, description="how often expired sessions are ended")
+    shutdown_grace: float = Field(10, ge=0, description="time in-flight requests get on stop")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="log level"
+    )
+    log_format: Literal["auto", "console", "json"] = Field(
+        "auto", description="auto: console on a TTY, JSON otherwise"
+    )
+
+    def resolved_token_file(self) -> Path:
+        return self.token_file or self.state_dir / "bridge-token"
+
+    def resolved_approval(self, stdin_is_tty: bool) -> Literal["manual", "prompt", "auto"]:
+        if self.approval is not None:
+            return self.approval
+        return "prompt" if stdin_is_tty else "manual"
+
+
+def _describe_error(err: dict[str, Any], source: Mapping[str, Any]) -> str:
+    key = ".".join(str(p) for p in err["loc"]) or "(config)"
+    top = err["loc"][0] if err["loc"] else None
+    if err["type"] == "extra_forbidden":
+        allowed = ", ".join(sorted(Config.model_fields))
+        return f"unknown setting {key!r}; known settings: {allowed}"
+    value = source.get(str(top), err.get("input")) if top is not None else err.get("input")
+    if key == "bridge_token":
+        value = "***"
+    return f"{key} = {value!r}: {err['msg']}"
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, field in Config.model_fields.items():
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is None or raw == "":
+            continue
+        annotation = str(field.annotation)
+        if "tuple" in annotation:
+            values[name] = [part.strip() for part in raw.split(",") if part.strip()]
+        else:
+            values[name] = raw
+    return values
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Config:
+    """Merge file, environment and overrides (flags) into one validated Config.
+
+    Raises ConfigError with a one-line, human message on any problem.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    if path is None:
+        candidate = (cwd or Path.cwd()) / DEFAULT_CONFIG_NAME
+        path = candidate if candidate.is_file() else None
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                values.update(tomllib.load(fh))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {str(path)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {str(path)!r} cannot be read: {exc.strerror}") from None
+    values.update(_from_env(environ))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        config = Config.model_validate(values)
+    except ValidationError as exc:
+        where = f" (in {path})" if path is not None else ""
+        problems = "; ".join(_describe_error(e, values) for e in exc.errors())  # type: ignore[arg-type]
+        raise ConfigError(f"invalid configuration{where}: {problems}") from None
+    if config.default_ttl_seconds > config.max_ttl_seconds:
+        raise ConfigError(
+            f"default_ttl_seconds = {config.default_ttl_seconds} is more than "
+            f"max_ttl_seconds = {config.max_ttl_seconds}"
+        )
+    return config
+
+
+def stdin_is_tty() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (ValueError, OSError):
+        return False

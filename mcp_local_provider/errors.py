@@ -1,0 +1,96 @@
+"""The errors a request can end with. Each knows its HTTP status; the shell maps it to the
+route family's error shape once (see ``middlewares.py``)."""
+
+from __future__ import annotations
+
+
+class ProviderError(Exception):
+    status = 500
+    code = "internal_error"
+    type = "server_error"
+    #: Whether a client retrying the same request could succeed (sets ``x-should-retry``).
+    retryable = False
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class BadRequest(ProviderError):
+    status = 400
+    code = "invalid_request"
+    type = "invalid_request_error"
+
+
+class Unauthorized(ProviderError):
+    status = 401
+    code = "unauthorized"
+    type = "authentication_error"
+
+
+class NotFound(ProviderError):
+    status = 404
+    code = "not_found"
+    type = "invalid_request_error"
+
+
+class ScopeNotGranted(ProviderError):
+    status = 403
+    code = "scope_not_granted"
+    type = "permission_error"
+
+
+class Conflict(ProviderError):
+    status = 409
+    code = "conflict"
+    type = "invalid_request_error"
+
+
+class LimitReached(ProviderError):
+    status = 429
+    code = "session_limit_reached"
+    type = "rate_limit_error"
+
+
+class AgentFailed(ProviderError):
+    """The agent answered with an error."""
+
+    status = 502
+    code = "agent_error"
+    type = "server_error"
+
+
+class AgentDisconnected(ProviderError):
+    status = 502
+    code = "agent_disconnected"
+    type = "server_error"
+
+
+class SessionEnded(ProviderError):
+    status = 502
+    code = "session_ended"
+    type = "server_error"
+
+
+class NoActiveSession(ProviderError):
+    status = 503
+    code = "no_active_session"
+    type = "server_error"
+
+
+class ShuttingDown(ProviderError):
+    status = 503
+    code = "shutting_down"
+    type = "server_error"
+    retryable = True
+
+
+class AgentTimeout(ProviderError):
+    status = 504
+    code = "timeout"
+    type = "server_error"
+
+    def __init__(self, message: str, *, phase: str) -> None:
+        super().__init__(message)
+        self.phase = phase

@@ -1,0 +1,86 @@
+"""Every error leaves as one JSON response in its route family's shape, never a traceback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from . import errors
+from .translate import openai as openai_shapes
+
+log = structlog.get_logger("mcp_local_provider.http")
+
+_STATUS_ERRORS: dict[int, type[errors.ProviderError]] = {
+    400: errors.BadRequest,
+    401: errors.Unauthorized,
+    404: errors.NotFound,
+    409: errors.Conflict,
+}
+
+
+def family(path: str) -> str:
+    if path.startswith("/v1/") or path == "/v1":
+        return "openai"
+    if path.startswith("/api/"):
+        return "ollama"
+    return "control"
+
+
+def error_body(path: str, error: errors.ProviderError) -> dict[str, Any]:
+    """The error in the shape clients of that route family parse."""
+    kind = family(path)
+    if kind == "openai":
+        return openai_shapes.error_body(error)
+    if kind == "ollama":
+        return {"error": error.message}
+    return {"error": {"message": error.message, "code": error.code}}
+
+
+def error_response(request: web.Request, error: errors.ProviderError) -> web.Response:
+    headers = {} if error.retryable else {"x-should-retry": "false"}
+    if error.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return web.json_response(
+        error_body(request.path, error), status=error.status, headers=headers
+    )
+
+
+def _from_http(exc: web.HTTPException) -> errors.ProviderError:
+    kind = _STATUS_ERRORS.get(exc.status, errors.ProviderError)
+    error = kind(_http_message(exc))
+    error.status = exc.status
+    return error
+
+
+def _http_message(exc: web.HTTPException) -> str:
+    if exc.status == 404:
+        return "no such route"
+    if exc.status == 405:
+        return "method not allowed on this route"
+    if exc.status == 413:
+        return "the request body is too large"
+    return exc.reason
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.ProviderError as exc:
+        return error_response(request, exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(request, _from_http(exc))
+        for name in ("Allow",):
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
+    except ConnectionResetError:
+        raise
+    except Exception:
+        log.exception("unhandled_error", path=request.path, method=request.method)
+        return error_response(request, errors.ProviderError("internal error"))

@@ -1,0 +1,168 @@
+"""Agent protocol v1: the messages on the /agent WebSocket and their close codes. No I/O.
+
+Incoming frames are parsed once, straight from the text, by ``parse_agent_frame``; outgoing
+frames are built by the small ``*_frame`` helpers so their shapes live in one place.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import IntEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+PROTOCOL_VERSION = 1
+
+# Ids and labels an agent claims are untrusted: keep them short and printable.
+AGENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
+MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,199}$")
+
+
+class CloseCode(IntEnum):
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    MESSAGE_TOO_BIG = 1009
+    PROTOCOL_ERROR = 4400
+    UNAUTHORIZED = 4401
+    DENIED = 4403
+    REVOKED = 4408
+    EXPIRED = 4409
+
+
+class ProtocolError(Exception):
+    """A frame from an agent broke the protocol; the connection is closed with 4400."""
+
+
+class ModelSpec(BaseModel):
+    """A model an agent serves. In ``hello`` a bare string is accepted as the name."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str
+    capabilities: tuple[str, ...] = ("chat", "completion")
+    context_length: int | None = Field(None, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not MODEL_NAME_PATTERN.match(value):
+            raise ValueError("model names are 1-200 letters, digits and . _ : @ / + -")
+        return value
+
+
+def _model_spec(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Hello(_Frame):
+    type: Literal["hello"]
+    protocol: int = PROTOCOL_VERSION
+    agent_id: str
+    label: str = ""
+    models: list[ModelSpec] = Field(default_factory=list, max_length=64)
+    requested_scopes: list[str] = Field(default_factory=lambda: ["inference"], max_length=16)
+    ttl_seconds: float | None = Field(None, gt=0)
+    max_concurrency: int | None = Field(None, ge=1)
+    reason: str = ""
+    session_token: str | None = Field(None, max_length=512)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models(cls, value: Any) -> Any:
+        return [_model_spec(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("agent_id")
+    @classmethod
+    def _agent_id(cls, value: str) -> str:
+        if not AGENT_ID_PATTERN.match(value):
+            raise ValueError("agent_id is 1-128 letters, digits and . _ : @ / -")
+        return value
+
+    @field_validator("label", "reason")
+    @classmethod
+    def _short_text(cls, value: str) -> str:
+        return value[:200]
+
+    @field_validator("protocol")
+    @classmethod
+    def _supported(cls, value: int) -> int:
+        if value != PROTOCOL_VERSION:
+            raise ValueError(f"protocol {value} is not supported; this daemon speaks 1")
+        return value
+
+
+class ModelResult(_Frame):
+    type: Literal["model_result"]
+    id: str
+    status: Literal["ok", "error"] = "ok"
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class ModelStreamChunk(_Frame):
+    type: Literal["model_stream_chunk"]
+    id: str
+    chunk_index: int | None = None
+    delta: dict[str, Any] = Field(default_factory=dict)
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
+
+
+AgentFrame = Annotated[Hello | ModelResult | ModelStreamChunk, Field(discriminator="type")]
+_agent_frame: TypeAdapter[Hello | ModelResult | ModelStreamChunk] = TypeAdapter(AgentFrame)
+
+
+def parse_agent_frame(text: str | bytes) -> Hello | ModelResult | ModelStreamChunk:
+    """Parse and validate one frame from an agent, or raise ProtocolError saying why."""
+    try:
+        return _agent_frame.validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "json_invalid":
+            raise ProtocolError("frame is not valid JSON") from None
+        if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            raise ProtocolError("frame has no known string 'type'") from None
+        if first["type"] == "model_attributes_type":
+            raise ProtocolError("frame is not a JSON object") from None
+        raise ProtocolError(f"invalid frame: {where}: {first['msg']}") from None
+
+
+# Frames the daemon sends -------------------------------------------------------------------
+
+
+def session_pending_frame(session_id: str) -> dict[str, Any]:
+    return {
+        "type": "session_pending",
+        "session_id": session_id,
+        "approve_with": f"mcp-local-provider sessions approve {session_id}",
+    }
+
+
+def session_denied_frame(reason: str) -> dict[str, Any]:
+    return {"type": "session_denied", "reason": reason}
+
+
+def session_ended_frame(session_id: str, reason: str) -> dict[str, Any]:
+    return {"type": "session_ended", "session_id": session_id, "reason": reason}
+
+
+def model_cancel_frame(request_id: str, reason: str) -> dict[str, Any]:
+    return {"type": "model_cancel", "id": request_id, "reason": reason}
+
+
+def error_frame(message: str) -> dict[str, Any]:
+    return {"type": "error", "message": message}
+
+
+ENDED_CLOSE_CODES = {
+    "revoked": CloseCode.REVOKED,
+    "expired": CloseCode.EXPIRED,
+    "shutdown": CloseCode.GOING_AWAY,
+    "released": CloseCode.NORMAL,
+}

@@ -1,0 +1,95 @@
+"""``serve``: start-up, the main loop (wait for a signal), and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import signal
+import sys
+
+import structlog
+from aiohttp import web
+
+from . import __version__
+from .app import STATE, create_app
+from .config import Config, stdin_is_tty
+from .consent import TerminalPrompt, announce
+from .tokens import fingerprint, load_or_create
+
+log = structlog.get_logger("mcp_local_provider.server")
+
+
+def base_url(host: str, port: int) -> str:
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+async def serve(config: Config) -> int:
+    """Run the daemon until SIGINT or SIGTERM; returns the process exit code."""
+    token, token_path = load_or_create(config)
+    interactive = stdin_is_tty()
+    approval = config.resolved_approval(interactive)
+    app = create_app(config, bridge_token=token, approval=approval)
+    hub = app[STATE].hub
+    hub.on_pending.append(announce)
+    prompt: TerminalPrompt | None = None
+    if approval == "prompt" and interactive:
+        prompt = TerminalPrompt(hub)
+        hub.on_pending.append(prompt)
+
+    runner = web.AppRunner(
+        app,
+        handler_cancellation=True,
+        shutdown_timeout=config.shutdown_grace + 1,
+        access_log=None,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        if exc.errno == errno.EADDRINUSE:
+            print(
+                f"mcp-local-provider: {config.host}:{config.port} is already in use "
+                "(is Ollama or another instance running?); choose another with --port",
+                file=sys.stderr,
+            )
+        else:
+            print(f"mcp-local-provider: cannot listen on {config.host}:{config.port}: "
+                  f"{exc.strerror}", file=sys.stderr)
+        return 1
+
+    log.info(
+        "listening",
+        url=base_url(config.host, config.port),
+        version=__version__,
+        approval=approval,
+        token_file=str(token_path) if token_path else "(from config)",
+        token=fingerprint(token),
+    )
+    if approval == "auto":
+        log.warning(
+            "AUTO_APPROVAL_ON",
+            message="every agent that knows the bridge token is approved without asking; "
+            "use this only for development and tests",
+        )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        log.info("shutting_down", in_flight=app[STATE].router.in_flight)
+        if prompt is not None:
+            prompt.close()
+        await runner.cleanup()
+        log.info("stopped")
+    return 0

@@ -1,0 +1,1 @@
+"""Translation between the editor-facing APIs and agent protocol payloads. Pure: no I/O."""

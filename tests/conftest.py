@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from mcp_local_provider.app import create_app
+from tests.fakes import BRIDGE_TOKEN, Daemon, RawAgent, make_config
+
+StartDaemon = Callable[..., Awaitable[Daemon]]
+
+
+@pytest.fixture
+async def start_daemon(
+    aiohttp_server: Any, tmp_path: Path
+) -> AsyncIterator[StartDaemon]:
+    """Start a real daemon on a loopback port: ``await start_daemon(approval=..., **config)``."""
+    daemons: list[Daemon] = []
+
+    async def start(approval: str = "auto", **overrides: Any) -> Daemon:
+        config = make_config(tmp_path, **overrides)
+        app = create_app(config, bridge_token=BRIDGE_TOKEN, approval=approval)
+        server = await aiohttp_server(app)  # TestServer cancels handlers on disconnect, as serve does
+        daemon = Daemon(server=server, app=app)
+        daemons.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in daemons:
+        await daemon.stop_agents()
+
+
+@pytest.fixture
+async def daemon(start_daemon: StartDaemon) -> Daemon:
+    """A daemon that approves agents at once."""
+    return await start_daemon()
+
+
+@pytest.fixture
+async def echo_daemon(daemon: Daemon) -> Daemon:
+    """A daemon with an approved echo agent connected."""
+    await daemon.start_agent()
+    return daemon
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def raw_agent(
+    http: aiohttp.ClientSession,
+) -> Callable[[Daemon], Awaitable[RawAgent]]:
+    async def connect(daemon: Daemon, token: str = BRIDGE_TOKEN) -> RawAgent:
+        ws = await http.ws_connect(daemon.ws_url, headers={"Authorization": f"Bearer {token}"})
+        return RawAgent(ws)
+
+    return connect
+
+
+@pytest.fixture
+async def openai_client() -> AsyncIterator[Callable[[Daemon], Any]]:
+    """``openai_client(daemon)``: the official async SDK pointed at the daemon, closed after."""
+    import openai
+
+    clients: list[openai.AsyncOpenAI] = []
+
+    def make(daemon: Daemon, **options: Any) -> openai.AsyncOpenAI:
+        options.setdefault("api_key", "noop")
+        options.setdefault("max_retries", 0)
+        made = openai.AsyncOpenAI(base_url=daemon.url + "/v1", **options)
+        clients.append(made)
+        return made
+
+    yield make
+    for made in clients:
+        await made.close()
