@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,9 +53,24 @@ class _Failure:
 
 
 class Pending:
-    """A call in flight: the queue the agent's frames land in, and how it ended."""
+    """A call in flight: the queue the agent's frames land in, and how it ended.
 
-    __slots__ = ("call", "cancel_reason", "done", "queue", "session", "started")
+    Observers (metrics, audit) receive it once, when the call is settled.
+    """
+
+    __slots__ = (
+        "call",
+        "cancel_reason",
+        "done",
+        "ended",
+        "first_event_at",
+        "frames",
+        "outcome",
+        "queue",
+        "session",
+        "started",
+        "usage",
+    )
 
     def __init__(self, call: Call, session: Session) -> None:
         self.call = call
@@ -64,6 +79,13 @@ class Pending:
         self.done = False  # the agent sent its last frame, or the call was failed
         self.cancel_reason = "client_disconnected"
         self.started = time.monotonic()
+        self.first_event_at: float | None = None
+        self.ended: float | None = None
+        self.frames = 0
+        self.usage: dict[str, Any] | None = None
+        #: "ok", an error code ("timeout", "agent_error", "agent_disconnected",
+        #: "session_ended", "shutting_down"), or "client_disconnected".
+        self.outcome: str | None = None
 
 
 def is_terminal(event: Event) -> bool:
@@ -81,6 +103,8 @@ class Router:
         self._idle.set()
         self.closing = False
         self.dropped_frames = 0
+        #: Called with each settled call (see ``Pending``); must not raise or block.
+        self.observers: list[Callable[[Pending], None]] = []
 
     # -- what the rest of the daemon tells the router ------------------------------------
 
@@ -175,26 +199,40 @@ class Router:
                     if left <= wait:
                         phase = "total"
                     pending.cancel_reason = "timeout"
+                    pending.outcome = "timeout"
                     raise errors.AgentTimeout(
                         f"the agent did not answer in time ({phase} timeout)", phase=phase
                     ) from None
             else:
                 item = queue.get_nowait()
             if isinstance(item, _Failure):
+                pending.outcome = item.error.code
                 raise item.error
-            if isinstance(item, ModelResult) and item.status == "error":
-                error = item.error or {}
-                raise errors.AgentFailed(
-                    str(error.get("message") or "the agent reported an error")[:2000]
-                )
+            if pending.first_event_at is None:
+                pending.first_event_at = time.monotonic()
+            pending.frames += 1
+            if isinstance(item, ModelResult):
+                if item.status == "error":
+                    pending.outcome = "agent_error"
+                    error = item.error or {}
+                    raise errors.AgentFailed(
+                        str(error.get("message") or "the agent reported an error")[:2000]
+                    )
+                pending.usage = (item.result or {}).get("usage")
+            elif item.usage is not None:
+                pending.usage = item.usage
             yield item
             if is_terminal(item):
+                pending.outcome = "ok"
                 return
             wait, phase = timeouts.idle, "idle"
 
     def _settle(self, pending: Pending) -> None:
         rid = pending.call.request_id
         self._pending.pop(rid, None)
+        pending.ended = time.monotonic()
+        if pending.outcome is None:
+            pending.outcome = "client_disconnected"
         session = pending.session
         session.in_flight -= 1
         if not pending.done:
@@ -204,6 +242,8 @@ class Router:
         if not self._pending:
             self._idle.set()
         self.sessions_changed()
+        for observe in self.observers:
+            observe(pending)
 
     async def _cancel(self, session: Session, request_id: str, reason: str) -> None:
         link = session.link
