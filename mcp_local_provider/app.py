@@ -61,7 +61,9 @@ def build_state(config: Config, bridge_token: str, approval: str) -> State:
     return State(config, bridge_token, approval, registry, router, hub)
 
 
-def create_app(config: Config, *, bridge_token: str, approval: str | None = None) -> web.Application:
+def create_app(
+    config: Config, *, bridge_token: str, approval: str | None = None
+) -> web.Application:
     """Build the application. ``approval`` defaults to the config's (manual if unset)."""
     from .api import agent, control, openai, ops
     from .middlewares import error_middleware
@@ -97,14 +99,22 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-async def _shutdown(app: web.Application) -> None:
-    """New requests are refused; in-flight ones get the grace period; agents get 1001."""
+async def stop_serving(app: web.Application, grace: float) -> None:
+    """Refuse new calls, give in-flight ones up to ``grace`` seconds, then close agents (1001).
+
+    Run it before the runner's cleanup: once aiohttp starts its own shutdown it stops reading
+    from open connections, so agents could no longer deliver the answers being waited for.
+    """
     state = app[STATE]
     state.router.closing = True
-    if state.router.in_flight:
-        log.info("draining", in_flight=state.router.in_flight, grace=state.config.shutdown_grace)
-        await state.router.drain(state.config.shutdown_grace)
+    if state.router.in_flight and grace > 0:
+        log.info("draining", in_flight=state.router.in_flight, grace=grace)
+        await state.router.drain(grace)
     await state.hub.shutdown()
     for ws in list(state.sockets):
         with suppress(ConnectionError, RuntimeError):
             await ws.close(code=1001, message=b"shutdown")
+
+
+async def _shutdown(app: web.Application) -> None:
+    await stop_serving(app, grace=0)

@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sessions = commands.add_parser(
-        "sessions", help="list, approve, deny or revoke agent sessions",
+        "sessions",
+        help="list, approve, deny or revoke agent sessions",
         description="List, approve, deny or revoke agent sessions of a running daemon.",
     )
     actions = sessions.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -68,14 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument("--json", action="store_true", help="print JSON")
 
     agent = commands.add_parser(
-        "agent", help="run an agent that serves requests",
+        "agent",
+        help="run an agent that serves requests",
         description="Connect an agent to the daemon, wait for approval, and serve requests.",
     )
     _common(agent)
     agent.add_argument("--backend", default="echo", help="backend to serve with (default echo)")
     agent.add_argument("--url", help="agent socket URL (default ws://127.0.0.1:11434/agent)")
     agent.add_argument(
-        "--model", action="append", dest="models", metavar="NAME",
+        "--model",
+        action="append",
+        dest="models",
+        metavar="NAME",
         help="model name to advertise (repeatable)",
     )
     agent.add_argument("--label", help="label shown to the user when asking for approval")

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 ENV_PREFIX = "MCP_LOCAL_PROVIDER_"
 DEFAULT_CONFIG_NAME = "mcp-local-provider.toml"
-KNOWN_SCOPES = ("inference", "embeddings")
+Scope = Literal["inference", "embeddings"]
+KNOWN_SCOPES: tuple[Scope, ...] = ("inference", "embeddings")
 
 
 def default_state_dir() -> Path:
@@ -53,7 +54,7 @@ class Config(BaseModel):
     state_dir: Path = Field(default_factory=default_state_dir, description="per-user state")
 
     # Sessions
-    allowed_scopes: tuple[Literal["inference", "embeddings"], ...] = Field(
+    allowed_scopes: tuple[Scope, ...] = Field(
         KNOWN_SCOPES, description="scopes an agent may be granted"
     )
     default_ttl_seconds: float = Field(3600, gt=0, description="session lifetime if unasked")
@@ -76,9 +77,7 @@ class Config(BaseModel):
     # Housekeeping
     sweep_interval: float = Field(1.0, gt=0, description="how often expired sessions are ended")
     shutdown_grace: float = Field(10, ge=0, description="time in-flight requests get on stop")
-    log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", description="log level"
-    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
     log_format: Literal["auto", "console", "json"] = Field(
         "auto", description="auto: console on a TTY, JSON otherwise"
     )

@@ -70,6 +70,7 @@ class Hub:
         self.approval = approval
         self.approval_timeout = approval_timeout
         self._decisions: dict[str, asyncio.Future[str | None]] = {}
+        self._goodbyes: set[asyncio.Task[None]] = set()
         #: Called with each new pending session (the consent line and terminal prompt).
         self.on_pending: list[Callable[[Session], None]] = []
 
@@ -215,10 +216,17 @@ class Hub:
         self.router.sessions_changed()
         link, session.link = session.link, None
         if link is not None:
-            with suppress(ConnectionError, RuntimeError):
-                await link.send(session_ended_frame(session.id, reason))
-                await link.close(ENDED_CLOSE_CODES.get(reason, CloseCode.NORMAL), reason)
+            # Telling the agent must not hold up the caller (the closing handshake waits for
+            # the agent's answer), so it runs on its own.
+            task = asyncio.create_task(self._goodbye(session, link, reason))
+            self._goodbyes.add(task)
+            task.add_done_callback(self._goodbyes.discard)
         return session
+
+    async def _goodbye(self, session: Session, link: AgentLink, reason: str) -> None:
+        with suppress(ConnectionError, RuntimeError):
+            await link.send(session_ended_frame(session.id, reason))
+            await link.close(ENDED_CLOSE_CODES.get(reason, CloseCode.NORMAL), reason)
 
     # -- housekeeping ------------------------------------------------------------------------
 
@@ -238,14 +246,11 @@ class Hub:
             if link is None:
                 continue
             self.router.fail_session(session, errors.ShuttingDown("the daemon is shutting down"))
-            closing.append(self._say_goodbye(session, link))
-        await asyncio.gather(*closing)
-
-    async def _say_goodbye(self, session: Session, link: AgentLink) -> None:
-        with suppress(ConnectionError, RuntimeError):
             if session.state is SessionState.ACTIVE:
-                await link.send(session_ended_frame(session.id, "shutdown"))
-            await link.close(CloseCode.GOING_AWAY, "shutdown")
+                closing.append(self._goodbye(session, link, "shutdown"))
+            else:
+                closing.append(link.close(CloseCode.GOING_AWAY, "shutdown"))
+        await asyncio.gather(*closing, *self._goodbyes, return_exceptions=True)
 
 
 def _control_error(exc: SessionError) -> errors.ProviderError:

@@ -14,9 +14,7 @@ from .config import Config
 def configure(config: Config, stream: TextIO | None = None) -> None:
     stream = stream or sys.stderr
     level = getattr(logging, config.log_level.upper())
-    use_json = config.log_format == "json" or (
-        config.log_format == "auto" and not _isatty(stream)
-    )
+    use_json = config.log_format == "json" or (config.log_format == "auto" and not _isatty(stream))
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if use_json

@@ -43,9 +43,7 @@ def error_response(request: web.Request, error: errors.ProviderError) -> web.Res
     headers = {} if error.retryable else {"x-should-retry": "false"}
     if error.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    return web.json_response(
-        error_body(request.path, error), status=error.status, headers=headers
-    )
+    return web.json_response(error_body(request.path, error), status=error.status, headers=headers)
 
 
 def _from_http(exc: web.HTTPException) -> errors.ProviderError:

@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Protocol
 
 from .protocol import ModelSpec
 
 
-class SessionState(str, Enum):
+class SessionState(StrEnum):
     PENDING = "pending"
     ACTIVE = "active"
     DENIED = "denied"

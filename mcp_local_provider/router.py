@@ -272,12 +272,13 @@ class Router:
                 session.requests += 1
                 return session
             now = time.monotonic()
+            error: errors.ProviderError
             if connected:
-                until, error = first_chunk_end, errors.AgentTimeout(
-                    "every matching agent session is busy", phase="queue"
-                )
+                until = first_chunk_end
+                error = errors.AgentTimeout("every matching agent session is busy", phase="queue")
             else:
-                until, error = grace_end, errors.NoActiveSession(
+                until = grace_end
+                error = errors.NoActiveSession(
                     "no agent is connected right now; its session is active, so it may reconnect"
                 )
             if now >= until:

@@ -11,7 +11,7 @@ import structlog
 from aiohttp import web
 
 from . import __version__
-from .app import STATE, create_app
+from .app import STATE, create_app, stop_serving
 from .config import Config, stdin_is_tty
 from .consent import TerminalPrompt, announce
 from .tokens import fingerprint, load_or_create
@@ -43,7 +43,7 @@ async def serve(config: Config) -> int:
     runner = web.AppRunner(
         app,
         handler_cancellation=True,
-        shutdown_timeout=config.shutdown_grace + 1,
+        shutdown_timeout=2.0,  # in-flight calls were drained already (stop_serving)
         access_log=None,
     )
     await runner.setup()
@@ -59,8 +59,10 @@ async def serve(config: Config) -> int:
                 file=sys.stderr,
             )
         else:
-            print(f"mcp-local-provider: cannot listen on {config.host}:{config.port}: "
-                  f"{exc.strerror}", file=sys.stderr)
+            print(
+                f"mcp-local-provider: cannot listen on {config.host}:{config.port}: {exc.strerror}",
+                file=sys.stderr,
+            )
         return 1
 
     log.info(
@@ -90,6 +92,8 @@ async def serve(config: Config) -> int:
         log.info("shutting_down", in_flight=app[STATE].router.in_flight)
         if prompt is not None:
             prompt.close()
+        await site.stop()  # no new connections
+        await stop_serving(app, config.shutdown_grace)
         await runner.cleanup()
         log.info("stopped")
     return 0

@@ -14,16 +14,16 @@ StartDaemon = Callable[..., Awaitable[Daemon]]
 
 
 @pytest.fixture
-async def start_daemon(
-    aiohttp_server: Any, tmp_path: Path
-) -> AsyncIterator[StartDaemon]:
+async def start_daemon(aiohttp_server: Any, tmp_path: Path) -> AsyncIterator[StartDaemon]:
     """Start a real daemon on a loopback port: ``await start_daemon(approval=..., **config)``."""
     daemons: list[Daemon] = []
 
     async def start(approval: str = "auto", **overrides: Any) -> Daemon:
         config = make_config(tmp_path, **overrides)
         app = create_app(config, bridge_token=BRIDGE_TOKEN, approval=approval)
-        server = await aiohttp_server(app)  # TestServer cancels handlers on disconnect, as serve does
+        server = await aiohttp_server(
+            app
+        )  # TestServer cancels handlers on disconnect, as serve does
         daemon = Daemon(server=server, app=app)
         daemons.append(daemon)
         return daemon

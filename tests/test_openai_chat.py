@@ -4,7 +4,6 @@ and a real echo agent."""
 from __future__ import annotations
 
 import asyncio
-
 from typing import Any
 
 import openai
@@ -22,7 +21,9 @@ async def test_chat_returns_the_echoed_text(echo_daemon: Daemon, openai_client: 
     assert reply.usage is not None and reply.usage.completion_tokens == 3
 
 
-async def test_streamed_deltas_join_to_the_text_with_role_first(echo_daemon: Daemon, openai_client: Any) -> None:
+async def test_streamed_deltas_join_to_the_text_with_role_first(
+    echo_daemon: Daemon, openai_client: Any
+) -> None:
     stream = await openai_client(echo_daemon).chat.completions.create(
         model="echo",
         messages=[{"role": "user", "content": "one two  three\nfour"}],
@@ -53,7 +54,9 @@ async def test_sync_openai_client_streaming_and_not(echo_daemon: Daemon) -> None
     assert await asyncio.to_thread(ask) == ("sync hello", "sync stream")
 
 
-async def test_models_lists_what_active_sessions_serve(echo_daemon: Daemon, openai_client: Any) -> None:
+async def test_models_lists_what_active_sessions_serve(
+    echo_daemon: Daemon, openai_client: Any
+) -> None:
     models = await openai_client(echo_daemon).models.list()
     assert [m.id for m in models.data] == ["echo"]
     assert models.data[0].owned_by

@@ -7,7 +7,15 @@ reconnecting with the session token. See docs/writing-an-agent.md.
 
 from .backend import Backend, BackendError
 from .client import AgentClient, AgentRefused
-from .events import Embeddings, Event, Finish, InvokeRequest, ReasoningDelta, TextDelta, ToolCallDelta
+from .events import (
+    Embeddings,
+    Event,
+    Finish,
+    InvokeRequest,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+)
 
 __all__ = [
     "AgentClient",

@@ -113,7 +113,9 @@ class AgentClient:
                     if self._stopping:
                         return "stopped"
                     if not (self.reconnect and self.session_token):
-                        raise AgentRefused(f"cannot reach the daemon at {self.url}: {exc}") from None
+                        raise AgentRefused(
+                            f"cannot reach the daemon at {self.url}: {exc}"
+                        ) from None
                 finally:
                     self._ready.clear()
                 delay = min(self.backoff_max, self.backoff_initial * 2**attempt)
@@ -222,7 +224,7 @@ class AgentClient:
         request = InvokeRequest.from_invoke(frame)
         task = asyncio.create_task(self._handle(ws, request))
         self._tasks[request.id] = task
-        task.add_done_callback(lambda _t, rid=request.id: self._tasks.pop(rid, None))
+        task.add_done_callback(lambda _: self._tasks.pop(request.id, None))
 
     async def _cancel_all(self) -> None:
         tasks = list(self._tasks.values())
@@ -236,7 +238,9 @@ class AgentClient:
         rid = request.id
         index = 0
 
-        async def chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> None:
+        async def chunk(
+            delta: dict[str, Any], finish: str | None = None, usage: Any = None
+        ) -> None:
             nonlocal index
             frame: dict[str, Any] = {
                 "type": "model_stream_chunk",

@@ -57,6 +57,7 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
         heartbeat=state.config.heartbeat,
         max_msg_size=state.config.max_frame_bytes,
         compress=False,
+        timeout=2.0,  # how long a close waits for the agent's answer
     )
     await ws.prepare(request)
     state.sockets.add(ws)
@@ -118,7 +119,9 @@ async def _admit(
                 msg = reading.result()
                 if msg.type in _GONE:
                     raise _Refused(CloseCode.NORMAL, "agent left before approval")
-                raise _Refused(CloseCode.PROTOCOL_ERROR, "frame sent before the session was granted")
+                raise _Refused(
+                    CloseCode.PROTOCOL_ERROR, "frame sent before the session was granted"
+                )
         try:
             session = admission.result()
         except AdmissionRefused as refused:

@@ -39,7 +39,11 @@ class EchoBackend(Backend):
             return prompt, prompt + (request.suffix or "")
         texts = [text_of(m.get("content")) for m in request.messages]
         last_user = next(
-            (text_of(m.get("content")) for m in reversed(request.messages) if m.get("role") == "user"),
+            (
+                text_of(m.get("content"))
+                for m in reversed(request.messages)
+                if m.get("role") == "user"
+            ),
             "",
         )
         return last_user, " ".join(texts)
