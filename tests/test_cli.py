@@ -208,6 +208,7 @@ async def test_serve_creates_a_private_token_and_shuts_down_gracefully(
     logs = out.decode() + err.decode()
     assert token not in logs  # the token is never printed in full
     assert "listening" in logs
+    assert "AUTO_APPROVAL_ON" in logs  # auto approval is announced loudly
 
 
 async def test_serve_on_a_busy_port_exits_with_a_clear_message(tmp_path: Path) -> None:
