@@ -157,7 +157,12 @@ class Router:
         self._pending[call.request_id] = pending
         self._idle.clear()
         try:
-            await self._send(session, self._invoke_frame(call, session))
+            try:
+                await self._send(session, self._invoke_frame(call, session))
+            except errors.ProviderError as exc:
+                pending.outcome = exc.code
+                pending.done = True
+                raise
             yield self._events(pending, deadline)
         finally:
             self._settle(pending)

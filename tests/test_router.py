@@ -244,3 +244,20 @@ async def test_ended_sessions_are_not_routed_to() -> None:
     with pytest.raises(errors.NoActiveSession):
         async with router.open(call()):
             pass
+
+
+class BrokenLink(FakeLink):
+    async def send(self, frame: dict[str, Any]) -> None:
+        raise ConnectionError("socket is gone")
+
+
+async def test_invoke_that_cannot_be_sent_is_agent_disconnected_and_frees_the_slot() -> None:
+    registry, router = make()
+    session, _ = active(registry)
+    session.link = BrokenLink()
+    outcomes: list[str | None] = []
+    router.observers.append(lambda p: outcomes.append(p.outcome))
+    with pytest.raises(errors.AgentDisconnected):
+        async with router.open(call()):
+            pass
+    assert outcomes == ["agent_disconnected"] and session.in_flight == 0

@@ -51,8 +51,8 @@ class EchoBackend(Backend):
     async def run(self, request: InvokeRequest) -> AsyncIterator[Event]:
         text, prompt = self._source(request)
         for piece in pieces(text):
-            if self.delay:
-                await asyncio.sleep(self.delay)
+            # Yield to the loop between pieces, as a backend waiting on real I/O would.
+            await asyncio.sleep(self.delay)
             yield TextDelta(piece)
         prompt_tokens, completion_tokens = count_words(prompt), count_words(text)
         yield Finish(
