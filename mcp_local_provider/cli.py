@@ -115,7 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sessions":
             return asyncio.run(_sessions(args, _config(args)))
         if args.command == "agent":
-            return asyncio.run(_agent(args, _config(args)))
+            config = _config(args)
+            from .logs import configure
+
+            configure(config)
+            return asyncio.run(_agent(args, config))
     except ConfigError as exc:
         print(f"mcp-local-provider: {exc}", file=sys.stderr)
         return EXIT_USAGE
