@@ -104,8 +104,9 @@ class Catalog:
         served: dict[str, Entry] = {}
         for session in self.registry.in_state(SessionState.ACTIVE):
             for spec in session.models:
-                served[name_key(spec.name)] = self._merge(served.get(name_key(spec.name)), spec,
-                                                          session.created_at)
+                served[name_key(spec.name)] = self._merge(
+                    served.get(name_key(spec.name)), spec, session.created_at
+                )
         return served
 
     def _merge(self, old: Entry | None, spec: ModelSpec, created: float) -> Entry:
@@ -172,5 +173,6 @@ class Catalog:
 
 
 def _as_alias(entry: Entry, alias: str) -> Entry:
-    return Entry(alias, entry.target, entry.capabilities, entry.context_length, entry.created,
-                 alias=True)
+    return Entry(
+        alias, entry.target, entry.capabilities, entry.context_length, entry.created, alias=True
+    )

@@ -40,7 +40,7 @@ def validation_error(exc: ValidationError) -> errors.BadRequest:
         message = str((first.get("ctx") or {}).get("error", message))
         if not loc:  # a check across fields: its message says it all
             return errors.BadRequest(message)
-        if message.startswith(loc):  # "model is required", not "model: model is required"
+        if message.startswith(loc + " "):  # "model is required", not "model: model is required"
             return errors.BadRequest(message, param=loc)
     if first["type"] == "model_type" or not loc:
         return errors.BadRequest("the request body must be a JSON object")

@@ -95,8 +95,7 @@ def openai_body(
     return {
         "object": "list",
         "data": [
-            {"object": "embedding", "index": i, "embedding": encode(v)}
-            for i, v in enumerate(found)
+            {"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(found)
         ],
         "model": model,
         "usage": usage,

@@ -123,8 +123,9 @@ class OllamaReply:
                 merge_tool_call(self.tool_calls, call)
         return delta
 
-    def _body(self, text: str, thinking: str, tool_calls: list[dict[str, Any]] | None,
-              done: bool) -> dict[str, Any]:
+    def _body(
+        self, text: str, thinking: str, tool_calls: list[dict[str, Any]] | None, done: bool
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "created_at": rfc3339(self.clock())}
         if self.shape == "chat":
             message: dict[str, Any] = {"role": "assistant", "content": text}
@@ -168,9 +169,7 @@ class OllamaReply:
 
     def body(self) -> dict[str, Any]:
         calls = ollama_tool_calls(self.tool_calls) if self.shape == "chat" else None
-        return self._final(
-            self._body("".join(self.content), "".join(self.thinking), calls, True)
-        )
+        return self._final(self._body("".join(self.content), "".join(self.thinking), calls, True))
 
     # -- the closing fields ----------------------------------------------------------------
 
@@ -191,9 +190,9 @@ class OllamaReply:
         return body
 
 
-def loaded(model: str, shape: Literal["chat", "generate"], clock: Clock = time.time_ns) -> dict[
-    str, Any
-]:
+def loaded(
+    model: str, shape: Literal["chat", "generate"], clock: Clock = time.time_ns
+) -> dict[str, Any]:
     """Ollama's answer to an empty prompt or message list: the model is "loaded"."""
     body: dict[str, Any] = {"model": model, "created_at": rfc3339(clock())}
     if shape == "chat":

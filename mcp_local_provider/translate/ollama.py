@@ -243,8 +243,12 @@ class GenerateRequest(_Inference):
                 messages.append({"role": "system", "content": self.system})
             user = Message(role="user", content=self.prompt, images=self.images)
             messages.append(user.to_agent())
-            return {"kind": "chat", "model": entry.target, "messages": messages,
-                    "parameters": parameters}
+            return {
+                "kind": "chat",
+                "model": entry.target,
+                "messages": messages,
+                "parameters": parameters,
+            }
         if self.system:
             parameters["system"] = self.system
         payload: dict[str, Any] = {

@@ -88,8 +88,10 @@ def template(entry: Entry) -> str:
     """A Go template in Ollama's style showing what the model takes."""
     parts = []
     if entry.supports("fim"):
-        parts.append("{{- if .Suffix }}<|fim_prefix|>{{ .Prompt }}<|fim_suffix|>{{ .Suffix }}"
-                     "<|fim_middle|>{{- else }}")
+        parts.append(
+            "{{- if .Suffix }}<|fim_prefix|>{{ .Prompt }}<|fim_suffix|>{{ .Suffix }}"
+            "<|fim_middle|>{{- else }}"
+        )
     if entry.supports("tools"):
         parts.append("{{- if .Tools }}{{ .Tools }}{{ end }}")
     parts.append("{{- range .Messages }}{{ .Role }}: {{ .Content }}\n{{ end }}{{ .Prompt }}")
