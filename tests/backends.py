@@ -65,8 +65,12 @@ def tool_calling(*, repeat_name: bool = False, model: str = "tooly") -> Scripted
 
 def thinking(model: str = "thinker") -> ScriptedBackend:
     return ScriptedBackend(
-        [ReasoningDelta("let me see"), TextDelta("The answer"), TextDelta(" is 4."),
-         Finish("stop", USAGE)],
+        [
+            ReasoningDelta("let me see"),
+            TextDelta("The answer"),
+            TextDelta(" is 4."),
+            Finish("stop", USAGE),
+        ],
         model=model,
     )
 

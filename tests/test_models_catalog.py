@@ -25,8 +25,14 @@ LIMITS = SessionLimits(("inference", "embeddings"), 60, 60, 10, 2)
 
 def catalog_with(*specs: ModelSpec, aliases: dict[str, str] | None = None) -> Catalog:
     registry = Registry(LIMITS, clock=lambda: 1000.0)
-    registry.register(agent_id="a", label="", models=specs, scopes=["inference"],
-                      ttl_seconds=None, max_concurrency=None)
+    registry.register(
+        agent_id="a",
+        label="",
+        models=specs,
+        scopes=["inference"],
+        ttl_seconds=None,
+        max_concurrency=None,
+    )
     return Catalog(registry, aliases or {}, default_context_length=4096)
 
 
@@ -92,8 +98,9 @@ def test_unstated_context_length_uses_the_configured_default() -> None:
 
 def test_aliases_load_from_the_models_table(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
-    path.write_text('[models]\ndefault_context_length = 8192\n'
-                    '[models.aliases]\n"qwen2.5-coder:7b" = "claude"\n')
+    path.write_text(
+        '[models]\ndefault_context_length = 8192\n[models.aliases]\n"qwen2.5-coder:7b" = "claude"\n'
+    )
     config = load_config(path, environ={})
     assert config.models.aliases == {"qwen2.5-coder:7b": "claude"}
     assert config.models.default_context_length == 8192

@@ -29,7 +29,11 @@ def node_clients() -> Path:
     if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
         done = subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=NODE_DIR, capture_output=True, text=True, timeout=300, check=False,
+            cwd=NODE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
         assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
     return Path(node)
@@ -47,25 +51,38 @@ async def test_void_and_continue_calls_through_node_clients(
     await daemon.start_agent(scopes=("inference", "embeddings"))
     await daemon.start_agent(tool_calling(), agent_id="tool-agent")
     process = await asyncio.create_subprocess_exec(
-        str(node_clients), "clients.mjs", daemon.url,
-        cwd=NODE_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        str(node_clients),
+        "clients.mjs",
+        daemon.url,
+        cwd=NODE_DIR,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 0, stderr.decode()
     out = json.loads(stdout)
 
     assert sorted(out["tags"]) == ["echo:latest", "tooly:latest"]
-    assert out["show"] == {"capabilities": ["completion", "embedding", "insert"],
-                           "suffixTemplate": True}
-    assert out["ollamaChat"] == {"text": "hello from node", "doneLast": True,
-                                 "model": "echo:latest"}
+    assert out["show"] == {
+        "capabilities": ["completion", "embedding", "insert"],
+        "suffixTemplate": True,
+    }
+    assert out["ollamaChat"] == {
+        "text": "hello from node",
+        "doneLast": True,
+        "model": "echo:latest",
+    }
     assert out["ollamaChatWhole"] == "no stream"
     assert out["ollamaGenerate"] == "const x = " + SUFFIX_MARKER + ";\n"
     assert out["ollamaEmbed"] == pytest.approx(embedding("alpha"))
     assert out["ollamaToolArguments"] == {"city": "Tokyo"}
     assert out["openaiChat"] == "hi from openai-node"
-    assert out["openaiTool"] == {"name": "get_weather", "id": "call_w1",
-                                 "args": '{"city": "Tokyo"}', "finish": "tool_calls"}
+    assert out["openaiTool"] == {
+        "name": "get_weather",
+        "id": "call_w1",
+        "args": '{"city": "Tokyo"}',
+        "finish": "tool_calls",
+    }
     assert out["openaiCompletion"]["text"] == "def f():" + SUFFIX_MARKER + "  pass"
     assert out["openaiCompletion"]["usage"]["completion_tokens"] == 3
     # openai-node asks for base64 and decodes little-endian float32.

@@ -137,7 +137,9 @@ async def test_chat_without_stream_field_streams_ndjson(
     echo: Daemon, http: aiohttp.ClientSession
 ) -> None:
     status, content_type, lines = await ndjson(
-        http, echo.url + "/api/chat", {"model": "echo", "messages": [{"role": "user", "content": "a b"}]}
+        http,
+        echo.url + "/api/chat",
+        {"model": "echo", "messages": [{"role": "user", "content": "a b"}]},
     )
     assert status == 200
     assert content_type == "application/x-ndjson"
@@ -148,10 +150,16 @@ async def test_chat_without_content_type_header_is_accepted(
     echo: Daemon, http: aiohttp.ClientSession
 ) -> None:
     body = json.dumps(
-        {"model": "echo", "stream": False, "messages": [{"role": "user", "content": "x", "images": []}],
-         "options": {"temperature": 0.1, "num_ctx": 4096}}
+        {
+            "model": "echo",
+            "stream": False,
+            "messages": [{"role": "user", "content": "x", "images": []}],
+            "options": {"temperature": 0.1, "num_ctx": 4096},
+        }
     ).encode()
-    async with http.post(echo.url + "/api/chat", data=body, skip_auto_headers=["Content-Type"]) as r:
+    async with http.post(
+        echo.url + "/api/chat", data=body, skip_auto_headers=["Content-Type"]
+    ) as r:
         assert r.status == 200
         assert (await r.json())["message"]["content"] == "x"
 
@@ -173,8 +181,10 @@ async def test_chat_tool_calls_arrive_whole_with_object_arguments(
     assert call.function.name == "get_weather"
     assert call.function.arguments == {"city": "Tokyo"}
     assert reply.done_reason == "stop"
-    parts = [p async for p in await client.chat(model="tooly", messages=messages, tools=tools,
-                                                 stream=True)]
+    parts = [
+        p
+        async for p in await client.chat(model="tooly", messages=messages, tools=tools, stream=True)
+    ]
     with_calls = [p for p in parts if p.message.tool_calls]
     assert len(with_calls) == 1 and not with_calls[0].done
     assert with_calls[0].message.tool_calls[0].function.arguments == {"city": "Tokyo"}
@@ -190,15 +200,21 @@ async def test_chat_tool_results_reach_the_agent_in_openai_shape(
         model="tooly",
         messages=[
             {"role": "user", "content": "weather?"},
-            {"role": "assistant", "content": "",
-             "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Tokyo"}}}]},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {"function": {"name": "get_weather", "arguments": {"city": "Tokyo"}}}
+                ],
+            },
             {"role": "tool", "content": "sunny", "tool_name": "get_weather"},
         ],
         tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {}}}],
     )
     sent = backend.requests[0].messages
     assert sent[1]["tool_calls"][0]["function"] == {
-        "name": "get_weather", "arguments": '{"city":"Tokyo"}'
+        "name": "get_weather",
+        "arguments": '{"city":"Tokyo"}',
     }
     assert sent[2] == {"role": "tool", "content": "sunny", "name": "get_weather"}
     assert backend.requests[0].parameters["tools"][0]["function"]["name"] == "get_weather"
@@ -218,7 +234,8 @@ async def test_chat_with_tools_on_a_model_without_tools_is_400(
 ) -> None:
     with pytest.raises(ollama.ResponseError) as raised:
         await ollama_client(echo).chat(
-            model="echo", messages=[{"role": "user", "content": "x"}],
+            model="echo",
+            messages=[{"role": "user", "content": "x"}],
             tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
         )
     assert raised.value.status_code == 400
@@ -237,7 +254,9 @@ async def test_mid_stream_failure_is_an_error_line_and_no_done(
 ) -> None:
     await daemon.start_agent(failing_midway())
     status, _, lines = await ndjson(
-        http, daemon.url + "/api/chat", {"model": "flaky", "messages": [{"role": "user", "content": "x"}]}
+        http,
+        daemon.url + "/api/chat",
+        {"model": "flaky", "messages": [{"role": "user", "content": "x"}]},
     )
     assert status == 200
     assert lines[0]["message"]["content"] == "partial "
@@ -260,8 +279,10 @@ async def test_unknown_model_on_chat_is_a_json_404(
         (b"", "empty"),
         (b"{not json", "not valid JSON"),
         (b'{"messages": []}', "model"),
-        (b'{"model": "echo", "format": "yaml", "messages": [{"role": "user", "content": "x"}]}',
-         "invalid format"),
+        (
+            b'{"model": "echo", "format": "yaml", "messages": [{"role": "user", "content": "x"}]}',
+            "invalid format",
+        ),
     ],
 )
 async def test_bad_chat_bodies_are_400_with_a_message(
@@ -287,8 +308,12 @@ async def test_generate_streams_void_autocomplete(echo: Daemon, ollama_client: A
     parts = [
         part
         async for part in await ollama_client(echo).generate(
-            model="echo:latest", prompt="x = 1\ny = ", suffix="\nprint(y)", raw=True,
-            options={"stop": ["\n\n"], "num_predict": 64}, stream=True,
+            model="echo:latest",
+            prompt="x = 1\ny = ",
+            suffix="\nprint(y)",
+            raw=True,
+            options={"stop": ["\n\n"], "num_predict": 64},
+            stream=True,
         )
     ]
     assert "".join(p.response for p in parts) == "x = 1\ny = " + SUFFIX_MARKER + "\nprint(y)"
@@ -299,11 +324,13 @@ async def test_generate_num_predict_and_stop_reach_the_agent(
     echo: Daemon, ollama_client: Any
 ) -> None:
     client = ollama_client(echo)
-    cut = await client.generate(model="echo", prompt="a b c d e", raw=True,
-                                options={"num_predict": 2})
+    cut = await client.generate(
+        model="echo", prompt="a b c d e", raw=True, options={"num_predict": 2}
+    )
     assert cut.response.split() == ["a", "b"] and cut.done_reason == "length"
-    stopped = await client.generate(model="echo", prompt="a b STOP c", raw=True,
-                                    options={"stop": ["STOP"]})
+    stopped = await client.generate(
+        model="echo", prompt="a b STOP c", raw=True, options={"stop": ["STOP"]}
+    )
     assert stopped.response == "a b " and stopped.done_reason == "stop"
 
 
@@ -316,7 +343,8 @@ async def test_generate_without_raw_is_a_chat_with_the_system_prompt(
     request = backend.requests[0]
     assert request.kind == "chat"
     assert request.messages == [
-        {"role": "system", "content": "be brief"}, {"role": "user", "content": "2+2?"}
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "2+2?"},
     ]
 
 

@@ -86,9 +86,17 @@ async def test_tool_follow_up_with_empty_assistant_content_is_accepted(
         tools=TOOLS,
         messages=[
             *ASK,
-            {"role": "assistant", "content": "", "tool_calls": [
-                {"id": "call_w1", "type": "function",
-                 "function": {"name": "get_weather", "arguments": '{"city":"Tokyo"}'}}]},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {
+                        "id": "call_w1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city":"Tokyo"}'},
+                    }
+                ],
+            },
             {"role": "tool", "tool_call_id": "call_w1", "content": "sunny"},
         ],
     )
@@ -150,7 +158,8 @@ async def test_chat_sse_has_data_lines_only_and_ends_with_done(
     echo: Daemon, http: aiohttp.ClientSession
 ) -> None:
     content_type, lines = await sse_events(
-        http, echo.url + "/v1/chat/completions",
+        http,
+        echo.url + "/v1/chat/completions",
         {"model": "echo:latest", "messages": ASK, "stream": True},
     )
     assert content_type.startswith("text/event-stream")
@@ -164,7 +173,8 @@ async def test_mid_stream_failure_is_an_error_event_without_done(
 ) -> None:
     await daemon.start_agent(failing_midway())
     _, lines = await sse_events(
-        http, daemon.url + "/v1/chat/completions",
+        http,
+        daemon.url + "/v1/chat/completions",
         {"model": "flaky", "messages": ASK, "stream": True},
     )
     data = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]

@@ -17,8 +17,9 @@ WALL = 1_700_000_000_123_400_000  # ns
 
 
 def chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> ModelStreamChunk:
-    return ModelStreamChunk(type="model_stream_chunk", id="req-1", delta=delta,
-                            finish_reason=finish, usage=usage)
+    return ModelStreamChunk(
+        type="model_stream_chunk", id="req-1", delta=delta, finish_reason=finish, usage=usage
+    )
 
 
 def ticks(*values: int) -> Iterator[int]:
@@ -27,8 +28,9 @@ def ticks(*values: int) -> Iterator[int]:
 
 def reply(shape: Any, *monotonic: int) -> OllamaReply:
     clock = ticks(*monotonic)
-    return OllamaReply("echo:latest", shape, started=0, clock=lambda: WALL,
-                       ticks=lambda: next(clock))
+    return OllamaReply(
+        "echo:latest", shape, started=0, clock=lambda: WALL, ticks=lambda: next(clock)
+    )
 
 
 def test_rfc3339_trims_trailing_zeros_like_go() -> None:
@@ -67,10 +69,29 @@ def test_ollama_generate_stream_bytes_with_length_reason() -> None:
 
 def test_ollama_tool_call_is_one_whole_line_before_done() -> None:
     r = reply("chat", 1, 2)
-    assert r.encode(chunk({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
-                                           "function": {"name": "f", "arguments": '{"a":'}}]})) == b""
-    assert r.encode(chunk({"tool_calls": [{"index": 0, "function": {"arguments": " 1}"}}]},
-                          "tool_calls")) == b""
+    assert (
+        r.encode(
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": '{"a":'},
+                        }
+                    ]
+                }
+            )
+        )
+        == b""
+    )
+    assert (
+        r.encode(
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": " 1}"}}]}, "tool_calls")
+        )
+        == b""
+    )
     assert r.finish() == (
         b'{"model":"echo:latest","created_at":"2023-11-14T22:13:20.1234Z",'
         b'"message":{"role":"assistant","content":"","tool_calls":[{"id":"call_1",'
@@ -87,13 +108,22 @@ def test_ollama_error_line() -> None:
 
 def test_ollama_whole_result_becomes_lines_then_done() -> None:
     r = reply("chat", 1, 2)
-    result = ModelResult(type="model_result", id="req-1", result={
-        "choices": [{"message": {"role": "assistant", "content": "all"}, "finish_reason": "stop"}],
-        "usage": USAGE})
+    result = ModelResult(
+        type="model_result",
+        id="req-1",
+        result={
+            "choices": [
+                {"message": {"role": "assistant", "content": "all"}, "finish_reason": "stop"}
+            ],
+            "usage": USAGE,
+        },
+    )
     wire = r.encode(result) + r.finish()
     assert wire.count(b"\n") == 2
-    assert wire.startswith(b'{"model":"echo:latest","created_at":"2023-11-14T22:13:20.1234Z",'
-                           b'"message":{"role":"assistant","content":"all"},"done":false}\n')
+    assert wire.startswith(
+        b'{"model":"echo:latest","created_at":"2023-11-14T22:13:20.1234Z",'
+        b'"message":{"role":"assistant","content":"all"},"done":false}\n'
+    )
     assert b'"done":true,"done_reason":"stop"' in wire
 
 
@@ -105,13 +135,17 @@ def fixed(stream: Any) -> Any:
 def test_openai_chat_sse_bytes_with_usage() -> None:
     s = fixed(ChatStream("echo", want_usage=True))
     wire = s.encode(chunk({"content": "Hi"})) + s.encode(chunk({}, "stop", USAGE)) + s.finish()
-    head = b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,' \
-           b'"model":"echo","choices":'
+    head = (
+        b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,'
+        b'"model":"echo","choices":'
+    )
     assert wire == (
         head + b'[{"index":0,"delta":{"role":"assistant","content":"Hi"},"logprobs":null,'
         b'"finish_reason":null}]}\n\n'
-        + head + b'[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}\n\n'
-        + head + b'[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}\n\n'
+        + head
+        + b'[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}\n\n'
+        + head
+        + b'[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}\n\n'
         b"data: [DONE]\n\n"
     )
     assert b"event:" not in wire
@@ -119,21 +153,30 @@ def test_openai_chat_sse_bytes_with_usage() -> None:
 
 def test_openai_tool_call_sse_sends_id_and_name_once() -> None:
     s = fixed(ChatStream("m", want_usage=False))
-    fragment = {"index": 0, "id": "call_1", "type": "function",
-                "function": {"name": "f", "arguments": '{"a":'}}
+    fragment = {
+        "index": 0,
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "f", "arguments": '{"a":'},
+    }
     wire = s.encode(chunk({"tool_calls": [fragment]}))
-    wire += s.encode(chunk({"tool_calls": [{**fragment, "function": {"name": "f",
-                                                                      "arguments": " 1}"}}]}))
+    wire += s.encode(
+        chunk({"tool_calls": [{**fragment, "function": {"name": "f", "arguments": " 1}"}}]})
+    )
     wire += s.encode(chunk({}, "stop")) + s.finish()
-    head = b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,' \
-           b'"model":"m","choices":'
+    head = (
+        b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,'
+        b'"model":"m","choices":'
+    )
     assert wire == (
         head + b'[{"index":0,"delta":{"role":"assistant","tool_calls":[{"index":0,'
         b'"id":"call_1","type":"function","function":{"name":"f","arguments":"{\\"a\\":"}}]},'
         b'"logprobs":null,"finish_reason":null}]}\n\n'
-        + head + b'[{"index":0,"delta":{"tool_calls":[{"index":0,"function":'
+        + head
+        + b'[{"index":0,"delta":{"tool_calls":[{"index":0,"function":'
         b'{"arguments":" 1}"}}]},"logprobs":null,"finish_reason":null}]}\n\n'
-        + head + b'[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]}\n\n'
+        + head
+        + b'[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]}\n\n'
         b"data: [DONE]\n\n"
     )
 
@@ -149,10 +192,14 @@ def test_openai_completion_sse_bytes() -> None:
     r = CompletionReply("echo", want_usage=False)
     r.id, r.created = "cmpl-1", 1700000000
     wire = r.encode(chunk({"content": "x"})) + r.encode(chunk({}, "stop")) + r.finish()
-    head = b'data: {"id":"cmpl-1","object":"text_completion","created":1700000000,' \
-           b'"model":"echo","choices":'
+    head = (
+        b'data: {"id":"cmpl-1","object":"text_completion","created":1700000000,'
+        b'"model":"echo","choices":'
+    )
     assert wire == (
-        head + b'[{"text":"x","index":0,"logprobs":null,"finish_reason":null}]}\n\n'
-        + head + b'[{"text":"","index":0,"logprobs":null,"finish_reason":"stop"}]}\n\n'
+        head
+        + b'[{"text":"x","index":0,"logprobs":null,"finish_reason":null}]}\n\n'
+        + head
+        + b'[{"text":"","index":0,"logprobs":null,"finish_reason":"stop"}]}\n\n'
         b"data: [DONE]\n\n"
     )
