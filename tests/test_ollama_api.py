@@ -415,3 +415,27 @@ async def test_embed_rejects_inputs_that_are_not_text(
     async with http.post(echo.url + "/api/embed", json={"model": "echo", "input": [1, 2]}) as r:
         assert r.status == 400
         assert "invalid input type" in (await r.json())["error"]
+
+
+async def test_empty_prompt_with_keep_alive_zero_reports_unload(
+    echo: Daemon, ollama_client: Any
+) -> None:
+    reply = await ollama_client(echo).generate(model="echo", prompt="", keep_alive=0)
+    assert reply.done_reason == "unload"
+
+
+async def test_show_for_copilot_names_the_model_as_requested(
+    echo: Daemon, http: aiohttp.ClientSession
+) -> None:
+    headers = {"User-Agent": "GitHubCopilotChat/0.30.0"}
+    async with http.post(
+        echo.url + "/api/show", json={"model": "echo:latest"}, headers=headers
+    ) as r:
+        info = (await r.json())["model_info"]
+    assert info["general.basename"] == "echo:latest"
+
+
+async def test_head_requests_on_discovery_routes(echo: Daemon, http: aiohttp.ClientSession) -> None:
+    for path in ("/api/version", "/api/tags"):
+        async with http.head(echo.url + path) as response:
+            assert response.status == 200

@@ -77,7 +77,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     needs = asked.needs()
     entry = request.app[STATE].catalog.resolve(asked.model, needs)
     if not asked.messages:
-        return web.json_response(loaded(asked.model, "chat"))
+        return web.json_response(loaded(asked.model, "chat", asked.load_reason))
     call = _call(request, entry, "chat", asked.payload(entry), asked.streaming, needs)
     return await _answer(request, call, OllamaReply(asked.model, "chat", started=started))
 
@@ -91,7 +91,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
     needs = asked.needs(entry)
     catalog.resolve(asked.model, needs)  # a clear 400 naming what the model lacks
     if asked.loads_only:
-        return web.json_response(loaded(asked.model, "generate"))
+        return web.json_response(loaded(asked.model, "generate", asked.load_reason))
     kind = asked.kind(entry)
     call = _call(request, entry, kind, asked.payload(entry), asked.streaming, needs)
     return await _answer(request, call, OllamaReply(asked.model, "generate", started=started))

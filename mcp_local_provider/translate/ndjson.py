@@ -191,14 +191,18 @@ class OllamaReply:
 
 
 def loaded(
-    model: str, shape: Literal["chat", "generate"], clock: Clock = time.time_ns
+    model: str,
+    shape: Literal["chat", "generate"],
+    reason: str = "load",
+    clock: Clock = time.time_ns,
 ) -> dict[str, Any]:
-    """Ollama's answer to an empty prompt or message list: the model is "loaded"."""
+    """Ollama's answer to an empty prompt or message list: the model is "loaded" (or, with
+    ``keep_alive`` 0, "unloaded")."""
     body: dict[str, Any] = {"model": model, "created_at": rfc3339(clock())}
     if shape == "chat":
         body["message"] = {"role": "assistant", "content": ""}
     else:
         body["response"] = ""
     body["done"] = True
-    body["done_reason"] = "load"
+    body["done_reason"] = reason
     return body

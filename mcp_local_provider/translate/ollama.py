@@ -160,6 +160,11 @@ class _Inference(_Request):
     keep_alive: Any = None
 
     @property
+    def load_reason(self) -> str:
+        """What an empty request reports: ``keep_alive`` 0 asks Ollama to unload the model."""
+        return "unload" if self.keep_alive in (0, "0", "0s", "0m") else "load"
+
+    @property
     def streaming(self) -> bool:
         return self.stream is not False  # a missing or null stream means stream on /api/*
 
