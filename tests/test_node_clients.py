@@ -86,4 +86,5 @@ async def test_void_and_continue_calls_through_node_clients(
     assert out["openaiCompletion"]["text"] == "def f():" + SUFFIX_MARKER + "  pass"
     assert out["openaiCompletion"]["usage"]["completion_tokens"] == 3
     # openai-node asks for base64 and decodes little-endian float32.
+    assert sorted(out["openaiModels"]) == ["echo", "tooly"]
     assert out["openaiEmbedding"] == pytest.approx(embedding("alpha"), abs=1e-6)

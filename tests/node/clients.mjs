@@ -98,4 +98,7 @@ out.openaiCompletion = { text: pieces.map((p) => p[0]).join(""), usage: pieces.a
 const vectors = await openai.embeddings.create({ model: "echo", input: "alpha" });
 out.openaiEmbedding = Array.from(vectors.data[0].embedding);
 
+const models = await openai.models.list();
+out.openaiModels = models.data.map((m) => m.id);
+
 console.log(JSON.stringify(out));
