@@ -149,13 +149,7 @@ class Catalog:
             raise errors.NoActiveSession(NO_SESSION)
         if entry is None:
             raise errors.ModelNotFound(self._not_found(requested))
-        for needed in needs:
-            if not entry.supports(needed):
-                raise errors.Unsupported(
-                    f"model {requested!r} does not support {CAPABILITIES.get(needed, needed)}: "
-                    f"its agent does not declare the {needed!r} capability",
-                    param="model",
-                )
+        require(entry, requested, needs)
         return entry
 
     def _not_found(self, requested: str) -> str:
@@ -170,6 +164,17 @@ class Catalog:
         if not names:
             return f"model {requested!r} not found: no active agent session serves any model"
         return f"model {requested!r} not found; models served now: {', '.join(names)}"
+
+
+def require(entry: Entry, requested: str, needs: Iterable[str]) -> None:
+    """Raise Unsupported naming the first capability in ``needs`` that ``entry`` lacks."""
+    for needed in needs:
+        if not entry.supports(needed):
+            raise errors.Unsupported(
+                f"model {requested!r} does not support {CAPABILITIES.get(needed, needed)}: "
+                f"its agent does not declare the {needed!r} capability",
+                param="model",
+            )
 
 
 def _as_alias(entry: Entry, alias: str) -> Entry:

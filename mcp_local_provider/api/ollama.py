@@ -12,10 +12,11 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import errors
 from ..app import STATE
-from ..models import Entry
+from ..models import Entry, require
 from ..registry import SessionState
-from ..router import Call
+from ..router import Call, Event
 from ..translate import ollama_models as shapes
 from ..translate.common import parse_body
 from ..translate.embeddings import shorten, usage_of, vectors
@@ -86,10 +87,9 @@ async def chat(request: web.Request) -> web.StreamResponse:
 async def generate(request: web.Request) -> web.StreamResponse:
     started = time.monotonic_ns()
     asked = parse_body(GenerateRequest, await request.read())
-    catalog = request.app[STATE].catalog
-    entry = catalog.resolve(asked.model)
-    needs = asked.needs(entry)
-    catalog.resolve(asked.model, needs)  # a clear 400 naming what the model lacks
+    entry = request.app[STATE].catalog.resolve(asked.model)
+    needs = asked.needs(entry)  # which depends on what the model can do (chat or completion)
+    require(entry, asked.model, needs)
     if asked.loads_only:
         return web.json_response(loaded(asked.model, "generate", asked.load_reason))
     kind = asked.kind(entry)
@@ -170,7 +170,10 @@ async def _embed(
 ) -> tuple[list[list[float]], dict[str, Any]]:
     payload = embedding_payload(entry, texts, dimensions)
     call = _call(request, entry, "embedding", payload, False, ["embedding"], scope="embeddings")
+    last: Event | None = None
     async with request.app[STATE].router.open(call) as events:
         async for event in events:
             last = event
+    if last is None:  # pragma: no cover - the router always ends with a frame or an error
+        raise errors.AgentFailed("the agent ended the request without an answer")
     return vectors(last, len(texts)), usage_of(last)
