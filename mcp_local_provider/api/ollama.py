@@ -19,15 +19,19 @@ from ..registry import SessionState
 from ..router import Call, Event
 from ..translate import ollama_models as shapes
 from ..translate.common import parse_body
-from ..translate.embeddings import shorten, usage_of, vectors
+from ..translate.embeddings import (
+    OllamaEmbeddingsRequest,
+    OllamaEmbedRequest,
+    embedding_payload,
+    shorten,
+    usage_of,
+    vectors,
+)
 from ..translate.ndjson import NDJSON_CONTENT_TYPE, OllamaReply, error_line, loaded
 from ..translate.ollama import (
     ChatRequest,
-    EmbeddingsRequest,
-    EmbedRequest,
     GenerateRequest,
     ShowRequest,
-    embedding_payload,
 )
 from .relay import relay
 
@@ -100,7 +104,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
 @routes.post("/api/embed")
 async def embed(request: web.Request) -> web.Response:
     started = time.monotonic_ns()
-    asked = parse_body(EmbedRequest, await request.read())
+    asked = parse_body(OllamaEmbedRequest, await request.read())
     entry = request.app[STATE].catalog.resolve(asked.model, ["embedding"])
     texts = asked.inputs()
     if not texts:
@@ -118,7 +122,7 @@ async def embed(request: web.Request) -> web.Response:
 
 @routes.post("/api/embeddings")
 async def embeddings(request: web.Request) -> web.Response:
-    asked = parse_body(EmbeddingsRequest, await request.read())
+    asked = parse_body(OllamaEmbeddingsRequest, await request.read())
     entry = request.app[STATE].catalog.resolve(asked.model, ["embedding"])
     if not asked.prompt:
         return web.json_response({"embedding": []})

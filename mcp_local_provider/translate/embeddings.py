@@ -11,7 +11,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import errors
+from ..models import Entry
 from ..protocol import ModelResult, ModelStreamChunk
+from .ollama import Options, Request
 
 
 def vectors(event: ModelStreamChunk | ModelResult, count: int) -> list[list[float]]:
@@ -100,3 +102,42 @@ def openai_body(
         "model": model,
         "usage": usage,
     }
+
+
+class OllamaEmbedRequest(Request):
+    """``POST /api/embed``."""
+
+    input: str | list[str] | None = None
+    truncate: bool | None = True
+    dimensions: int | None = Field(None, ge=1)
+    options: Options | None = None
+    keep_alive: Any = None
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _input(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise ValueError("invalid input type: use a string or a list of strings")
+
+    def inputs(self) -> list[str]:
+        if self.input is None or self.input == "":
+            return []
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class OllamaEmbeddingsRequest(Request):
+    """``POST /api/embeddings`` (the older, single-prompt route)."""
+
+    prompt: str = ""
+    options: Options | None = None
+    keep_alive: Any = None
+
+
+def embedding_payload(entry: Entry, texts: list[str], dimensions: int | None) -> dict[str, Any]:
+    parameters: dict[str, Any] = {}
+    if dimensions is not None:
+        parameters["dimensions"] = dimensions
+    return {"kind": "embedding", "model": entry.target, "input": texts, "parameters": parameters}

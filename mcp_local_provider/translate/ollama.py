@@ -141,7 +141,7 @@ def _tool_call(position: int, call: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class _Request(BaseModel):
+class Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = MODEL_FIELD
@@ -152,7 +152,7 @@ class _Request(BaseModel):
         return _required_model(value)
 
 
-class _Inference(_Request):
+class _Inference(Request):
     stream: bool | None = True
     format: str | dict[str, Any] | None = None
     options: Options | None = None
@@ -265,45 +265,6 @@ class GenerateRequest(_Inference):
         if self.suffix:
             payload["suffix"] = self.suffix
         return payload
-
-
-class EmbedRequest(_Request):
-    """``POST /api/embed``."""
-
-    input: str | list[str] | None = None
-    truncate: bool | None = True
-    dimensions: int | None = Field(None, ge=1)
-    options: Options | None = None
-    keep_alive: Any = None
-
-    @field_validator("input", mode="before")
-    @classmethod
-    def _input(cls, value: Any) -> Any:
-        if value is None or isinstance(value, str):
-            return value
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return value
-        raise ValueError("invalid input type: use a string or a list of strings")
-
-    def inputs(self) -> list[str]:
-        if self.input is None or self.input == "":
-            return []
-        return [self.input] if isinstance(self.input, str) else list(self.input)
-
-
-class EmbeddingsRequest(_Request):
-    """``POST /api/embeddings`` (the older, single-prompt route)."""
-
-    prompt: str = ""
-    options: Options | None = None
-    keep_alive: Any = None
-
-
-def embedding_payload(entry: Entry, texts: list[str], dimensions: int | None) -> dict[str, Any]:
-    parameters: dict[str, Any] = {}
-    if dimensions is not None:
-        parameters["dimensions"] = dimensions
-    return {"kind": "embedding", "model": entry.target, "input": texts, "parameters": parameters}
 
 
 class ShowRequest(BaseModel):
