@@ -127,7 +127,12 @@ def _describe_error(err: dict[str, Any], source: Mapping[str, Any]) -> str:
     key = ".".join(str(p) for p in err["loc"]) or "(config)"
     top = err["loc"][0] if err["loc"] else None
     if err["type"] == "extra_forbidden":
-        allowed = ", ".join(sorted(Config.model_fields))
+        fields = Config.model_fields
+        table = Config.model_fields.get(str(top)) if len(err["loc"]) > 1 else None
+        if table is not None and isinstance(table.annotation, type):
+            if issubclass(table.annotation, BaseModel):  # a key inside a table such as [models]
+                fields = table.annotation.model_fields
+        allowed = ", ".join(sorted(fields))
         return f"unknown setting {key!r}; known settings: {allowed}"
     value = source.get(str(top), err.get("input")) if top is not None else err.get("input")
     if key == "bridge_token":

@@ -149,3 +149,10 @@ async def test_requests_go_only_to_sessions_serving_the_model(
         await client.chat.completions.create(
             model="unknown", messages=[{"role": "user", "content": "x"}]
         )
+
+
+def test_an_unknown_key_in_the_models_table_names_the_known_ones(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[models]\nalias = {}\n")
+    with pytest.raises(ConfigError, match="known settings: aliases, default_context_length"):
+        load_config(path, environ={})
