@@ -129,9 +129,9 @@ def _describe_error(err: dict[str, Any], source: Mapping[str, Any]) -> str:
     if err["type"] == "extra_forbidden":
         fields = Config.model_fields
         table = Config.model_fields.get(str(top)) if len(err["loc"]) > 1 else None
-        if table is not None and isinstance(table.annotation, type):
-            if issubclass(table.annotation, BaseModel):  # a key inside a table such as [models]
-                fields = table.annotation.model_fields
+        inner = table.annotation if table is not None else None
+        if isinstance(inner, type) and issubclass(inner, BaseModel):  # a key in e.g. [models]
+            fields = inner.model_fields
         allowed = ", ".join(sorted(fields))
         return f"unknown setting {key!r}; known settings: {allowed}"
     value = source.get(str(top), err.get("input")) if top is not None else err.get("input")
