@@ -4,6 +4,8 @@ Runs the daemon and an echo agent in this process on a loopback port and drives 
 plain aiohttp client, so the figures are what the daemon and the agent socket add, not an SDK.
 
     python benchmarks/relay.py [--requests 500] [--words 2000]
+
+It also times the autocomplete path, a streamed ``/api/generate`` with a suffix (NDJSON).
 """
 
 from __future__ import annotations
@@ -83,11 +85,25 @@ async def main(requests: int, words: int, concurrency: int) -> None:
                         first = time.perf_counter() - started
         stream_seconds = time.perf_counter() - started
 
+        # The autocomplete path: Ollama's /api/generate with a suffix, streamed as NDJSON.
+        generate = {"model": "echo", "prompt": long_text, "suffix": "end", "raw": True}
+        started = time.perf_counter()
+        ndjson_first = None
+        lines = 0
+        async with http.post(url + "/api/generate", json=generate) as r:
+            async for _ in r.content:
+                lines += 1
+                if ndjson_first is None:
+                    ndjson_first = time.perf_counter() - started
+        ndjson_seconds = time.perf_counter() - started
+
     print(f"sequential non-streaming chat, {requests} requests:")
     print(f"  p50 {statistics.median(latencies):.2f} ms   p99 {percentile(latencies, 0.99):.2f} ms")
     print(f"concurrent ({concurrency} at a time): {parallel:.0f} requests/s")
     print(f"one stream of {words} words: {events} SSE events in {stream_seconds * 1000:.0f} ms")
     print(f"  {events / stream_seconds:.0f} events/s, first event after {first * 1000:.2f} ms")
+    print(f"one /api/generate stream: {lines} NDJSON lines in {ndjson_seconds * 1000:.0f} ms")
+    print(f"  {lines / ndjson_seconds:.0f} lines/s, first line after {ndjson_first * 1000:.2f} ms")
 
     await agent.stop()
     await agent_task

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from .config import Config
 from .hub import Hub
+from .models import Catalog
 from .registry import Registry, SessionLimits
 from .router import Router, Timeouts
 
@@ -31,6 +32,7 @@ class State:
     registry: Registry
     router: Router
     hub: Hub
+    catalog: Catalog
     started: float = field(default_factory=time.time)
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
 
@@ -58,20 +60,22 @@ def build_state(config: Config, bridge_token: str, approval: str) -> State:
         ),
     )
     hub = Hub(registry, router, approval=approval, approval_timeout=config.approval_timeout)
-    return State(config, bridge_token, approval, registry, router, hub)
+    catalog = Catalog(registry, config.models.aliases, config.models.default_context_length)
+    return State(config, bridge_token, approval, registry, router, hub, catalog)
 
 
 def create_app(
     config: Config, *, bridge_token: str, approval: str | None = None
 ) -> web.Application:
     """Build the application. ``approval`` defaults to the config's (manual if unset)."""
-    from .api import agent, control, openai, ops
+    from .api import agent, control, ollama, openai, ops
     from .middlewares import error_middleware
 
     state = build_state(config, bridge_token, approval or config.approval or "manual")
     app = web.Application(middlewares=[error_middleware], client_max_size=10 * 1024 * 1024)
     app[STATE] = state
     app.add_routes(openai.routes)
+    app.add_routes(ollama.routes)
     app.add_routes(agent.routes)
     app.add_routes(control.routes)
     app.add_routes(ops.routes)

@@ -199,6 +199,12 @@ def _table(sessions: list[dict[str, Any]]) -> str:
 # -- agent -----------------------------------------------------------------------------------
 
 
+def _scopes_for(backend: Any) -> tuple[str, ...]:
+    """Ask for the embeddings scope only when the backend serves an embedding model."""
+    serves_embeddings = any("embedding" in m.capabilities for m in backend.models())
+    return ("inference", "embeddings") if serves_embeddings else ("inference",)
+
+
 async def _agent(args: argparse.Namespace, config: Config) -> int:
     from .agent import AgentClient, AgentRefused
     from .agent.backends import create
@@ -234,6 +240,7 @@ async def _agent(args: argparse.Namespace, config: Config) -> int:
         backend,
         agent_id=agent_id,
         label=args.label or f"{args.backend} agent on {socket.gethostname()}",
+        scopes=_scopes_for(backend),
         ttl_seconds=args.ttl,
         max_concurrency=args.max_concurrency,
         on_pending=pending,

@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from .protocol import MODEL_NAME_PATTERN
 
 ENV_PREFIX = "MCP_LOCAL_PROVIDER_"
 DEFAULT_CONFIG_NAME = "mcp-local-provider.toml"
@@ -30,6 +32,31 @@ def default_state_dir() -> Path:
 
 class ConfigError(Exception):
     """A setting is invalid; the message names the key, the value and what is allowed."""
+
+
+class ModelsConfig(BaseModel):
+    """The ``[models]`` table: how model names editors ask for map onto agents' models."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra model names, each mapped onto a model an agent serves",
+    )
+    default_context_length: int = Field(
+        32768, ge=256, description="context length shown for models whose agent gives none"
+    )
+
+    @field_validator("aliases")
+    @classmethod
+    def _alias_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for alias, target in value.items():
+            for name in (alias, target):
+                if not MODEL_NAME_PATTERN.match(name):
+                    raise ValueError(
+                        f"{name!r} is not a model name (1-200 letters, digits and . _ : @ / + -)"
+                    )
+        return value
 
 
 class Config(BaseModel):
@@ -74,6 +101,11 @@ class Config(BaseModel):
     idle_timeout: float = Field(60, gt=0, description="longest gap between chunks")
     total_timeout: float = Field(600, gt=0, description="longest request, start to end")
 
+    # Model names
+    models: ModelsConfig = Field(
+        default_factory=ModelsConfig, description="model aliases and defaults ([models] table)"
+    )
+
     # Housekeeping
     sweep_interval: float = Field(1.0, gt=0, description="how often expired sessions are ended")
     shutdown_grace: float = Field(10, ge=0, description="time in-flight requests get on stop")
@@ -95,7 +127,12 @@ def _describe_error(err: dict[str, Any], source: Mapping[str, Any]) -> str:
     key = ".".join(str(p) for p in err["loc"]) or "(config)"
     top = err["loc"][0] if err["loc"] else None
     if err["type"] == "extra_forbidden":
-        allowed = ", ".join(sorted(Config.model_fields))
+        fields = Config.model_fields
+        table = Config.model_fields.get(str(top)) if len(err["loc"]) > 1 else None
+        inner = table.annotation if table is not None else None
+        if isinstance(inner, type) and issubclass(inner, BaseModel):  # a key in e.g. [models]
+            fields = inner.model_fields
+        allowed = ", ".join(sorted(fields))
         return f"unknown setting {key!r}; known settings: {allowed}"
     value = source.get(str(top), err.get("input")) if top is not None else err.get("input")
     if key == "bridge_token":
@@ -110,6 +147,8 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         if raw is None or raw == "":
             continue
         annotation = str(field.annotation)
+        if field.annotation is ModelsConfig:
+            continue  # a table: set it in the file
         if "tuple" in annotation:
             values[name] = [part.strip() for part in raw.split(",") if part.strip()]
         else:

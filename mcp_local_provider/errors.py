@@ -94,3 +94,18 @@ class AgentTimeout(ProviderError):
     def __init__(self, message: str, *, phase: str) -> None:
         super().__init__(message)
         self.phase = phase
+
+
+class ModelNotFound(NotFound):
+    """No active agent session serves the model the client asked for."""
+
+    code = "model_not_found"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="model")
+
+
+class Unsupported(BadRequest):
+    """The model exists but its agent does not declare the capability the request needs."""
+
+    code = "unsupported_capability"

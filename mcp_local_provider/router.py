@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import errors
+from .models import NO_SESSION, session_can
 from .protocol import ModelResult, ModelStreamChunk, model_cancel_frame
 from .registry import Registry, Session, SessionState
 
@@ -38,6 +39,8 @@ class Call:
     payload: dict[str, Any]
     stream: bool = False
     scope: str = "inference"
+    #: Capabilities the serving session must declare for ``model`` (see models.py).
+    needs: tuple[str, ...] = ()
     session_hint: str | None = None
     request_id: str = field(default_factory=lambda: "req-" + secrets.token_hex(8))
 
@@ -304,16 +307,25 @@ class Router:
                 )
             active = hinted
         if not active:
-            raise errors.NoActiveSession(
-                "no agent session is active: start an agent "
-                "(mcp-local-provider agent) and approve it"
-            )
-        scoped = [s for s in active if call.scope in s.scopes]
+            raise errors.NoActiveSession(NO_SESSION)
+        serving = [s for s in active if s.serves(call.model)]
+        if not serving:
+            raise errors.ModelNotFound(f"model {call.model!r} is not served by an active session")
+        scoped = [s for s in serving if call.scope in s.scopes]
         if not scoped:
             raise errors.ScopeNotGranted(
-                f"no active agent session was granted the {call.scope!r} scope"
+                f"no active agent session serving {call.model!r} was granted the "
+                f"{call.scope!r} scope"
             )
+        for needed in call.needs:
+            scoped = [s for s in scoped if session_can(s, call.model, needed)]
+            if not scoped:
+                raise errors.Unsupported(
+                    f"no active agent session declares the {needed!r} capability for "
+                    f"{call.model!r}",
+                    param="model",
+                )
         usable = [s for s in scoped if not s.exhausted]
         if not usable:
             raise errors.LimitReached("every matching agent session has used up its max_requests")
-        return [s for s in usable if s.serves(call.model)] or usable
+        return usable

@@ -80,3 +80,20 @@ async def openai_client() -> AsyncIterator[Callable[[Daemon], Any]]:
     yield make
     for made in clients:
         await made.close()
+
+
+@pytest.fixture
+async def ollama_client() -> AsyncIterator[Callable[[Daemon], Any]]:
+    """``ollama_client(daemon)``: the official async ollama client pointed at the daemon."""
+    import ollama
+
+    clients: list[ollama.AsyncClient] = []
+
+    def make(daemon: Daemon) -> ollama.AsyncClient:
+        made = ollama.AsyncClient(host=daemon.url)
+        clients.append(made)
+        return made
+
+    yield make
+    for made in clients:
+        await made.close()

@@ -6,6 +6,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from mcp_local_provider.cli import main
 from mcp_local_provider.config import Config, ConfigError, load_config
@@ -75,10 +76,13 @@ def test_example_file_lists_every_setting_with_its_default() -> None:
     example = tomllib.loads(text)
     defaults = Config()
     for name, field in Config.model_fields.items():
-        assert f"{name} =" in text, f"{name} is missing from mcp-local-provider.toml"
+        shown = f"{name} =" in text or f"[{name}]" in text  # a setting, or a table
+        assert shown, f"{name} is missing from mcp-local-provider.toml"
         if name in example:
             value = getattr(defaults, name)
             expected = list(value) if isinstance(value, tuple) else value
+            if isinstance(value, BaseModel):
+                expected = value.model_dump()
             assert example[name] == expected, f"{name}: example {example[name]!r} != {expected!r}"
         else:
             assert field.default is None or field.default_factory is not None, name

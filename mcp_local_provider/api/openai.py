@@ -1,17 +1,28 @@
-"""The OpenAI-compatible routes: ``/v1/chat/completions`` and ``/v1/models``."""
+"""The OpenAI-compatible routes: ``/v1/chat/completions``, ``/v1/completions``,
+``/v1/embeddings``, ``/v1/models`` and ``/v1/models/{id}``.
+
+A missing ``stream`` means "don't stream" here; the body decides, never the Accept header
+(openai-node 4.x sends ``Accept: application/json`` on streams too).
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
 from aiohttp import web
 
+from .. import errors
 from ..app import STATE
-from ..registry import SessionState
-from ..router import Call
+from ..router import Call, Event
 from ..translate.common import parse_body
+from ..translate.completions import CompletionReply, CompletionRequest
+from ..translate.embeddings import OpenAIEmbeddingRequest, openai_body, shorten, usage_of, vectors
 from ..translate.openai import (
     ChatAggregate,
     ChatRequest,
     ChatStream,
+    model_entry,
     models_list,
     stream_error,
 )
@@ -20,40 +31,110 @@ from .relay import relay
 routes = web.RouteTableDef()
 
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
+SESSION_HEADER = "X-MCP-Session"
+
+
+def _call(
+    request: web.Request,
+    kind: str,
+    model: str,
+    payload: dict[str, Any],
+    stream: bool,
+    needs: list[str],
+    scope: str = "inference",
+) -> Call:
+    return Call(
+        kind=kind,
+        model=model,
+        payload=payload,
+        stream=stream,
+        scope=scope,
+        needs=tuple(needs),
+        session_hint=request.headers.get(SESSION_HEADER),
+    )
+
+
+async def _sse(
+    request: web.Request,
+    events: AsyncIterator[Event],
+    encode: Callable[[Event], bytes],
+    finish: Callable[[], bytes],
+) -> web.StreamResponse:
+    return await relay(
+        request,
+        events,
+        content_type=SSE_CONTENT_TYPE,
+        encode=encode,
+        finish=finish,
+        encode_error=stream_error,
+    )
 
 
 @routes.post("/v1/chat/completions")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     chat = parse_body(ChatRequest, await request.read())
-    call = Call(
-        kind="chat",
-        model=chat.model,
-        payload=chat.payload(),
-        stream=bool(chat.stream),
-        session_hint=request.headers.get("X-MCP-Session"),
+    needs = chat.needs()
+    entry = request.app[STATE].catalog.resolve(chat.model, needs)
+    call = _call(
+        request, "chat", entry.target, chat.payload(entry.target), bool(chat.stream), needs
     )
     async with request.app[STATE].router.open(call) as events:
         if call.stream:
             stream = ChatStream(chat.model, chat.wants_usage)
-            return await relay(
-                request,
-                events,
-                content_type=SSE_CONTENT_TYPE,
-                encode=stream.encode,
-                finish=stream.finish,
-                encode_error=stream_error,
-            )
+            return await _sse(request, events, stream.encode, stream.finish)
         aggregate = ChatAggregate(chat.model)
         async for event in events:
             aggregate.add(event)
     return web.json_response(aggregate.body())
 
 
+@routes.post("/v1/completions")
+async def completions(request: web.Request) -> web.StreamResponse:
+    asked = parse_body(CompletionRequest, await request.read())
+    needs = asked.needs()
+    entry = request.app[STATE].catalog.resolve(asked.model, needs)
+    call = _call(
+        request, "completion", entry.target, asked.payload(entry.target), bool(asked.stream), needs
+    )
+    reply = CompletionReply(
+        asked.model, echo_prompt=asked.text if asked.echo else "", want_usage=asked.wants_usage
+    )
+    async with request.app[STATE].router.open(call) as events:
+        if call.stream:
+            return await _sse(request, events, reply.encode, reply.finish)
+        async for event in events:
+            reply.add(event)
+    return web.json_response(reply.body())
+
+
+@routes.post("/v1/embeddings")
+async def embeddings(request: web.Request) -> web.Response:
+    asked = parse_body(OpenAIEmbeddingRequest, await request.read())
+    entry = request.app[STATE].catalog.resolve(asked.model, ["embedding"])
+    texts = asked.inputs()
+    parameters = {} if asked.dimensions is None else {"dimensions": asked.dimensions}
+    payload = {"kind": "embedding", "model": entry.target, "input": texts, "parameters": parameters}
+    call = _call(
+        request, "embedding", entry.target, payload, False, ["embedding"], scope="embeddings"
+    )
+    last: Event | None = None
+    async with request.app[STATE].router.open(call) as events:
+        async for event in events:
+            last = event
+    if last is None:  # pragma: no cover - the router always ends with a frame or an error
+        raise errors.AgentFailed("the agent ended the request without an answer")
+    found = [shorten(v, asked.dimensions) for v in vectors(last, len(texts))]
+    return web.json_response(openai_body(asked.model, found, asked.encoding_format, usage_of(last)))
+
+
 @routes.get("/v1/models")
 async def list_models(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    names: dict[str, None] = {}
-    for session in state.registry.in_state(SessionState.ACTIVE):
-        for model in session.models:
-            names.setdefault(model.name)
-    return web.json_response(models_list(list(names), int(state.started)))
+    entries = request.app[STATE].catalog.entries()
+    return web.json_response(models_list([(e.name, int(e.created)) for e in entries]))
+
+
+@routes.get("/v1/models/{model:.+}")
+async def get_model(request: web.Request) -> web.Response:
+    name = request.match_info["model"]
+    entry = request.app[STATE].catalog.resolve(name)
+    return web.json_response(model_entry(name, int(entry.created)))

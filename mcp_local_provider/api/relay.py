@@ -37,7 +37,9 @@ async def relay(
                     }
                 )
                 await response.prepare(request)
-            await response.write(encode(event))
+            data = encode(event)
+            if data:  # a frame may have nothing to show yet (a tool-call fragment, say)
+                await response.write(data)
         if response is None:  # pragma: no cover - the router always ends with a frame or error
             raise errors.AgentFailed("the agent ended the request without an answer")
         await response.write(finish())

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from .. import errors
+from ..protocol import ModelResult, ModelStreamChunk
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -34,9 +35,15 @@ def validation_error(exc: ValidationError) -> errors.BadRequest:
     loc = ".".join(str(p) for p in first["loc"])
     if first["type"] == "json_invalid":
         return errors.BadRequest("the request body is not valid JSON")
+    message = first["msg"]
+    if first["type"] == "value_error":
+        message = str((first.get("ctx") or {}).get("error", message))
+        if not loc:  # a check across fields: its message says it all
+            return errors.BadRequest(message)
+        if message.startswith(loc + " "):  # "model is required", not "model: model is required"
+            return errors.BadRequest(message, param=loc)
     if first["type"] == "model_type" or not loc:
         return errors.BadRequest("the request body must be a JSON object")
-    message = first["msg"]
     if first["type"] == "missing":
         message = "is required"
     return errors.BadRequest(f"{loc}: {message}", param=loc)
@@ -58,3 +65,24 @@ def merge_tool_call(calls: list[dict[str, Any]], delta: dict[str, Any]) -> None:
         call["function"]["arguments"] += arguments
     elif arguments is not None:
         call["function"]["arguments"] += dumps(arguments)
+
+
+def frame_delta(event: ModelStreamChunk | ModelResult) -> tuple[dict[str, Any], str | None]:
+    """An agent frame as (delta, finish_reason): a whole ``model_result`` reads as one last
+    delta carrying its message (or completion ``text``)."""
+    if isinstance(event, ModelStreamChunk):
+        return event.delta, event.finish_reason
+    result = event.result or {}
+    choice = (result.get("choices") or [{}])[0]
+    delta = dict(choice.get("message") or {})
+    delta.pop("role", None)
+    if "text" in choice and "content" not in delta:
+        delta["content"] = choice["text"]
+    return delta, choice.get("finish_reason") or "stop"
+
+
+def frame_usage(event: ModelStreamChunk | ModelResult) -> dict[str, Any] | None:
+    if isinstance(event, ModelStreamChunk):
+        return event.usage
+    usage = (event.result or {}).get("usage")
+    return usage if isinstance(usage, dict) else None

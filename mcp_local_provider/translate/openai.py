@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import errors
 from ..protocol import MODEL_NAME_PATTERN, ModelResult, ModelStreamChunk
-from .common import dumps, merge_tool_call
+from .common import dumps, frame_delta, frame_usage, merge_tool_call
 
 SSE_DONE = b"data: [DONE]\n\n"
 
@@ -45,7 +45,14 @@ class ChatRequest(BaseModel):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     stop: str | list[str] | None = None
-    n: int | None = Field(None, ge=1, le=1)
+    n: int | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int | None) -> int | None:
+        if value is not None and value != 1:
+            raise ValueError("only n=1 is supported (one choice per request)")
+        return value
 
     @field_validator("model")
     @classmethod
@@ -66,7 +73,16 @@ class ChatRequest(BaseModel):
     def wants_usage(self) -> bool:
         return bool(self.stream and (self.stream_options or {}).get("include_usage"))
 
-    def payload(self) -> dict[str, Any]:
+    def needs(self) -> list[str]:
+        needs = ["chat"]
+        if (self.model_extra or {}).get("tools"):
+            needs.append("tools")
+        if any(_has_image(m.content) for m in self.messages):
+            needs.append("vision")
+        return needs
+
+    def payload(self, target: str | None = None) -> dict[str, Any]:
+        """The agent's payload; ``target`` is the agent's name for the model."""
         parameters: dict[str, Any] = {
             "max_tokens": self.max_tokens or self.max_completion_tokens,
             "temperature": self.temperature,
@@ -78,10 +94,22 @@ class ChatRequest(BaseModel):
             parameters.setdefault(key, value)
         return {
             "kind": "chat",
-            "model": self.model,
+            "model": target or self.model,
             "messages": [m.model_dump(exclude_none=True) for m in self.messages],
             "parameters": parameters,
         }
+
+
+def _has_image(content: Any) -> bool:
+    return isinstance(content, list) and any(
+        isinstance(part, dict) and part.get("type") in ("image_url", "input_image")
+        for part in content
+    )
+
+
+def sse(body: dict[str, Any]) -> bytes:
+    """One SSE event: a ``data:`` line only (an ``event:`` field confuses the OpenAI SDKs)."""
+    return b"data: " + dumps(body).encode() + b"\n\n"
 
 
 def completion_id() -> str:
@@ -100,9 +128,15 @@ def error_body(error: errors.ProviderError) -> dict[str, Any]:
 
 
 class ChatStream:
-    """Turns agent frames into ``chat.completion.chunk`` SSE events, one event per frame."""
+    """Turns agent frames into ``chat.completion.chunk`` SSE events, one event per frame.
 
-    __slots__ = ("created", "id", "model", "sent_role", "usage", "want_usage")
+    Tool calls go out as OpenAI streams them: each call's ``id``, ``type`` and ``name`` once,
+    on its first fragment, then ``arguments`` as string fragments (Void joins every fragment
+    it sees, so a repeated name would garble it). The finish reason is ``tool_calls`` when
+    the agent called a tool and said ``stop``.
+    """
+
+    __slots__ = ("created", "id", "model", "sent_role", "tools_started", "usage", "want_usage")
 
     def __init__(self, model: str, want_usage: bool) -> None:
         self.id = completion_id()
@@ -111,6 +145,7 @@ class ChatStream:
         self.sent_role = False
         self.want_usage = want_usage
         self.usage: dict[str, Any] | None = None
+        self.tools_started: dict[int, bool] = {}  # index -> whether its name was sent
 
     def _event(self, choices: list[dict[str, Any]], usage: Any = None) -> bytes:
         body: dict[str, Any] = {
@@ -122,7 +157,7 @@ class ChatStream:
         }
         if usage is not None:
             body["usage"] = usage
-        return b"data: " + dumps(body).encode() + b"\n\n"
+        return sse(body)
 
     def _choice(self, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
         if not self.sent_role:
@@ -130,34 +165,65 @@ class ChatStream:
             self.sent_role = True
         return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
 
-    def encode(self, event: ModelStreamChunk | ModelResult) -> bytes:
-        """The SSE bytes for one agent frame; the last one carries the finish (and usage)."""
-        if isinstance(event, ModelStreamChunk):
-            if event.usage is not None:
-                self.usage = event.usage
-            out = self._event([self._choice(event.delta, event.finish_reason)])
-        else:
-            result = event.result or {}
-            self.usage = result.get("usage")
-            choice = (result.get("choices") or [{}])[0]
-            message = dict(choice.get("message") or {})
-            message.pop("role", None)
-            out = self._event([self._choice(message, choice.get("finish_reason") or "stop")])
+    def _tool_delta(self, position: int, call: dict[str, Any]) -> dict[str, Any]:
+        index = call.get("index")
+        index = index if isinstance(index, int) else position
+        function = call.get("function") or {}
+        arguments = function.get("arguments")
+        if arguments is None:
+            arguments = ""
+        elif not isinstance(arguments, str):
+            arguments = dumps(arguments)
+        out: dict[str, Any] = {"index": index}
+        out_function: dict[str, Any] = {}
+        if index not in self.tools_started:
+            self.tools_started[index] = False
+            out["id"] = call.get("id") or tool_call_id()
+            out["type"] = "function"
+        if not self.tools_started[index] and function.get("name"):
+            self.tools_started[index] = True
+            out_function["name"] = function["name"]
+        out_function["arguments"] = arguments
+        out["function"] = out_function
         return out
+
+    def encode(self, event: ModelStreamChunk | ModelResult) -> bytes:
+        """The SSE bytes for one agent frame; the last one carries the finish reason."""
+        delta, finish_reason = frame_delta(event)
+        usage = frame_usage(event)
+        if usage is not None:
+            self.usage = usage
+        out = dict(delta)
+        calls = delta.get("tool_calls")
+        if calls is not None:
+            out["tool_calls"] = [
+                self._tool_delta(i, c) for i, c in enumerate(calls) if isinstance(c, dict)
+            ]
+            if not out["tool_calls"]:
+                del out["tool_calls"]
+        if finish_reason == "stop" and self.tools_started:
+            finish_reason = "tool_calls"
+        if not out and finish_reason is None and self.sent_role:
+            return b""
+        return self._event([self._choice(out, finish_reason)])
 
     def finish(self) -> bytes:
         """What follows the last frame: the usage chunk if asked for, then ``[DONE]``."""
         if self.want_usage:
-            return self._event([], self.usage or _no_usage()) + SSE_DONE
+            return self._event([], self.usage or no_usage()) + SSE_DONE
         return SSE_DONE
 
 
 def stream_error(error: errors.ProviderError) -> bytes:
     """A mid-stream failure: an event with an ``error`` object; no ``[DONE]`` follows."""
-    return b"data: " + dumps(error_body(error)).encode() + b"\n\n"
+    return sse(error_body(error))
 
 
-def _no_usage() -> dict[str, int]:
+def tool_call_id() -> str:
+    return "call_" + secrets.token_hex(12)
+
+
+def no_usage() -> dict[str, int]:
     return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 
 
@@ -171,68 +237,52 @@ class ChatAggregate:
         self.tool_calls: list[dict[str, Any]] = []
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
-        self.result: dict[str, Any] | None = None
 
     def add(self, event: ModelStreamChunk | ModelResult) -> None:
-        if isinstance(event, ModelResult):
-            self.result = event.result or {}
-            return
-        delta = event.delta
+        delta, finish_reason = frame_delta(event)
         if delta.get("content"):
-            self.content.append(delta["content"])
+            self.content.append(str(delta["content"]))
         if delta.get("reasoning_content"):
-            self.reasoning.append(delta["reasoning_content"])
+            self.reasoning.append(str(delta["reasoning_content"]))
         for call in delta.get("tool_calls") or ():
-            merge_tool_call(self.tool_calls, call)
-        if event.finish_reason is not None:
-            self.finish_reason = event.finish_reason
-        if event.usage is not None:
-            self.usage = event.usage
+            if isinstance(call, dict):
+                merge_tool_call(self.tool_calls, call)
+        if finish_reason is not None:
+            self.finish_reason = finish_reason
+        usage = frame_usage(event)
+        if usage is not None:
+            self.usage = usage
 
     def body(self) -> dict[str, Any]:
-        if self.result is not None:
-            choices = self.result.get("choices") or [
-                {"message": {"role": "assistant", "content": ""}, "finish_reason": "stop"}
-            ]
-            usage = self.result.get("usage")
-        else:
-            message: dict[str, Any] = {
-                "role": "assistant",
-                "content": "".join(self.content) if self.content or not self.tool_calls else None,
-            }
-            if self.reasoning:
-                message["reasoning_content"] = "".join(self.reasoning)
-            if self.tool_calls:
-                message["tool_calls"] = self.tool_calls
-            choices = [{"message": message, "finish_reason": self.finish_reason or "stop"}]
-            usage = self.usage
-        normal = []
-        for index, choice in enumerate(choices[:1]):
-            message = {"role": "assistant", "content": None, "refusal": None}
-            message.update(choice.get("message") or {})
-            normal.append(
-                {
-                    "index": index,
-                    "message": message,
-                    "logprobs": None,
-                    "finish_reason": choice.get("finish_reason") or "stop",
-                }
-            )
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": "".join(self.content) if self.content or not self.tool_calls else None,
+            "refusal": None,
+        }
+        if self.reasoning:
+            message["reasoning_content"] = "".join(self.reasoning)
+        finish_reason = self.finish_reason or "stop"
+        if self.tool_calls:
+            for call in self.tool_calls:
+                call["id"] = call["id"] or tool_call_id()
+            message["tool_calls"] = self.tool_calls
+            if finish_reason == "stop":
+                finish_reason = "tool_calls"
         return {
             "id": completion_id(),
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.model,
-            "choices": normal,
-            "usage": usage or _no_usage(),
+            "choices": [
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
+            ],
+            "usage": self.usage or no_usage(),
         }
 
 
-def models_list(names: list[str], created: int) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": [model_entry(name, created) for name in names],
-    }
+def models_list(models: list[tuple[str, int]]) -> dict[str, Any]:
+    """``/v1/models`` for (name, created) pairs."""
+    return {"object": "list", "data": [model_entry(name, created) for name, created in models]}
 
 
 def model_entry(name: str, created: int) -> dict[str, Any]:
