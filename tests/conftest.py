@@ -6,11 +6,26 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 
 from mcp_local_provider.app import create_app
 from tests.fakes import BRIDGE_TOKEN, Daemon, RawAgent, make_config
 
 StartDaemon = Callable[..., Awaitable[Daemon]]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _logs_through_stdlib_logging() -> None:
+    """Daemons run in the test process: send their log lines to stdlib logging, which pytest
+    shows for a failing test, instead of stdout, where they would mix with CLI output."""
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=False,
+    )
 
 
 @pytest.fixture
