@@ -64,10 +64,10 @@ async def call(client: Client, tool: str, **arguments: Any) -> Answer:
     return answer_of(await client.call_tool(tool, arguments))
 
 
-async def wait_status(client: Client, status: str, timeout: float = 5.0) -> Answer:
+async def wait_status(client: Client, status: str, within: float = 5.0) -> Answer:
     """Poll provider_status until the session reaches ``status``."""
     loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
+    end = loop.time() + within
     while True:
         answer = await call(client, "provider_status")
         if answer.status == status:

@@ -12,7 +12,10 @@ WITHOUT_SDK = "import sys; sys.modules['mcp'] = None; sys.modules['mcp_types'] =
 def run_without_sdk(code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", WITHOUT_SDK + code],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 

@@ -16,8 +16,11 @@ def test_completion_request_shows_the_text_around_the_cursor() -> None:
         {
             "id": "req-2",
             "payload": {
-                "kind": "completion", "model": "m", "prompt": "def add(a, b):\n    ",
-                "suffix": "\n\nprint(add(1, 2))", "parameters": {"max_tokens": 16, "stop": ["\n\n"]},
+                "kind": "completion",
+                "model": "m",
+                "prompt": "def add(a, b):\n    ",
+                "suffix": "\n\nprint(add(1, 2))",
+                "parameters": {"max_tokens": 16, "stop": ["\n\n"]},
             },
         }
     )
@@ -37,16 +40,25 @@ def test_tool_calls_and_results_are_spelled_out() -> None:
         model="m",
         messages=[
             {"role": "user", "content": "weather?"},
-            {"role": "assistant", "content": "", "tool_calls": [
-                {"id": "c1", "type": "function",
-                 "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+                    }
+                ],
+            },
             {"role": "tool", "tool_call_id": "c1", "content": "rain"},
         ],
         parameters={"tools": [{"type": "function", "function": {"name": "get_weather"}}]},
     )
     data = request_data(request, answer_within=60)
     assert data["messages"][1] == {
-        "role": "assistant", "content": '[called tool get_weather with {"city": "Oslo"}]'
+        "role": "assistant",
+        "content": '[called tool get_weather with {"city": "Oslo"}]',
     }
     assert data["messages"][2] == {"role": "tool result (c1)", "content": "rain"}
     assert data["editor_tools"] == ["get_weather"]
@@ -54,8 +66,14 @@ def test_tool_calls_and_results_are_spelled_out() -> None:
 
 
 def test_content_parts_are_joined_into_text() -> None:
-    request = chat(messages=[{"role": "user", "content": [
-        {"type": "text", "text": "one "}, {"type": "text", "text": "two"}]}])
+    request = chat(
+        messages=[
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "one "}, {"type": "text", "text": "two"}],
+            }
+        ]
+    )
     assert request_data(request, 1)["messages"] == [{"role": "user", "content": "one two"}]
 
 
@@ -74,7 +92,8 @@ def test_sampling_merges_system_messages_and_consecutive_turns() -> None:
     params = sampling_params(request, default_max_tokens=99)
     assert params.system_prompt == "A\n\nB"
     assert [(m.role, m.content.text) for m in params.messages] == [  # type: ignore[union-attr]
-        ("user", "x\n\ny"), ("assistant", "z")
+        ("user", "x\n\ny"),
+        ("assistant", "z"),
     ]
     assert params.max_tokens == 99 and params.temperature == 0.0
     assert params.stop_sequences is None

@@ -86,7 +86,10 @@ async def test_editor_without_limits_asks_the_configured_max_tokens(
 ) -> None:
     host = Host()
     async with mcp_host(
-        daemon, tmp_path, sampling=True, sampling_callback=host,
+        daemon,
+        tmp_path,
+        sampling=True,
+        sampling_callback=host,
         config={"mcp_sampling_max_tokens": 321},
     ) as client:
         await wait_status(client, "granted")
@@ -118,7 +121,9 @@ async def test_host_ignoring_max_tokens_has_its_answer_cut(
     async with mcp_host(daemon, tmp_path, sampling=True, sampling_callback=host) as client:
         await wait_status(client, "granted")
         stream = await openai_client(daemon).chat.completions.create(
-            model="mcp-agent", messages=[{"role": "user", "content": "hi"}], max_tokens=3,
+            model="mcp-agent",
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=3,
             stream=True,
         )
         chunks = [c async for c in stream if c.choices]
@@ -164,9 +169,7 @@ async def test_host_without_sampling_is_told_it_is_unsupported(
     assert list(daemon.state.registry) == []
 
 
-async def test_newest_revision_connection_cannot_sample(
-    daemon: Daemon, tmp_path: Path
-) -> None:
+async def test_newest_revision_connection_cannot_sample(daemon: Daemon, tmp_path: Path) -> None:
     async with mcp_host(
         daemon, tmp_path, sampling=True, mode="auto", sampling_callback=Host()
     ) as client:

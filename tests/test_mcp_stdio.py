@@ -31,14 +31,20 @@ def home_with_token(tmp_path: Path) -> Path:
     return home
 
 
+def installed(command: str, args: list[str]) -> tuple[str, list[str]]:
+    """The command as installed here, or the same entry point through this Python."""
+    script = Path(sysconfig.get_path("scripts")) / command
+    if script.exists():
+        return str(script), args
+    return sys.executable, ["-m", "mcp_local_provider", *args]
+
+
 @asynccontextmanager
 async def stdio_host(
     daemon: Daemon, tmp_path: Path, server: dict[str, Any], **client_options: Any
 ) -> AsyncIterator[Client]:
     port = daemon.url.rsplit(":", 1)[1]
-    command, args = str(Path(sysconfig.get_path("scripts")) / server["command"]), server["args"]
-    if not Path(command).exists():  # installed without its script: run the same entry point
-        command, args = sys.executable, ["-m", "mcp_local_provider", *args]
+    command, args = installed(server["command"], server["args"])
     # The host's own environment is reduced to DEFAULT_INHERITED_ENV_VARS by the SDK; on top
     # of it, HOME is the test's home and the port is set the way a user sets it, in "env".
     assert set(DEFAULT_INHERITED_ENV_VARS) == {"HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER"}
@@ -49,8 +55,9 @@ async def stdio_host(
         cwd=str(tmp_path),
     )
     # The server's stderr (its logs) goes to a file, kept with the test's tmp_path.
-    with open(tmp_path / "server.log", "w") as errlog:
-        async with Client(stdio_client(params, errlog=errlog), mode="legacy", **client_options) as client:
+    with (tmp_path / "server.log").open("w") as errlog:
+        transport = stdio_client(params, errlog=errlog)
+        async with Client(transport, mode="legacy", **client_options) as client:
             yield client
 
 

@@ -75,7 +75,9 @@ async def test_partial_answers_reach_the_editor_before_the_agent_finishes(
         await call(host, "request_local_provider_access")
         editor = Editor(openai_client(daemon))
         rid = (await next_request(host)).data["request_id"]
-        assert (await call(host, "respond_partial", request_id=rid, content="Hello")).status == "sent"
+        assert (
+            await call(host, "respond_partial", request_id=rid, content="Hello")
+        ).status == "sent"
         await until(lambda: editor.text == "Hello")
         await call(host, "respond_partial", request_id=rid, content=", wide")
         await until(lambda: editor.text == "Hello, wide")
@@ -262,9 +264,7 @@ async def test_revoked_session_ends_the_loop(daemon: Daemon, tmp_path: Path) -> 
     assert ended.status == "ended" and ended.data["reason"] == "revoked"
 
 
-async def test_access_can_be_requested_again_after_it_ended(
-    daemon: Daemon, tmp_path: Path
-) -> None:
+async def test_access_can_be_requested_again_after_it_ended(daemon: Daemon, tmp_path: Path) -> None:
     async with mcp_host(daemon, tmp_path) as host:
         first = (await call(host, "request_local_provider_access")).data["session_id"]
         again = await call(host, "request_local_provider_access")
@@ -326,8 +326,15 @@ async def test_prompt_explains_the_serving_loop(daemon: Daemon, tmp_path: Path) 
         prompt = await host.get_prompt("serve_as_local_model")
     text = prompt.messages[0].content.text  # type: ignore[union-attr]
     assert prompts == ["serve_as_local_model"]
-    for step in ("request_local_provider_access", "next_request", "respond_partial", "respond(",
-                 "decline", "cancelled", "release_access"):
+    for step in (
+        "request_local_provider_access",
+        "next_request",
+        "respond_partial",
+        "respond(",
+        "decline",
+        "cancelled",
+        "release_access",
+    ):
         assert step in text
 
 

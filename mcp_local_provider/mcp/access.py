@@ -110,7 +110,9 @@ class Access:
         token = self._token()
         self.backend.model_names = list(models)
         self.requested = {"scopes": scopes, "models": models, "ttl_seconds": ttl_seconds}
-        self.state, self.session_id, self.approve_with, self.granted = "connecting", None, None, None
+        self.state = "connecting"
+        self.session_id = self.approve_with = None
+        self.granted = None
         self.ended_reason = self.message = None
         self._releasing = False
         client = AgentClient(
@@ -132,10 +134,10 @@ class Access:
         if self.state == "pending":
             await self.wait(lambda: self.state != "pending", GRANT_GRACE)
 
-    async def wait(self, done: Callable[[], bool], timeout: float) -> bool:
-        """Wait until ``done()`` or the timeout; True if ``done()``."""
+    async def wait(self, done: Callable[[], bool], within: float) -> bool:
+        """Wait until ``done()``, at most ``within`` seconds; True if ``done()``."""
         loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
+        end = loop.time() + within
         while not done():
             left = end - loop.time()
             if left <= 0:
@@ -189,17 +191,17 @@ class Access:
 
     # -- ending --------------------------------------------------------------------------------
 
-    async def release(self, timeout: float = 5.0) -> None:
+    async def release(self, grace: float = 5.0) -> None:
         """End the session for good: revoke it at the daemon, then hang up."""
         client, task = self._client, self._task
         if client is None or task is None or task.done():
             return
         self._releasing = True
         if self.session_id is not None:
-            await self._revoke(self.session_id, timeout)
+            await self._revoke(self.session_id, grace)
         await client.stop()
         with suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(grace):
                 await asyncio.shield(task)
         if not task.done():
             task.cancel()
@@ -207,12 +209,12 @@ class Access:
                 await task
             self._end("released", None)
 
-    async def _revoke(self, session_id: str, timeout: float) -> None:
+    async def _revoke(self, session_id: str, grace: float) -> None:
         url = f"{control_url(self.url)}/control/sessions/{session_id}/revoke"
         try:
             headers = {"Authorization": f"Bearer {self._token()}"}
             async with (
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http,
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=grace)) as http,
                 http.post(url, headers=headers) as response,
             ):
                 await response.read()

@@ -20,10 +20,11 @@ class Signal:
         self._event.set()
         self._event = asyncio.Event()
 
-    async def wait(self, timeout: float) -> None:
+    async def wait(self, within: float) -> None:
+        """Wait for the next notify, at most ``within`` seconds."""
         event = self._event
         with suppress(TimeoutError):
-            async with asyncio.timeout(max(timeout, 0.0)):
+            async with asyncio.timeout(max(within, 0.0)):
                 await event.wait()
 
 

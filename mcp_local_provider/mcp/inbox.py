@@ -83,7 +83,9 @@ def _prompt_tokens(request: InvokeRequest) -> int:
 class Inbox(ServingBackend):
     name = "mcp"
 
-    def __init__(self, models: list[str], deadlines: Deadlines, signal: Signal | None = None) -> None:
+    def __init__(
+        self, models: list[str], deadlines: Deadlines, signal: Signal | None = None
+    ) -> None:
         super().__init__(models)
         self.deadlines = deadlines
         self.signal = signal or Signal()

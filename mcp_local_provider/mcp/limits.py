@@ -82,7 +82,9 @@ class OutputLimiter:
         return text
 
 
-def limit(text: str, stop: Sequence[str] = (), max_tokens: int | None = None) -> tuple[str, str | None]:
+def limit(
+    text: str, stop: Sequence[str] = (), max_tokens: int | None = None
+) -> tuple[str, str | None]:
     """Apply the limits to a whole answer: (the text to send, "stop"/"length" or None)."""
     limiter = OutputLimiter(stop, max_tokens)
     out = limiter.feed(text) + limiter.flush()

@@ -138,8 +138,7 @@ def request_text(data: dict[str, Any]) -> str:
         "send pieces with respond_partial as you go and finish with respond. If you cannot "
         "answer, call decline.",
     ]
-    if data["parameters"].get("max_tokens"):
-        lines.append(
-            f"Keep it under about {data['parameters']['max_tokens']} tokens; longer answers are cut."
-        )
+    max_tokens = data["parameters"].get("max_tokens")
+    if max_tokens:
+        lines.append(f"Keep it under about {max_tokens} tokens; longer answers are cut.")
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from typing import Literal
 
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError, NoBackChannelError
@@ -75,7 +76,7 @@ class Host:
 def sampling_params(request: InvokeRequest, default_max_tokens: int) -> CreateMessageRequestParams:
     """The ``sampling/createMessage`` parameters for one editor request."""
     system: list[str] = []
-    turns: list[tuple[str, str]] = []
+    turns: list[tuple[Literal["user", "assistant"], str]] = []
     if request.kind == "completion":
         turns.append(("user", completion_prompt(request)))
     for message in request.messages:
@@ -87,19 +88,19 @@ def sampling_params(request: InvokeRequest, default_max_tokens: int) -> CreateMe
             continue
         if role == "tool":
             text = f"[result of tool call {message.get('tool_call_id', '')}]\n{text}"
-        role = "assistant" if role == "assistant" else "user"
+        turn: Literal["user", "assistant"] = "assistant" if role == "assistant" else "user"
         if not text:
             continue
-        if turns and turns[-1][0] == role:  # hosts want turns to alternate
-            turns[-1] = (role, turns[-1][1] + "\n\n" + text)
+        if turns and turns[-1][0] == turn:  # hosts want turns to alternate
+            turns[-1] = (turn, turns[-1][1] + "\n\n" + text)
         else:
-            turns.append((role, text))
+            turns.append((turn, text))
     if not turns:
         turns.append(("user", "(no message)"))
     temperature = request.parameters.get("temperature")
     return CreateMessageRequestParams(
         messages=[
-            SamplingMessage(role=role, content=TextContent(type="text", text=text))  # type: ignore[arg-type]
+            SamplingMessage(role=role, content=TextContent(type="text", text=text))
             for role, text in turns
         ],
         system_prompt="\n\n".join(system) or None,
@@ -115,7 +116,9 @@ def sampling_params(request: InvokeRequest, default_max_tokens: int) -> CreateMe
 def _refused(exc: MCPError) -> BackendError:
     message = exc.message or "no reason given"
     if exc.code == -1 or _REFUSAL.search(message):
-        return BackendError(f"forbidden: the host refused the sampling request ({message})", "forbidden")
+        return BackendError(
+            f"forbidden: the host refused the sampling request ({message})", "forbidden"
+        )
     if exc.code == METHOD_NOT_FOUND or _UNSUPPORTED.search(message):
         return BackendError(f"unsupported: the host cannot sample ({message})", "unsupported")
     return BackendError(f"the host's sampling request failed: {message}", "sampling_failed")
@@ -160,8 +163,10 @@ class SamplingBackend(ServingBackend):
         reason = cut or ("length" if result.stop_reason == "maxTokens" else "stop")
         if text:
             yield TextDelta(text)
-        prompt = sum(estimate_tokens(m.content.text) for m in params.messages)  # type: ignore[union-attr]
-        prompt += estimate_tokens(params.system_prompt or "")
+        prompt = estimate_tokens(params.system_prompt or "")
+        for message in params.messages:
+            if isinstance(message.content, TextContent):
+                prompt += estimate_tokens(message.content.text)
         completion = estimate_tokens(text)
         yield Finish(
             reason,

@@ -143,7 +143,9 @@ class Provider:
         if state == "none":
             return "No access yet: call request_local_provider_access."
         if state == "connecting":
-            return f"Connecting to the daemon at {data['daemon']}; check again with provider_status."
+            return (
+                f"Connecting to the daemon at {data['daemon']}; check again with provider_status."
+            )
         if state == "pending":
             return (
                 f"Session {sid} is waiting for the user's approval. Ask the user to run "
@@ -238,7 +240,7 @@ class Provider:
             self._dialing.cancel()
             with suppress(asyncio.CancelledError):
                 await self._dialing
-        await self.access.release(timeout=2.0)
+        await self.access.release(grace=2.0)
 
 
 def build_server(
