@@ -4,6 +4,7 @@ the order an agent would, against a real daemon; the editor is the official open
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from pathlib import Path
 from typing import Any
@@ -345,3 +346,27 @@ async def test_status_before_anything_says_to_request_access(
         status = await wait_status(host, "none")
     assert "request_local_provider_access" in status.text
     assert status.data["mode"] == "tools" and status.data["daemon"] == daemon.ws_url
+
+
+async def test_tool_schemas_are_plain_and_declare_no_output_schema(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    async with mcp_host(daemon, tmp_path) as host:
+        tools = (await host.list_tools()).tools
+    assert sorted(t.name for t in tools) == [
+        "decline",
+        "next_request",
+        "provider_status",
+        "release_access",
+        "request_local_provider_access",
+        "respond",
+        "respond_partial",
+    ]
+    for tool in tools:
+        assert tool.output_schema is None  # hosts would then demand structuredContent to match
+        assert tool.description and len(tool.description) > 80
+        text = json.dumps(tool.input_schema)
+        for construct in ("$ref", "$defs", "anyOf", "oneOf", "allOf"):
+            assert construct not in text, (tool.name, construct)
+        for name, prop in tool.input_schema.get("properties", {}).items():
+            assert prop.get("type") and prop.get("description"), (tool.name, name)

@@ -6,8 +6,8 @@ the server dials the daemon as an ordinary agent (``mcp_local_provider.agent``),
 scopes, TTL, cancel and resume work as for every agent.
 """
 
-# No ``from __future__ import annotations`` here: the SDK reads the tools' annotations at
-# registration, and some name values known only inside build_server.
+# No ``from __future__ import annotations`` here: the SDK evaluates the tools' annotations when
+# they are registered, and some of them use values known only then (the wait limit).
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
