@@ -21,13 +21,14 @@ from tests.mcp_fakes import call, next_request, wait_status
 from tests.test_mcp_docs import cursor_server, vscode_servers
 
 
-def home_with_token(tmp_path: Path) -> Path:
+def home_with_token(tmp_path: Path, token: bool = True) -> Path:
     """A home directory holding the bridge token where the daemon would have put it."""
     home = tmp_path / "home"
     state = home / ".local" / "state" / "mcp-local-provider"
     state.mkdir(parents=True)
-    (state / "bridge-token").write_text(BRIDGE_TOKEN + "\n")
-    (state / "bridge-token").chmod(0o600)
+    if token:
+        (state / "bridge-token").write_text(BRIDGE_TOKEN + "\n")
+        (state / "bridge-token").chmod(0o600)
     return home
 
 
@@ -41,7 +42,11 @@ def installed(command: str, args: list[str]) -> tuple[str, list[str]]:
 
 @asynccontextmanager
 async def stdio_host(
-    daemon: Daemon, tmp_path: Path, server: dict[str, Any], **client_options: Any
+    daemon: Daemon,
+    tmp_path: Path,
+    server: dict[str, Any],
+    token: bool = True,
+    **client_options: Any,
 ) -> AsyncIterator[Client]:
     port = daemon.url.rsplit(":", 1)[1]
     command, args = installed(server["command"], server["args"])
@@ -51,7 +56,7 @@ async def stdio_host(
     params = StdioServerParameters(
         command=command,
         args=args,
-        env={"HOME": str(home_with_token(tmp_path)), "MCP_LOCAL_PROVIDER_PORT": port},
+        env={"HOME": str(home_with_token(tmp_path, token)), "MCP_LOCAL_PROVIDER_PORT": port},
         cwd=str(tmp_path),
     )
     # The server's stderr (its logs) goes to a file, kept with the test's tmp_path.
@@ -120,3 +125,13 @@ async def test_sampling_host_from_the_docs_answers_over_stdio(
             model="mcp-agent", messages=[{"role": "user", "content": "ping"}]
         )
     assert reply.choices[0].message.content == "host says: ping"
+
+
+async def test_missing_token_under_home_is_reported_to_the_agent(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    async with stdio_host(daemon, tmp_path, cursor_server(), token=False) as host:
+        answer = await call(host, "request_local_provider_access")
+    assert answer.is_error
+    assert "no bridge token at" in answer.text and "mcp-local-provider serve" in answer.text
+    assert str(tmp_path / "home" / ".local" / "state") in answer.text

@@ -199,8 +199,8 @@ class Inbox(ServingBackend):
         return ticket, Reply("sent", "")
 
     def _send(self, ticket: Ticket, text: str) -> None:
-        ticket.last_sent = time.monotonic()
-        if text:
+        if text:  # only what reaches the daemon restarts its idle timer
+            ticket.last_sent = time.monotonic()
             ticket.events.put_nowait(TextDelta(text))
 
     def _finish(self, ticket: Ticket, requested: str) -> Reply:

@@ -186,7 +186,8 @@ class Provider:
     async def _dial(self) -> None:
         result = await self.request_access(list(SERVABLE_SCOPES), "", 0, [])
         text = result.content[0].text if isinstance(result.content[0], TextContent) else ""
-        log.info("mcp_sampling_access", status=self.access.state, detail=text)
+        report = log.warning if result.is_error else log.info
+        report("mcp_sampling_access", status=self.access.state, detail=text)
 
     # -- tools mode ----------------------------------------------------------------------------
 
