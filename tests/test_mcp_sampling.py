@@ -212,3 +212,27 @@ async def test_editor_cancel_while_the_host_samples_cancels_the_sampling_request
         ask.cancel()
         await asyncio.gather(ask, return_exceptions=True)
         await asyncio.wait_for(cancelled.wait(), 5)
+
+
+async def test_autocomplete_through_the_ollama_api_is_sampled_and_cut_like_void_expects(
+    daemon: Daemon, ollama_client: Any, tmp_path: Path
+) -> None:
+    host = IgnoresLimits("return a + b\n\nprint('extra')")
+    async with mcp_host(daemon, tmp_path, sampling=True, sampling_callback=host) as client:
+        await wait_status(client, "granted")
+        pieces = [
+            part.response
+            async for part in await ollama_client(daemon).generate(
+                model="mcp-agent",
+                prompt="def add(a, b):\n    ",
+                suffix="\n",
+                raw=True,
+                stream=True,
+                options={"stop": ["\n\n"], "num_predict": 64},
+            )
+        ]
+    assert "".join(pieces) == "return a + b"
+    [asked] = host.asked
+    text = asked.messages[0].content.text  # type: ignore[union-attr]
+    assert "<before_cursor>\ndef add(a, b):\n    \n</before_cursor>" in text
+    assert asked.stop_sequences == ["\n\n"] and asked.max_tokens == 64

@@ -370,3 +370,47 @@ async def test_tool_schemas_are_plain_and_declare_no_output_schema(
             assert construct not in text, (tool.name, construct)
         for name, prop in tool.input_schema.get("properties", {}).items():
             assert prop.get("type") and prop.get("description"), (tool.name, name)
+
+
+async def test_agent_fills_in_the_middle_for_a_completion_request(
+    daemon: Daemon, openai_client: Any, tmp_path: Path
+) -> None:
+    async with mcp_host(daemon, tmp_path) as host:
+        await call(host, "request_local_provider_access")
+        ask = asyncio.create_task(
+            openai_client(daemon).completions.create(
+                model="mcp-agent",
+                prompt="def add(a, b):\n    ",
+                suffix="\n\nprint(add(1, 2))",
+                max_tokens=20,
+            )
+        )
+        request = await next_request(host)
+        assert request.data["kind"] == "completion"
+        assert request.data["prompt"] == "def add(a, b):\n    "
+        assert request.data["suffix"] == "\n\nprint(add(1, 2))"
+        assert "text before the cursor" in request.text
+        await call(host, "respond", request_id=request.data["request_id"], content="return a + b")
+        reply = await ask
+    assert reply.choices[0].text == "return a + b"
+
+
+async def test_editor_offering_tools_gets_a_text_answer(
+    daemon: Daemon, openai_client: Any, tmp_path: Path
+) -> None:
+    tool = {"type": "function", "function": {"name": "read_file", "parameters": {"type": "object"}}}
+    async with mcp_host(daemon, tmp_path) as host:
+        await call(host, "request_local_provider_access")
+        ask = asyncio.create_task(
+            openai_client(daemon).chat.completions.create(
+                model="mcp-agent",
+                messages=CHAT,
+                tools=[tool],  # type: ignore[list-item]
+            )
+        )
+        request = await next_request(host)
+        assert request.data["editor_tools"] == ["read_file"]
+        await call(host, "respond", request_id=request.data["request_id"], content="no tools")
+        reply = await ask
+    assert reply.choices[0].message.content == "no tools"
+    assert not reply.choices[0].message.tool_calls

@@ -9,6 +9,8 @@ from contextlib import suppress
 from ..agent.backend import Backend
 from ..protocol import ModelSpec
 
+CAPABILITIES = ("chat", "completion", "fim", "tools")
+
 
 class Signal:
     """Wakes everyone waiting at once; waiting again needs a new notify."""
@@ -38,4 +40,6 @@ class ServingBackend(Backend):
         self.why_ending: Callable[[], str | None] = lambda: None
 
     def models(self) -> list[ModelSpec]:
-        return [ModelSpec(name=n, capabilities=("chat", "completion")) for n in self.model_names]
+        # "tools": editors that always send tools (Continue) may use the model; the agent sees
+        # which tools were offered but answers in text, as a model that chooses not to call one.
+        return [ModelSpec(name=n, capabilities=CAPABILITIES) for n in self.model_names]
