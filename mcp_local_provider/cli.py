@@ -87,7 +87,37 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--agent-id", help="agent id (default: <backend>-<hostname>)")
     agent.add_argument("--ttl", type=float, metavar="SECONDS", help="session lifetime to ask for")
     agent.add_argument("--max-concurrency", type=int, default=4, metavar="N")
+    _mcp_parser(commands)
     return parser
+
+
+def _mcp_parser(commands: Any) -> None:
+    # No --config, --server, --cwd, --transport or -e: MCP launchers such as the Inspector
+    # read those from the server's command line themselves.
+    mcp = commands.add_parser(
+        "mcp", help="run the MCP server that lets an MCP host's agent serve as the model",
+        description="Serve MCP over stdin/stdout so that the agent of an MCP host (Cursor, "
+        "Claude Code, VS Code, ...) can serve as the local model. Needs the MCP extra: "
+        "pip install 'mcp-local-provider[mcp]'. See docs/mcp.md.",
+    )
+    mcp.add_argument(
+        "--sampling", action="store_true",
+        help="answer requests by asking the host's model (MCP sampling) instead of through "
+        "the agent's tool loop; the host must support sampling",
+    )
+    mcp.add_argument("--url", help="agent socket URL (default ws://127.0.0.1:11434/agent)")
+    mcp.add_argument(
+        "--token-file", type=Path, metavar="FILE", help="file holding the bridge token"
+    )
+    mcp.add_argument(
+        "--config-file", dest="config", type=Path, metavar="PATH", help="TOML config file"
+    )
+    mcp.add_argument(
+        "--model", action="append", dest="models", metavar="NAME",
+        help="model name to advertise when the agent names none (repeatable)",
+    )
+    mcp.add_argument("--label", help="label shown to the user when asking for approval")
+    mcp.add_argument("--ttl", type=float, metavar="SECONDS", help="session lifetime to ask for")
 
 
 def _config(args: argparse.Namespace, **flags: Any) -> Config:
@@ -120,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             configure(config)
             return asyncio.run(_agent(args, config))
+        if args.command == "mcp":
+            return _mcp(args, _config(args))
     except ConfigError as exc:
         print(f"mcp-local-provider: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -257,4 +289,32 @@ async def _agent(args: argparse.Namespace, config: Config) -> int:
         f"Session ended ({reason}) after {time.monotonic() - started:.0f} s.",
         file=sys.stderr,
     )
+    return 0
+
+
+# -- mcp -------------------------------------------------------------------------------------
+
+
+def _mcp(args: argparse.Namespace, config: Config) -> int:
+    try:
+        from .mcp import server
+    except ImportError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "mcp":
+            raise
+        raise CliError(
+            "`mcp-local-provider mcp` needs the MCP SDK 2.x: "
+            "pip install 'mcp-local-provider[mcp]'"
+        ) from None
+    from .logs import configure
+
+    configure(config)  # logs go to stderr; stdout carries the MCP messages
+    url = args.url or _http_url(config, None).replace("http://", "ws://", 1) + "/agent"
+    options = server.Options(
+        url=url,
+        sampling=args.sampling,
+        models=tuple(args.models or ()),
+        label=args.label,
+        ttl_seconds=args.ttl,
+    )
+    asyncio.run(server.run_stdio(config, options))
     return 0

@@ -106,6 +106,17 @@ class Config(BaseModel):
         default_factory=ModelsConfig, description="model aliases and defaults ([models] table)"
     )
 
+    # The MCP server (``mcp-local-provider mcp``)
+    mcp_models: tuple[str, ...] = Field(
+        ("mcp-agent",), description="models an MCP host's agent serves unless it names its own"
+    )
+    mcp_wait_limit: float = Field(
+        45, gt=0, le=55, description="longest next_request wait (hosts drop calls after 60 s)"
+    )
+    mcp_sampling_max_tokens: int = Field(
+        4096, ge=1, description="maxTokens asked of the host when the editor sets no limit"
+    )
+
     # Housekeeping
     sweep_interval: float = Field(1.0, gt=0, description="how often expired sessions are ended")
     shutdown_grace: float = Field(10, ge=0, description="time in-flight requests get on stop")
