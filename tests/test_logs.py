@@ -37,6 +37,7 @@ def capture_logs(tmp_path: Path) -> Iterator[Capture]:
     """``capture_logs(**config)``: route every log line to a buffer; restored afterwards."""
     root = logging.getLogger()
     level = root.level
+    before = structlog.get_config()
     handlers: list[logging.Handler] = []
 
     def start(tty: bool = False, **overrides: Any) -> io.StringIO:
@@ -50,7 +51,7 @@ def capture_logs(tmp_path: Path) -> Iterator[Capture]:
     root.setLevel(level)
     logging.getLogger("mcp_local_provider").setLevel(logging.NOTSET)
     logging.getLogger("aiohttp.access").setLevel(logging.NOTSET)
-    structlog.reset_defaults()
+    structlog.configure(**before)
 
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:

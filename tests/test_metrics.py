@@ -73,16 +73,22 @@ async def test_answered_stream_counts_request_call_chunks_and_tokens(
     assert duration - before["duration"] == 1
 
 
-async def test_model_no_session_advertises_is_labelled_other(
-    echo_daemon: Daemon, http: aiohttp.ClientSession
+async def test_unknown_models_are_labelled_other_and_aliases_count_as_their_model(
+    start_daemon: Any, http: aiohttp.ClientSession
 ) -> None:
-    meter = Meter(echo_daemon)
-    status, _ = await post(http, echo_daemon.url + CHAT, chat(model="made-up-model-4711"))
-    assert status == 200  # served by the only session, which does not advertise it
-    assert meter("relay_calls_total", model="other", outcome="ok") == 1
-    assert meter("relay_calls_total", model="made-up-model-4711", outcome="ok") == 0
-    text = echo_daemon.state.metrics.registry
-    assert "made-up-model-4711" not in prometheus_client.generate_latest(text).decode()
+    daemon = await start_daemon(models={"aliases": {"fast-coder": "echo"}})
+    await daemon.start_agent()
+    meter = Meter(daemon)
+    status, _ = await post(http, daemon.url + CHAT, chat(model="made-up-model-4711"))
+    assert status == 404
+    labels = {"family": "openai", "route": CHAT, "method": "POST"}
+    assert meter("requests_total", **labels, model="other", status="404") == 1
+    status, _ = await post(http, daemon.url + CHAT, chat(model="fast-coder"))
+    assert status == 200
+    assert meter("requests_total", **labels, model="echo", status="200") == 1
+    assert meter("relay_calls_total", model="echo", outcome="ok") == 1
+    text = prometheus_client.generate_latest(daemon.state.metrics.registry).decode()
+    assert "made-up-model-4711" not in text
 
 
 async def test_no_active_session_is_a_503_without_a_relay_call(

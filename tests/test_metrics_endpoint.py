@@ -93,7 +93,7 @@ async def test_label_values_never_echo_paths_or_unknown_models(
 ) -> None:
     await some_traffic(echo_daemon, http)
     async with http.post(echo_daemon.url + CHAT, json=chat("secret-model-9137", False)) as r:
-        assert r.status == 200
+        assert r.status == 404
     text = await scrape(echo_daemon, http)
     assert "wp-admin" not in text and "secret-model-9137" not in text
     routes = {

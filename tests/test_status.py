@@ -31,13 +31,6 @@ async def run_cli(*argv: str) -> int:
     return await asyncio.to_thread(main, list(argv))
 
 
-def printed(capsys: pytest.CaptureFixture[str]) -> str:
-    """What the command printed, without the in-process daemon's log lines."""
-    out = capsys.readouterr().out
-    start = min(i for i in (out.find("mcp-local-provider "), out.find('{"version"')) if i >= 0)
-    return out[start:]
-
-
 async def some_requests(daemon: Daemon, http: aiohttp.ClientSession) -> None:
     for body in (chat("echo"), chat("echo", stream=True)):
         async with http.post(daemon.url + CHAT, json=body) as response:
@@ -76,12 +69,11 @@ async def test_status_prints_a_table_for_a_person(
     await some_requests(echo_daemon, http)
     code = await run_cli("status", "--url", echo_daemon.url, "--token-file", str(token_file))
     assert code == 0
-    out = printed(capsys)
+    out = capsys.readouterr().out
     assert out.startswith(f"mcp-local-provider 0.1.0 at {echo_daemon.url}, up ")
     assert "agents connected 1, sessions 1 active and 0 pending" in out
     assert "3 requests, 1 error (1 client, 0 server), 0 cancelled" in out
-    table = out.splitlines()
-    header, row = table[table.index(next(t for t in table if t.startswith("SESSION"))) :][:2]
+    header, row = out.strip().splitlines()[-2:]
     assert header.split() == [
         "SESSION", "STATE", "AGENT", "LABEL", "MODELS", "EXPIRES", "IN", "REQUESTS", "IN", "FLIGHT"
     ]  # fmt: skip
@@ -95,7 +87,7 @@ async def test_status_json_is_the_control_status_document(
         "status", "--json", "--url", echo_daemon.url, "--token-file", str(token_file)
     )
     assert code == 0
-    body = json.loads(printed(capsys).splitlines()[0])
+    body = json.loads(capsys.readouterr().out)
     assert body["version"] == "0.1.0" and body["sessions"][0]["state"] == "active"
 
 
