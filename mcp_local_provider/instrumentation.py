@@ -10,6 +10,7 @@ the request and writes one access line.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import structlog
@@ -27,6 +28,8 @@ from .router import Pending
 
 access_log = structlog.get_logger("mcp_local_provider.access")
 log = structlog.get_logger("mcp_local_provider.instrumentation")
+#: Its level decides whether per-call debug lines are built at all (see ``logs.configure``).
+_debug = logging.getLogger("mcp_local_provider.instrumentation")
 
 REQUEST_CONTEXT = web.RequestKey("request_context", RequestContext)
 UNMATCHED = "unmatched"
@@ -40,17 +43,20 @@ _REJECTED_BY_STATUS = {400: "validation", 401: "auth", 413: "size", 415: "valida
 _REJECTED_BY_CODE = {"rate_limited": "rate_limited"}
 
 
+_FAMILIES = {
+    "v1": "openai",
+    "api": "ollama",
+    "agent": "agent",
+    "control": "control",
+    "health": "ops",
+    "metrics": "ops",
+}
+
+
 def route_family(path: str) -> str:
     """The family a path (or route template) belongs to: a small, fixed set of names."""
     head = path.split("/", 2)[1] if path.startswith("/") else ""
-    return {
-        "v1": "openai",
-        "api": "ollama",
-        "agent": "agent",
-        "control": "control",
-        "health": "ops",
-        "metrics": "ops",
-    }.get(head, OTHER)
+    return _FAMILIES.get(head, OTHER)
 
 
 def route_template(request: web.Request) -> str:
@@ -96,15 +102,16 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     state = request.app[STATE]
     route = route_template(request)
     family = route_family(request.path if route == UNMATCHED else route)
-    ctx = RequestContext(new_request_id(), time.monotonic(), family, client=_client(request))
+    ctx = RequestContext(new_request_id(), time.monotonic(), family)
+    if state.config.access_log:
+        ctx.client = _client(request)
     request[REQUEST_CONTEXT] = ctx
     token = context.enter(ctx)
-    structlog.contextvars.clear_contextvars()
+    # Cleared again when the request ends, so nothing carries over to the next one.
     structlog.contextvars.bind_contextvars(request_id=ctx.request_id)
     websocket = request.headers.get("Upgrade", "").lower() == "websocket"
-    in_flight = None if websocket else state.metrics.in_flight.labels(family)
-    if in_flight is not None:
-        in_flight.inc()
+    if not websocket:
+        state.metrics.request_started(family)
     status = 500
     response: web.StreamResponse | None = None
     try:
@@ -125,8 +132,8 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = exc.status
         raise
     finally:
-        if in_flight is not None:
-            in_flight.dec()
+        if not websocket:
+            state.metrics.request_ended_in_flight(family)
         try:
             _finish(request, state, ctx, route, status, response)
         except Exception:  # metrics and logs must never break a request
@@ -148,9 +155,14 @@ def _finish(
     family = ctx.family
     duration = time.monotonic() - ctx.started
     method = request.method if request.method in METHODS else OTHER
-    metrics.requests.labels(family, route, method, ctx.model, str(status)).inc()
-    if status != SWITCHING_PROTOCOLS:
-        metrics.request_duration.labels(family, route).observe(duration)
+    metrics.request_finished(
+        family=family,
+        route=route,
+        method=method,
+        model=ctx.model,
+        status=status,
+        duration=None if status == SWITCHING_PROTOCOLS else duration,
+    )
     if status == CLIENT_CLOSED:
         metrics.cancelled.labels(family).inc()
     error = request.get(MAPPED_ERROR)
@@ -218,36 +230,24 @@ def _record_call(metrics: Metrics, pending: Pending) -> None:
     call = pending.call
     model = call.model if pending.session.serves(call.model) else OTHER
     outcome = pending.outcome if pending.outcome in OUTCOMES else OTHER
-    metrics.calls.labels(model, outcome).inc()
-    if pending.frames:
-        metrics.chunks.labels(model).inc(pending.frames)
-    usage = pending.usage
-    if isinstance(usage, dict):
-        _count_tokens(metrics, model, usage)
-    if outcome == "timeout" and pending.timeout_phase is not None:
-        metrics.timeouts.labels(pending.timeout_phase).inc()
     ctx = context.current()
     arrived = ctx.started if ctx is not None else pending.queued
-    if pending.first_event_at is not None:
-        metrics.ttft.labels(model).observe(max(0.0, pending.first_event_at - arrived))
-    metrics.queue_wait.observe(max(0.0, pending.started - pending.queued))
-    if pending.last_frame_at is not None:
-        metrics.agent_duration.labels(model).observe(pending.last_frame_at - pending.started)
-    details: dict[str, object] = {}
-    if pending.timeout_phase is not None:
-        details["timeout_phase"] = pending.timeout_phase
-    if pending.last_frame_at is not None:
-        details["agent_ms"] = _ms(pending.last_frame_at - pending.started)
-    log.debug(
-        "call_settled",
-        call_id=call.request_id,
-        session_id=pending.session.id,
+    first, last = pending.first_event_at, pending.last_frame_at
+    prompt, completion = _tokens(pending.usage)
+    metrics.call_settled(
         model=model,
-        outcome=pending.outcome,
+        outcome=outcome,
         frames=pending.frames,
-        queue_ms=_ms(pending.started - pending.queued),
-        **details,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        ttft=None if first is None else max(0.0, first - arrived),
+        queue_wait=max(0.0, pending.started - pending.queued),
+        agent_time=None if last is None else last - pending.started,
     )
+    if outcome == "timeout" and pending.timeout_phase is not None:
+        metrics.timeouts.labels(pending.timeout_phase).inc()
+    if _debug.isEnabledFor(logging.DEBUG):
+        _log_call(pending, model)
     if ctx is None:
         return
     if model != OTHER:
@@ -262,13 +262,35 @@ def _record_call(metrics: Metrics, pending: Pending) -> None:
         ctx.agent_to = max(ctx.agent_to or pending.last_frame_at, pending.last_frame_at)
 
 
-def _count_tokens(metrics: Metrics, model: str, usage: dict[str, object]) -> None:
+def _tokens(usage: object) -> tuple[int, int]:
+    """(prompt, completion) tokens from an agent's usage report; 0 for anything unusable."""
+    if not isinstance(usage, dict):
+        return 0, 0
     prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
     completion = usage.get("completion_tokens", usage.get("output_tokens"))
-    if isinstance(prompt, int) and not isinstance(prompt, bool) and prompt > 0:
-        metrics.prompt_tokens.labels(model).inc(prompt)
-    if isinstance(completion, int) and not isinstance(completion, bool) and completion > 0:
-        metrics.completion_tokens.labels(model).inc(completion)
+    return _count(prompt), _count(completion)
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _log_call(pending: Pending, model: str) -> None:
+    details: dict[str, object] = {}
+    if pending.timeout_phase is not None:
+        details["timeout_phase"] = pending.timeout_phase
+    if pending.last_frame_at is not None:
+        details["agent_ms"] = _ms(pending.last_frame_at - pending.started)
+    log.debug(
+        "call_settled",
+        call_id=pending.call.request_id,
+        session_id=pending.session.id,
+        model=model,
+        outcome=pending.outcome,
+        frames=pending.frames,
+        queue_ms=_ms(pending.started - pending.queued),
+        **details,
+    )
 
 
 def _ms(seconds: float) -> float:

@@ -1,18 +1,19 @@
 """Logging: one event per line, JSON off a TTY (or with ``log_format = "json"``), readable on one.
 
-structlog events and records from the standard library (aiohttp, asyncio) go through the same
-handler and renderer, so a JSON log never has a stray plain-text line in it. Every line carries
-``timestamp``, ``level``, ``logger`` and ``event``; lines about a request also carry
-``request_id`` and, once a session is chosen, ``session_id`` (bound by the request middleware
-and the router). Values under keys that could hold a prompt or a secret are replaced with
-``"[redacted]"`` as a last line of defence; nothing should log them in the first place.
+structlog events are rendered and written directly (the cheap path: an access line is written
+for every request); records from the standard library (aiohttp, asyncio) get the same fields
+and renderer through a logging handler, so a JSON log never has a stray plain-text line in it.
+Every line carries ``timestamp``, ``level``, ``logger`` and ``event``; lines about a request
+also carry ``request_id`` and, once a session is chosen, ``session_id`` (bound by the request
+middleware and the router). Values under keys that could hold a prompt or a secret are
+replaced with ``"[redacted]"`` as a last line of defence; nothing should log them at all.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -60,6 +61,29 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """Ours, so a second ``configure`` replaces it instead of adding another."""
 
 
+class _LineWriter:
+    """What structlog logs to: one rendered line at a time, and the logger's name."""
+
+    __slots__ = ("name", "stream")
+
+    def __init__(self, stream: TextIO, name: str) -> None:
+        self.stream = stream
+        self.name = name
+
+    def msg(self, message: str) -> None:
+        self.stream.write(message + "\n")
+        self.stream.flush()
+
+    debug = info = warning = warn = error = err = critical = exception = fatal = log = msg
+
+
+def _writer_factory(stream: TextIO) -> Callable[..., _LineWriter]:
+    def make(*args: Any) -> _LineWriter:
+        return _LineWriter(stream, str(args[0]) if args else "")
+
+    return make
+
+
 def configure(config: Config, stream: TextIO | None = None) -> logging.Handler:
     """Send every log line to ``stream`` (stderr by default) at ``config.log_level``."""
     stream = stream or sys.stderr
@@ -72,7 +96,7 @@ def configure(config: Config, stream: TextIO | None = None) -> logging.Handler:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact,
     ]
-    rendering: list[structlog.types.Processor] = [ProcessorFormatter.remove_processors_meta]
+    rendering: list[structlog.types.Processor] = []
     if use_json:
         rendering += [
             structlog.processors.format_exc_info,
@@ -82,13 +106,18 @@ def configure(config: Config, stream: TextIO | None = None) -> logging.Handler:
     else:
         rendering.append(structlog.dev.ConsoleRenderer(colors=_isatty(stream)))
     structlog.configure(
-        processors=[*shared, ProcessorFormatter.wrap_for_formatter],
+        processors=[*shared, *rendering],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        logger_factory=_writer_factory(stream),
         cache_logger_on_first_use=False,
     )
     handler = _Handler(stream)
-    handler.setFormatter(ProcessorFormatter(foreign_pre_chain=shared, processors=rendering))
+    handler.setFormatter(
+        ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[ProcessorFormatter.remove_processors_meta, *rendering],
+        )
+    )
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)

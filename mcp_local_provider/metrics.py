@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from prometheus_client import (
     CollectorRegistry,
@@ -113,8 +113,25 @@ class _Live(Collector):
         return iter(())
 
 
+class _ModelSeries:
+    """One model's children of the per-model collectors, looked up once and kept."""
+
+    __slots__ = ("agent_duration", "chunks", "completion_tokens", "prompt_tokens", "ttft")
+
+    def __init__(self, metrics: Metrics, model: str) -> None:
+        self.chunks = metrics.chunks.labels(model)
+        self.prompt_tokens = metrics.prompt_tokens.labels(model)
+        self.completion_tokens = metrics.completion_tokens.labels(model)
+        self.ttft = metrics.ttft.labels(model)
+        self.agent_duration = metrics.agent_duration.labels(model)
+
+
 class Metrics:
-    """The daemon's collectors. ``registry`` is what ``GET /metrics`` exposes."""
+    """The daemon's collectors. ``registry`` is what ``GET /metrics`` exposes.
+
+    Labelled children are looked up once per label set and kept (the sets are small), so a
+    request costs a few dictionary lookups and increments.
+    """
 
     def __init__(self, registry: CollectorRegistry, *, process: bool = True) -> None:
         # ``_created`` series double the output for nothing a dashboard here uses.
@@ -231,6 +248,67 @@ class Metrics:
         for phase in TIMEOUT_PHASES:
             self.timeouts.labels(phase)
         self.audit_write_failures.inc(0)
+        self._models: dict[str, _ModelSeries] = {}
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def _child(self, collector: Any, *labels: str) -> Any:
+        key = (id(collector), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = collector.labels(*labels)
+        return child
+
+    # -- what the request middleware and the router observer record ---------------------------
+
+    def request_started(self, family: str) -> None:
+        self._child(self.in_flight, family).inc()
+
+    def request_finished(
+        self,
+        *,
+        family: str,
+        route: str,
+        method: str,
+        model: str,
+        status: int,
+        duration: float | None,
+    ) -> None:
+        """One HTTP request ended; ``duration`` None leaves it out of the histogram."""
+        self._child(self.requests, family, route, method, model, str(status)).inc()
+        if duration is not None:
+            self._child(self.request_duration, family, route).observe(duration)
+
+    def request_ended_in_flight(self, family: str) -> None:
+        self._child(self.in_flight, family).dec()
+
+    def call_settled(
+        self,
+        *,
+        model: str,
+        outcome: str,
+        frames: int,
+        prompt_tokens: int,
+        completion_tokens: int,
+        ttft: float | None,
+        queue_wait: float,
+        agent_time: float | None,
+    ) -> None:
+        """One call handed to an agent ended (see ``instrumentation.observe_call``)."""
+        series = self._models.get(model)
+        if series is None:
+            series = self._models[model] = _ModelSeries(self, model)
+        self._child(self.calls, model, outcome).inc()
+        if frames:
+            series.chunks.inc(frames)
+        if prompt_tokens:
+            series.prompt_tokens.inc(prompt_tokens)
+        if completion_tokens:
+            series.completion_tokens.inc(completion_tokens)
+        if ttft is not None:
+            series.ttft.observe(ttft)
+        if agent_time is not None:
+            series.agent_duration.observe(agent_time)
+        self.queue_wait.observe(queue_wait)
 
     # -- hooks for other parts of the daemon ------------------------------------------------
 
