@@ -406,3 +406,18 @@ async def test_each_app_has_its_own_registry_and_the_global_one_stays_clean(
     assert one[STATE].metrics.registry.get_sample_value(read, {"reason": "host"}) == 1
     assert two[STATE].metrics.registry.get_sample_value(read, {"reason": "host"}) == 0
     assert prometheus_client.REGISTRY.get_sample_value(read, {"reason": "host"}) is None
+
+
+async def test_ollama_routes_are_counted_in_their_own_family(
+    echo_daemon: Daemon, http: aiohttp.ClientSession
+) -> None:
+    meter = Meter(echo_daemon)
+    body = {"model": "echo", "messages": [{"role": "user", "content": "one two three"}]}
+    async with http.post(echo_daemon.url + "/api/chat", json=body) as response:
+        assert response.status == 200
+        lines = (await response.read()).splitlines()
+    labels = {"family": "ollama", "route": "/api/chat", "method": "POST", "model": "echo"}
+    assert meter("requests_total", **labels, status="200") == 1
+    assert meter("relay_calls_total", model="echo", outcome="ok") == 1
+    assert meter("stream_chunks_total", model="echo") == len(lines)  # one NDJSON line a frame
+    assert meter("relay_overhead_seconds_count", family="ollama") == 1

@@ -182,3 +182,11 @@ def test_plain_view_hides_ended_sessions_and_says_so() -> None:
     )
     assert "sess-live" in text and "sess-gone" not in text
     assert "(1 ended session(s) not shown" in text
+
+
+def test_status_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["status", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert "--watch" in out and "--json" in out
