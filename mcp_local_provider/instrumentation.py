@@ -201,10 +201,11 @@ def _access_line(
     fields: dict[str, object] = {
         "method": request.method,
         "path": request.path,
-        "route": route,
         "status": status,
         "duration_ms": round(duration * 1000, 3),
     }
+    if route != request.path:
+        fields["route"] = route
     if ctx.model != OTHER:
         fields["model"] = ctx.model
     if ctx.outcome is not None:
@@ -214,7 +215,8 @@ def _access_line(
         fields["error"] = code
     if response is not None and response.body_length:
         fields["bytes"] = response.body_length
-    quiet = ctx.family == "ops" and status < 400  # scrapes and probes: debug level only
+    # Probes and scrapes answer 200 or 503 every few seconds: debug only, unless refused.
+    quiet = ctx.family == "ops" and not 400 <= status < 500
     (access_log.debug if quiet else access_log.info)(line, **fields)
 
 

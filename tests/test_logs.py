@@ -185,8 +185,16 @@ async def test_probes_log_at_debug_and_access_lines_can_be_turned_off(
         assert response.status == 200
     assert access_lines(out, "/v1/models") == []
     loud = await start_daemon()
-    for path in ("/health", "/metrics", "/v1/models"):
+    for path, status in (("/health", 200), ("/health/ready", 503), ("/metrics", 200)):
         async with http.get(loud.url + path) as response:
-            assert response.status == 200
-    assert access_lines(out, "/health") == access_lines(out, "/metrics") == []
+            assert response.status == status  # no agent yet: not ready
+    async with http.get(loud.url + "/v1/models") as response:
+        assert response.status == 200
+    for probe in ("/health", "/health/ready", "/metrics"):
+        assert access_lines(out, probe) == [], probe
     assert len(access_lines(out, "/v1/models")) == 1
+    debug = capture_logs(log_format="json", log_level="debug")
+    async with http.get(loud.url + "/health/ready") as response:
+        assert response.status == 503
+    (line,) = access_lines(debug, "/health/ready")
+    assert line["level"] == "debug" and line["status"] == 503
