@@ -6,18 +6,22 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from .config import Config
 from .hub import Hub
+from .metrics import Metrics
 from .models import Catalog
 from .registry import Registry, SessionLimits
 from .router import Router, Timeouts
+from .traffic import Traffic
 
 log = structlog.get_logger("mcp_local_provider.app")
 
@@ -35,6 +39,11 @@ class State:
     catalog: Catalog
     started: float = field(default_factory=time.time)
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
+    #: This app's collectors; ``metrics.registry`` is what ``GET /metrics`` exposes.
+    metrics: Metrics = field(default_factory=lambda: Metrics(CollectorRegistry()))
+    traffic: Traffic = field(default_factory=Traffic)
+    #: Extra ``/health/deep`` components by name; each returns ``health.component(...)``.
+    health_checks: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
 
 
 STATE = web.AppKey("state", State)
@@ -68,17 +77,24 @@ def create_app(
     config: Config, *, bridge_token: str, approval: str | None = None
 ) -> web.Application:
     """Build the application. ``approval`` defaults to the config's (manual if unset)."""
-    from .api import agent, control, ollama, openai, ops
+    from . import instrumentation
+    from .api import agent, control, ollama, openai, ops, status
     from .middlewares import error_middleware
 
     state = build_state(config, bridge_token, approval or config.approval or "manual")
-    app = web.Application(middlewares=[error_middleware], client_max_size=10 * 1024 * 1024)
+    # observe_middleware stays first: it counts and logs every request with its final status.
+    app = web.Application(
+        middlewares=[instrumentation.observe_middleware, error_middleware],
+        client_max_size=10 * 1024 * 1024,
+    )
     app[STATE] = state
+    instrumentation.install(app)
     app.add_routes(openai.routes)
     app.add_routes(ollama.routes)
     app.add_routes(agent.routes)
     app.add_routes(control.routes)
     app.add_routes(ops.routes)
+    app.add_routes(status.routes)
     app.cleanup_ctx.append(_sweeper)
     app.on_shutdown.append(_shutdown)
     return app

@@ -68,6 +68,24 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument("--url", help="daemon URL (default from the config)")
         action.add_argument("--json", action="store_true", help="print JSON")
 
+    status = commands.add_parser(
+        "status",
+        help="show a running daemon: uptime, traffic, sessions",
+        description="Show a running daemon: version, uptime, recent requests and errors, "
+        "and its pending and active sessions.",
+    )
+    _common(status)
+    status.add_argument("--url", help="daemon URL (default from the config)")
+    status.add_argument("--json", action="store_true", help="print JSON (one line per refresh)")
+    status.add_argument(
+        "--watch",
+        type=_positive,
+        nargs="?",
+        const=2.0,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 2) until Ctrl-C",
+    )
+
     agent = commands.add_parser(
         "agent",
         help="run an agent that serves requests",
@@ -120,6 +138,16 @@ def _mcp_parser(commands: Any) -> None:
     mcp.add_argument("--ttl", type=float, metavar="SECONDS", help="session lifetime to ask for")
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds between 0 and 3600, got {text!r}")
+    return value
+
+
 def _config(args: argparse.Namespace, **flags: Any) -> Config:
     overrides = {"token_file": getattr(args, "token_file", None), **flags}
     return load_config(args.config, overrides=overrides)
@@ -144,6 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(serve(config))
         if args.command == "sessions":
             return asyncio.run(_sessions(args, _config(args)))
+        if args.command == "status":
+            from .status import run
+
+            return asyncio.run(run(args, _config(args)))
         if args.command == "agent":
             config = _config(args)
             from .logs import configure

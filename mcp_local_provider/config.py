@@ -124,6 +124,9 @@ class Config(BaseModel):
     log_format: Literal["auto", "console", "json"] = Field(
         "auto", description="auto: console on a TTY, JSON otherwise"
     )
+    access_log: bool = Field(
+        True, description="log one line per HTTP request (health and metrics at debug level)"
+    )
 
     def resolved_token_file(self) -> Path:
         return self.token_file or self.state_dir / "bridge-token"

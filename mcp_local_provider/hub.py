@@ -73,6 +73,14 @@ class Hub:
         self._goodbyes: set[asyncio.Task[None]] = set()
         #: Called with each new pending session (the consent line and terminal prompt).
         self.on_pending: list[Callable[[Session], None]] = []
+        #: Called with every session event (``pending``, ``approved``, ``denied``,
+        #: ``registered``, ``resumed``, ``disconnected``, ``revoked``, ``expired``, ``closed``)
+        #: and its details; the audit log listens here. Must not raise or block.
+        self.observers: list[Callable[[str, Session, dict[str, Any]], None]] = []
+
+    def emit(self, action: str, session: Session, **details: Any) -> None:
+        for observe in self.observers:
+            observe(action, session, details)
 
     # -- admission ---------------------------------------------------------------------------
 
@@ -101,6 +109,7 @@ class Hub:
             scopes=list(session.requested_scopes),
             ttl_seconds=session.ttl_seconds,
         )
+        self.emit("pending", session)
         decision: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._decisions[session.id] = decision
         try:
@@ -116,6 +125,7 @@ class Hub:
             except TimeoutError:
                 self.registry.end(session.id, SessionState.DENIED, "approval timed out")
                 log.info("session_denied", session_id=session.id, reason="approval timed out")
+                self.emit("denied", session, reason="approval timed out")
                 token = None
         finally:
             self._decisions.pop(session.id, None)
@@ -123,6 +133,7 @@ class Hub:
                 # The agent went away (or the wait was cancelled) before a decision.
                 self.registry.end(session.id, SessionState.DENIED, "agent left before approval")
                 session.link = None
+                self.emit("denied", session, reason="agent left before approval")
         if token is None:
             session.link = None
             reason = session.end_reason or "denied"
@@ -144,6 +155,7 @@ class Hub:
                 await old.close(CloseCode.NORMAL, "replaced by a new connection")
         session.link = link
         log.info("session_resumed", session_id=session.id, agent_id=session.agent_id)
+        self.emit("resumed", session)
         await link.send(granted_frame(session, token))
         self.router.sessions_changed()
         return session
@@ -159,6 +171,7 @@ class Hub:
         self.router.sessions_changed()
         if session.state is SessionState.ACTIVE:
             log.info("agent_disconnected", session_id=session.id, agent_id=session.agent_id)
+            self.emit("disconnected", session)
 
     # -- the user's decisions ----------------------------------------------------------------
 
@@ -171,6 +184,7 @@ class Hub:
             raise errors.Conflict(f"session {session_id} has no agent waiting for approval")
         future.set_result(token)
         log.info("session_approved", session_id=session.id, agent_id=session.agent_id)
+        self.emit("approved", session)
         return session
 
     def _decide(self, session_id: str) -> tuple[Session, str]:
@@ -188,12 +202,14 @@ class Hub:
         if future is not None and not future.done():
             future.set_result(None)
         log.info("session_denied", session_id=session_id, reason=reason)
+        self.emit("denied", session, reason=reason)
         return session
 
     def register(self, **kwargs: Any) -> tuple[Session, str]:
         """Pre-register an active session that an agent later claims with the token."""
         session, token = self.registry.register(**kwargs)
         log.info("session_registered", session_id=session.id, agent_id=session.agent_id)
+        self.emit("registered", session)
         return session, token
 
     async def revoke(self, session_id: str) -> Session:
@@ -212,6 +228,7 @@ class Hub:
         except SessionError as exc:
             raise _control_error(exc) from None
         log.info("session_ended", session_id=session.id, reason=reason)
+        self.emit(state.value, session, reason=reason)
         self.router.fail_session(session, errors.SessionEnded(f"the agent session was {reason}"))
         self.router.sessions_changed()
         link, session.link = session.link, None

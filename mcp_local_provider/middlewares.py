@@ -13,6 +13,9 @@ from .translate import openai as openai_shapes
 
 log = structlog.get_logger("mcp_local_provider.http")
 
+#: The error a request ended with, for the access log and metrics (set by ``error_response``).
+MAPPED_ERROR = web.RequestKey("mapped_error", errors.ProviderError)
+
 _STATUS_ERRORS: dict[int, type[errors.ProviderError]] = {
     400: errors.BadRequest,
     401: errors.Unauthorized,
@@ -40,6 +43,7 @@ def error_body(path: str, error: errors.ProviderError) -> dict[str, Any]:
 
 
 def error_response(request: web.Request, error: errors.ProviderError) -> web.Response:
+    request[MAPPED_ERROR] = error
     headers = {} if error.retryable else {"x-should-retry": "false"}
     if error.status == 401:
         headers["WWW-Authenticate"] = "Bearer"

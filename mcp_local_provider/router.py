@@ -9,14 +9,16 @@ No aiohttp here: the agent side is reached through ``AgentLink``.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from . import errors
+from .context import call_id
 from .models import NO_SESSION, session_can
 from .protocol import ModelResult, ModelStreamChunk, model_cancel_frame
 from .registry import Registry, Session, SessionState
@@ -42,7 +44,7 @@ class Call:
     #: Capabilities the serving session must declare for ``model`` (see models.py).
     needs: tuple[str, ...] = ()
     session_hint: str | None = None
-    request_id: str = field(default_factory=lambda: "req-" + secrets.token_hex(8))
+    request_id: str = field(default_factory=call_id)
 
 
 Event = ModelStreamChunk | ModelResult
@@ -68,10 +70,13 @@ class Pending:
         "ended",
         "first_event_at",
         "frames",
+        "last_frame_at",
         "outcome",
         "queue",
+        "queued",
         "session",
         "started",
+        "timeout_phase",
         "usage",
     )
 
@@ -81,14 +86,19 @@ class Pending:
         self.queue: asyncio.Queue[Event | _Failure] = asyncio.Queue()
         self.done = False  # the agent sent its last frame, or the call was failed
         self.cancel_reason = "client_disconnected"
-        self.started = time.monotonic()
+        self.started = time.monotonic()  # when the session was chosen, just before the invoke
+        self.queued = self.started  # when the call began looking for a session (set by open)
         self.first_event_at: float | None = None
+        #: When the agent's final frame reached the daemon (None if it never did).
+        self.last_frame_at: float | None = None
         self.ended: float | None = None
         self.frames = 0
         self.usage: dict[str, Any] | None = None
         #: "ok", an error code ("timeout", "agent_error", "agent_disconnected",
         #: "session_ended", "shutting_down"), or "client_disconnected".
         self.outcome: str | None = None
+        #: For a "timeout" outcome: "first_chunk", "idle" or "total".
+        self.timeout_phase: str | None = None
 
 
 def is_terminal(event: Event) -> bool:
@@ -124,6 +134,7 @@ class Router:
             return False
         if is_terminal(frame):
             pending.done = True
+            pending.last_frame_at = time.monotonic()
         pending.queue.put_nowait(frame)
         return True
 
@@ -154,9 +165,12 @@ class Router:
         """Send ``call`` to a session and yield its frames; always settles the call."""
         if self.closing:
             raise errors.ShuttingDown("the daemon is shutting down")
-        deadline = time.monotonic() + self.timeouts.total
+        queued = time.monotonic()
+        deadline = queued + self.timeouts.total
         session = await self._acquire(call, deadline)
+        structlog.contextvars.bind_contextvars(session_id=session.id)
         pending = Pending(call, session)
+        pending.queued = queued
         self._pending[call.request_id] = pending
         self._idle.clear()
         try:
@@ -208,6 +222,7 @@ class Router:
                         phase = "total"
                     pending.cancel_reason = "timeout"
                     pending.outcome = "timeout"
+                    pending.timeout_phase = phase
                     raise errors.AgentTimeout(
                         f"the agent did not answer in time ({phase} timeout)", phase=phase
                     ) from None

@@ -71,7 +71,7 @@ async def serve(config: Config) -> int:
         version=__version__,
         approval=approval,
         token_file=str(token_path) if token_path else "(from config)",
-        token=fingerprint(token),
+        token_fingerprint=fingerprint(token),
     )
     if approval == "auto":
         log.warning(

@@ -28,10 +28,12 @@ _GONE = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 class SocketLink:
     """The daemon's side of one agent connection."""
 
-    __slots__ = ("ws",)
+    __slots__ = ("closed_with", "ws")
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
+        #: The close code the daemon sent, if it closed first (for metrics).
+        self.closed_with: int | None = None
 
     async def send(self, frame: dict[str, Any]) -> None:
         if self.ws.closed:
@@ -39,6 +41,8 @@ class SocketLink:
         await self.ws.send_str(dumps(frame))
 
     async def close(self, code: int, reason: str) -> None:
+        if self.closed_with is None and not self.ws.closed:
+            self.closed_with = code
         await self.ws.close(code=code, message=reason.encode()[:120])
 
 
@@ -70,10 +74,11 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     except _Refused as refused:
         log.info("agent_refused", code=refused.code, reason=refused.reason)
         with suppress(ConnectionError, RuntimeError):
-            await ws.close(code=refused.code, message=refused.reason.encode()[:120])
+            await link.close(refused.code, refused.reason)
     finally:
         if session is not None:
             state.hub.detach(session, link)
+        state.metrics.agent_connection_closed(link.closed_with or ws.close_code)
     return ws
 
 
@@ -145,6 +150,7 @@ async def _serve(
     leftover: asyncio.Task[Any] | None,
 ) -> None:
     router = state.router
+    structlog.contextvars.bind_contextvars(session_id=session.id)
     log.info("agent_connected", session_id=session.id, agent_id=session.agent_id)
     while True:
         if leftover is not None:

@@ -1,31 +1,35 @@
-"""``/health`` and ``/health/deep``."""
+"""``/health`` (liveness), ``/health/deep`` (each component and why), ``/health/ready``
+(an agent can serve) and ``/metrics`` (Prometheus)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 from aiohttp import web
+from prometheus_client.exposition import choose_encoder
 
-from .. import __version__
+from .. import __version__, health
 from ..app import STATE, State
+from ..instrumentation import figures
 from ..registry import SessionState
 
 routes = web.RouteTableDef()
 
 
 def _counts(state: State) -> dict[str, int]:
-    registry = state.registry
-    active = registry.in_state(SessionState.ACTIVE)
+    now = figures(state)
     return {
-        "active": len(active),
-        "pending": registry.count(SessionState.PENDING),
-        "connected": sum(1 for s in active if s.connected),
+        "active": now.active_sessions,
+        "pending": now.pending_sessions,
+        "connected": now.connected_agents,
     }
 
 
 @routes.get("/health")
-async def health(request: web.Request) -> web.Response:
+async def health_check(request: web.Request) -> web.Response:
+    """Liveness: the process answers. Cheap enough to poll every second."""
     state = request.app[STATE]
     return web.json_response(
         {
@@ -41,27 +45,67 @@ async def health(request: web.Request) -> web.Response:
 @routes.get("/health/deep")
 async def health_deep(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    counts = _counts(state)
+    now = figures(state)
+    registry = state.registry
+    capacity = sum(s.max_concurrency for s in registry.in_state(SessionState.ACTIVE) if s.connected)
     components: dict[str, dict[str, Any]] = {
-        "registry": {"status": "healthy", "sessions": len(state.registry), **counts},
-        "router": {
-            "status": "unhealthy" if state.router.closing else "healthy",
-            "in_flight": state.router.in_flight,
-            "dropped_frames": state.router.dropped_frames,
-        },
-        "agents": {
-            "status": "healthy" if counts["connected"] else "degraded",
-            "connected": counts["connected"],
-            "reason": None if counts["connected"] else "no agent is connected",
-        },
+        "registry": health.component(
+            health.HEALTHY,
+            sessions=len(registry),
+            **{s.value: registry.count(s) for s in SessionState},
+        ),
+        "router": health.router(now, closing=state.router.closing, capacity=capacity),
+        "agents": health.agents(now),
+        "event_loop": health.event_loop(await _loop_lag()),
+        "requests": health.requests(state.traffic.snapshot()),
     }
-    worst = "healthy"
-    for component in components.values():
-        if component["status"] == "unhealthy":
-            worst = "unhealthy"
-        elif component["status"] == "degraded" and worst == "healthy":
-            worst = "degraded"
+    for name, check in state.health_checks.items():
+        components[name] = check()
+    status = health.worst(components)
     return web.json_response(
-        {"status": worst, "version": __version__, "components": components},
-        status=503 if worst == "unhealthy" else 200,
+        {
+            "status": status,
+            "version": __version__,
+            "uptime_seconds": round(time.time() - state.started, 3),
+            "components": components,
+        },
+        status=503 if status == health.UNHEALTHY else 200,
     )
+
+
+async def _loop_lag() -> float:
+    """How long a callback scheduled now waits for its turn: the loop's current backlog."""
+    loop = asyncio.get_running_loop()
+    before = loop.time()
+    await asyncio.sleep(0)
+    return loop.time() - before
+
+
+@routes.get("/health/ready")
+async def health_ready(request: web.Request) -> web.Response:
+    """Readiness: 200 once an approved agent is connected and can serve, else 503."""
+    state = request.app[STATE]
+    now = figures(state)
+    if state.router.closing:
+        reason: str | None = "the daemon is shutting down"
+    elif not now.connected_agents:
+        reason = "no active agent session is connected"
+    else:
+        reason = None
+    return web.json_response(
+        {
+            "status": "ready" if reason is None else "not_ready",
+            "reason": reason,
+            "agents_connected": now.connected_agents,
+            "active_sessions": now.active_sessions,
+        },
+        status=200 if reason is None else 503,
+    )
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format (or OpenMetrics when the scraper asks for it)."""
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    body = encode(request.app[STATE].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": content_type})
