@@ -23,6 +23,7 @@ log = structlog.get_logger("mcp_local_provider.agent.cli")
 #: System text longer than this goes into the prompt instead of argv (Linux caps one argument
 #: at 128 KiB).
 SYSTEM_ARG_LIMIT = 64 * 1024
+CAPABILITIES = ("chat", "completion", "fim")
 
 
 def usage_from(prompt: Any, completion: Any, cached: Any = None) -> dict[str, Any] | None:
@@ -132,7 +133,9 @@ class CliBackend(Backend):
         self.malformed_lines = 0
 
     def models(self) -> list[ModelSpec]:
-        return [ModelSpec(name=name, capabilities=("chat", "completion")) for name in self._models]
+        # Fill-in-the-middle is emulated with an instruction (see emulation.flatten); tools,
+        # images and embeddings are not offered.
+        return [ModelSpec(name=name, capabilities=CAPABILITIES) for name in self._models]
 
     async def start(self) -> None:
         self.path = await asyncio.to_thread(find_binary, self.binary)

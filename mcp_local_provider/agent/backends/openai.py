@@ -29,7 +29,9 @@ from ..events import (
     ToolCallDelta,
 )
 
-CAPABILITIES = ("chat", "completion", "embedding")
+#: What an upstream model can do is unknown here: everything is passed on, and the upstream
+#: answers what it cannot do with an error.
+CAPABILITIES = ("chat", "completion", "fim", "tools", "embedding")
 #: Parameters the backend sets itself rather than passing through.
 _OWN = frozenset({"stream", "stream_options", "model"})
 
