@@ -38,7 +38,11 @@ RECORD: dict[str, Any] = {
     "sid": os.getsid(0),
     "stdin_isatty": sys.stdin.isatty(),
     "stdout_isatty": sys.stdout.isatty(),
-    "env": {k: v for k, v in ENV.items() if k.startswith("FAKE_") or k in ("NO_COLOR", "TERM")},
+    "env": {
+        k: v
+        for k, v in ENV.items()
+        if k.startswith(("FAKE_", "MCP_LOCAL_PROVIDER_")) or k in ("NO_COLOR", "TERM")
+    },
 }
 
 

@@ -157,6 +157,16 @@ async def test_the_prompt_goes_on_stdin_never_in_argv(fake_cli: FakeCli, name: s
     assert run["env"]["NO_COLOR"] == "1"
 
 
+async def test_the_daemons_settings_and_token_are_kept_from_the_cli(
+    fake_cli: FakeCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MCP_LOCAL_PROVIDER_BRIDGE_TOKEN", "secret-bridge-token")
+    await collect(fake_cli.backend("claude", env={"EXTRA": "1"}).serve(chat()))
+    env = fake_cli.last()["env"]
+    assert "MCP_LOCAL_PROVIDER_BRIDGE_TOKEN" not in env
+    assert env["NO_COLOR"] == "1" and env["TERM"] == "dumb"
+
+
 @pytest.mark.parametrize("name", CLIS)
 async def test_a_stop_sequence_ends_the_answer_and_the_cli_early(
     fake_cli: FakeCli, name: str

@@ -16,14 +16,8 @@ from ..protocol import PROTOCOL_VERSION, CloseCode
 from ..translate.common import dumps
 from .backend import Backend, BackendError
 from .emulation import closing
-from .events import (
-    Embeddings,
-    Finish,
-    InvokeRequest,
-    ReasoningDelta,
-    TextDelta,
-    ToolCallDelta,
-)
+from .events import Embeddings, Finish, InvokeRequest
+from .frames import AnswerFrames
 
 log = structlog.get_logger("mcp_local_provider.agent")
 
@@ -310,9 +304,10 @@ class AgentClient:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _handle(self, ws: aiohttp.ClientWebSocketResponse, request: InvokeRequest) -> None:
+        frames = AnswerFrames(request.id)
         try:
             async with self._slots:
-                await self._answer(ws, request)
+                await self._answer(ws, request, frames)
         except asyncio.CancelledError:
             self.cancelled += 1
             log.info("agent_request_cancelled", request_id=request.id)
@@ -320,75 +315,24 @@ class AgentClient:
         except _Gone:
             return
         except BackendError as exc:
-            await self._send_error(ws, request.id, exc.code, exc.message)
+            await _send_quietly(ws, frames.error(exc.code, exc.message))
         except Exception as exc:
             log.exception("backend_failed", request_id=request.id)
-            await self._send_error(ws, request.id, "backend_error", f"{type(exc).__name__}: {exc}")
+            await _send_quietly(ws, frames.error("backend_error", f"{type(exc).__name__}: {exc}"))
         self.served += 1
 
-    async def _answer(self, ws: aiohttp.ClientWebSocketResponse, request: InvokeRequest) -> None:
-        rid = request.id
-        index = 0
-
-        async def chunk(
-            delta: dict[str, Any], finish: str | None = None, usage: Any = None
-        ) -> None:
-            nonlocal index
-            frame: dict[str, Any] = {
-                "type": "model_stream_chunk",
-                "id": rid,
-                "chunk_index": index,
-                "delta": delta,
-                "finish_reason": finish,
-            }
-            if usage is not None:
-                frame["usage"] = usage
-            index += 1
-            await _send(ws, frame)
-
+    async def _answer(
+        self, ws: aiohttp.ClientWebSocketResponse, request: InvokeRequest, frames: AnswerFrames
+    ) -> None:
+        """Send each event as it comes; the answer ends at a Finish or Embeddings event."""
         async with closing(self.backend.serve(request)) as events:
             async for event in events:
-                if isinstance(event, TextDelta):
-                    if event.text:
-                        await chunk({"content": event.text})
-                elif isinstance(event, ReasoningDelta):
-                    await chunk({"reasoning_content": event.text})
-                elif isinstance(event, ToolCallDelta):
-                    call: dict[str, Any] = {"index": event.index}
-                    function: dict[str, Any] = {"arguments": event.arguments}
-                    if event.id is not None:
-                        call["id"] = event.id
-                        call["type"] = "function"
-                    if event.name is not None:
-                        function["name"] = event.name
-                    call["function"] = function
-                    await chunk({"tool_calls": [call]})
-                elif isinstance(event, Finish):
-                    await chunk({}, event.reason, event.usage)
+                frame = frames.frame(event)
+                if frame is not None:
+                    await _send(ws, frame)
+                if isinstance(event, Finish | Embeddings):
                     return
-                elif isinstance(event, Embeddings):
-                    data = [
-                        {"object": "embedding", "index": i, "embedding": v}
-                        for i, v in enumerate(event.vectors)
-                    ]
-                    result = {"data": data, "usage": event.usage}
-                    await _send(
-                        ws, {"type": "model_result", "id": rid, "status": "ok", "result": result}
-                    )
-                    return
-        await chunk({}, "stop")
-
-    async def _send_error(
-        self, ws: aiohttp.ClientWebSocketResponse, rid: str, code: str, message: str
-    ) -> None:
-        frame = {
-            "type": "model_result",
-            "id": rid,
-            "status": "error",
-            "error": {"code": code, "message": message},
-        }
-        with suppress(_Gone):
-            await _send(ws, frame)
+        await _send(ws, frames.chunk({}, "stop"))
 
 
 async def _send(ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any]) -> None:
@@ -396,3 +340,8 @@ async def _send(ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any]) -> N
         await ws.send_str(dumps(frame))
     except (ConnectionError, RuntimeError) as exc:
         raise _Gone(str(exc)) from None
+
+
+async def _send_quietly(ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any]) -> None:
+    with suppress(_Gone):
+        await _send(ws, frame)

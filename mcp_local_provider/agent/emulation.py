@@ -107,6 +107,55 @@ async def closing(events: AsyncIterator[Event]) -> AsyncIterator[AsyncIterator[E
             await aclose()
 
 
+class Emulation:
+    """The emulated ``features`` for one request, applied event by event. Pure."""
+
+    def __init__(self, request: InvokeRequest, features: Collection[str]) -> None:
+        self.request = request
+        self.features = frozenset(features)
+        self.stops = StopScanner(request.stop) if "stop" in features and request.stop else None
+        limit = request.max_tokens if "max_tokens" in features else None
+        self.budget = TokenBudget(limit) if limit else None
+        #: True once the answer was cut (stop sequence or cap): the backend should stop.
+        self.cut = False
+        self._sent: list[str] = []
+
+    def text(self, text: str) -> list[Event]:
+        """What to send for a text delta; ends with a Finish if the answer is cut here."""
+        out = self._pass(self.stops.feed(text) if self.stops is not None else text)
+        if self.budget is not None and self.budget.exhausted:
+            out.append(Finish("length", self._estimate()))
+        elif self.stops is not None and self.stops.stopped:
+            out.append(Finish("stop", self._estimate()))
+        self.cut = bool(out) and isinstance(out[-1], Finish)
+        return out
+
+    def finish(self, finish: Finish | None) -> list[Event]:
+        """What to send when the backend finishes (``None``: it ended without a Finish)."""
+        out = self._pass(self.stops.flush() if self.stops is not None else "")
+        if self.budget is not None and self.budget.exhausted:
+            out.append(Finish("length", self._estimate()))
+            return out
+        reason, usage = (finish.reason, finish.usage) if finish is not None else ("stop", None)
+        if usage is None and "usage" in self.features:
+            usage = self._estimate()
+        out.append(Finish(reason, usage))
+        return out
+
+    def _pass(self, text: str) -> list[Event]:
+        if self.budget is not None:
+            text = self.budget.take(text)
+        if not text:
+            return []
+        self._sent.append(text)
+        return [TextDelta(text)]
+
+    def _estimate(self) -> dict[str, Any]:
+        return estimated_usage(
+            estimate_tokens(prompt_text(self.request)), estimate_tokens("".join(self._sent))
+        )
+
+
 async def emulate(
     request: InvokeRequest,
     events: AsyncIterator[Event],
@@ -117,58 +166,22 @@ async def emulate(
     On a stop sequence or the ``max_tokens`` cap the answer ends (``stop`` or ``length``, with
     estimated usage) and ``events`` is closed at once, so the backend stops its work.
     """
-    stops = StopScanner(request.stop) if "stop" in features and request.stop else None
-    budget = (
-        TokenBudget(request.max_tokens) if "max_tokens" in features and request.max_tokens else None
-    )
-    sent: list[str] = []
-
-    def usage(reported: dict[str, Any] | None = None) -> dict[str, Any] | None:
-        if reported is not None or "usage" not in features:
-            return reported
-        return estimated_usage(
-            estimate_tokens(prompt_text(request)), estimate_tokens("".join(sent))
-        )
-
-    def cut_usage() -> dict[str, Any]:
-        return estimated_usage(
-            estimate_tokens(prompt_text(request)), estimate_tokens("".join(sent))
-        )
-
-    def passed(text: str) -> str:
-        if budget is not None:
-            text = budget.take(text)
-        if text:
-            sent.append(text)
-        return text
-
+    emulation = Emulation(request, features)
     async with closing(events):
         async for event in events:
             if isinstance(event, TextDelta):
-                text = passed(stops.feed(event.text) if stops is not None else event.text)
-                if text:
-                    yield TextDelta(text)
-                if budget is not None and budget.exhausted:
-                    yield Finish("length", cut_usage())
-                    return
-                if stops is not None and stops.stopped:
-                    yield Finish("stop", cut_usage())
+                for out in emulation.text(event.text):
+                    yield out
+                if emulation.cut:
                     return
             elif isinstance(event, Finish):
-                text = passed(stops.flush()) if stops is not None else ""
-                if text:
-                    yield TextDelta(text)
-                if budget is not None and budget.exhausted:
-                    yield Finish("length", cut_usage())
-                else:
-                    yield Finish(event.reason, usage(event.usage))
+                for out in emulation.finish(event):
+                    yield out
                 return
             else:
                 yield event
-    text = passed(stops.flush()) if stops is not None else ""
-    if text:
-        yield TextDelta(text)
-    yield Finish("length" if budget is not None and budget.exhausted else "stop", usage())
+    for out in emulation.finish(None):
+        yield out
 
 
 # -- one prompt from a request --------------------------------------------------------------

@@ -34,6 +34,15 @@ LINE_LIMIT = 16 * 1024 * 1024
 STDERR_TAIL = 4000
 
 
+#: Our own settings (the bridge token among them) are not the CLI's business.
+PRIVATE_PREFIX = "MCP_LOCAL_PROVIDER_"
+
+
+def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment a CLI inherits: ours, without our own settings."""
+    return {k: v for k, v in environ.items() if not k.startswith(PRIVATE_PREFIX)}
+
+
 def find_binary(binary: str) -> str:
     """The full path of ``binary`` (a name on PATH or a path), or BackendError saying so."""
     found = shutil.which(binary)
@@ -107,7 +116,7 @@ class CliProcess:
         self.cwd = cwd
         if self.timeout is not None:
             self._deadline = asyncio.get_running_loop().time() + self.timeout
-        env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb", **self.env}
+        env = {**child_environment(os.environ), "NO_COLOR": "1", "TERM": "dumb", **self.env}
         loop = asyncio.get_running_loop()
         protocol = _Protocol(loop)
         try:
