@@ -92,7 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="Connect an agent to the daemon, wait for approval, and serve requests.",
     )
     _common(agent)
-    agent.add_argument("--backend", default="echo", help="backend to serve with (default echo)")
+    agent.add_argument(
+        "--backend",
+        help="backend to serve with: echo, openai, claude, cursor, gemini, codex, or a table "
+        "name from [agent.backends] (default from the config: echo)",
+    )
+    agent.add_argument(
+        "--check", action="store_true",
+        help="run one tiny prompt through the backend (no daemon needed) and report what worked",
+    )
+    agent.add_argument("--binary", metavar="PATH", help="the agent CLI to run (default: its usual name)")
+    agent.add_argument(
+        "--base-url", metavar="URL",
+        help="openai backend: the upstream's base URL, e.g. http://127.0.0.1:8000/v1 (the API key "
+        "comes from api_key_env or api_key_file in the config, never from the command line)",
+    )
     agent.add_argument("--url", help="agent socket URL (default ws://127.0.0.1:11434/agent)")
     agent.add_argument(
         "--model",
@@ -104,7 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--label", help="label shown to the user when asking for approval")
     agent.add_argument("--agent-id", help="agent id (default: <backend>-<hostname>)")
     agent.add_argument("--ttl", type=float, metavar="SECONDS", help="session lifetime to ask for")
-    agent.add_argument("--max-concurrency", type=int, default=4, metavar="N")
+    agent.add_argument(
+        "--max-concurrency",
+        type=int,
+        metavar="N",
+        help="requests served at once (default from the config: 4)",
+    )
     _mcp_parser(commands)
     return parser
 
@@ -270,17 +289,39 @@ def _scopes_for(backend: Any) -> tuple[str, ...]:
 
 
 async def _agent(args: argparse.Namespace, config: Config) -> int:
-    from .agent import AgentClient, AgentRefused
+    from .agent import AgentClient, AgentRefused, BackendError
     from .agent.backends import create
     from .tokens import TokenError, read_existing
 
+    name = args.backend or config.agent.backend
+    settings = config.agent.settings_for(name)
+    flags = {"binary": args.binary, "base_url": args.base_url}
+    settings = settings.model_copy(update={k: v for k, v in flags.items() if v is not None})
+    try:
+        backend = create(name, models=args.models, settings=settings)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if args.check:
+        from .agent.check import check
+
+        try:
+            works = await check(backend, lambda line: print(line, flush=True))
+        finally:
+            await backend.close()
+        return 0 if works else EXIT_ERROR
     try:
         token = read_existing(config)
-        backend = create(args.backend, models=args.models)
-    except (TokenError, ValueError) as exc:
+    except TokenError as exc:
         raise CliError(str(exc)) from None
-    url = args.url or _http_url(config, None).replace("http://", "ws://", 1) + "/agent"
-    agent_id = args.agent_id or f"{args.backend}-{socket.gethostname().split('.')[0]}"[:128]
+    http_url = _http_url(config, None)
+    url = args.url or http_url.replace("http://", "ws://", 1) + "/agent"
+    _refuse_loop(settings.base_url, url)
+    try:
+        await backend.start()
+    except BackendError as exc:
+        await backend.close()
+        raise CliError(f"the {name} backend cannot start: {exc.message}") from None
+    agent_id = args.agent_id or f"{name}-{socket.gethostname().split('.')[0]}"[:128]
 
     def pending(frame: dict[str, Any]) -> None:
         print(
@@ -303,10 +344,10 @@ async def _agent(args: argparse.Namespace, config: Config) -> int:
         token,
         backend,
         agent_id=agent_id,
-        label=args.label or f"{args.backend} agent on {socket.gethostname()}",
+        label=args.label or f"{name} agent on {socket.gethostname()}",
         scopes=_scopes_for(backend),
         ttl_seconds=args.ttl,
-        max_concurrency=args.max_concurrency,
+        max_concurrency=args.max_concurrency or config.agent.max_concurrency,
         on_pending=pending,
         on_granted=granted,
     )
@@ -315,6 +356,8 @@ async def _agent(args: argparse.Namespace, config: Config) -> int:
         reason = await client.run()
     except AgentRefused as exc:
         raise CliError(str(exc)) from None
+    except BackendError as exc:
+        raise CliError(f"the {name} backend cannot start: {exc.message}") from None
     finally:
         await backend.close()
     print(
@@ -322,6 +365,24 @@ async def _agent(args: argparse.Namespace, config: Config) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _refuse_loop(base_url: str | None, agent_url: str) -> None:
+    """An openai upstream that is this very daemon would send each request back to itself."""
+    if not base_url:
+        return
+    from urllib.parse import urlsplit
+
+    def where(url: str) -> tuple[str, int | None]:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        return ("127.0.0.1" if host == "localhost" else host), parts.port
+
+    if where(base_url) == where(agent_url):
+        raise CliError(
+            f"--base-url {base_url} is the daemon this agent connects to: requests would loop; "
+            "point it at another server"
+        )
 
 
 # -- mcp -------------------------------------------------------------------------------------

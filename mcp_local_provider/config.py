@@ -12,7 +12,7 @@ import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -57,6 +57,69 @@ class ModelsConfig(BaseModel):
                         f"{name!r} is not a model name (1-200 letters, digits and . _ : @ / + -)"
                     )
         return value
+
+
+class BackendSettings(BaseModel):
+    """One ``[agent.backends.NAME]`` table: how the agent runs that backend."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str | None = Field(
+        None, description="backend implementation (echo, openai, claude, cursor, gemini, codex); "
+        "unset: the table's name"
+    )
+    binary: str | None = Field(
+        None, description="the CLI to run, a name on PATH or a path; unset: the CLI's usual name"
+    )
+    args: tuple[str, ...] = Field((), description="extra arguments for the CLI's command line")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="extra environment variables for the CLI"
+    )
+    models: tuple[str, ...] = Field(
+        (), description="model names to advertise; unset: the backend's own (openai: upstream's)"
+    )
+    model: str | None = Field(
+        None, description="model passed to the CLI or upstream for every request; unset: the "
+        "requested name if `models` is set (always for openai), else the tool's default"
+    )
+    workdir: Path | None = Field(
+        None, description="working directory of the CLI; unset: a fresh scratch directory per run"
+    )
+    timeout: float = Field(600, gt=0, description="longest run of one request, start to end")
+    idle_timeout: float = Field(120, gt=0, description="longest silence from the CLI or upstream")
+    cancel_grace: float = Field(
+        0.5, gt=0, le=1.0, description="on cancel, how long the CLI has to stop before SIGKILL"
+    )
+    base_url: str | None = Field(
+        None, description="openai: the upstream's base URL, e.g. http://127.0.0.1:8000/v1"
+    )
+    api_key_env: str | None = Field(
+        None, description="openai: environment variable holding the upstream's API key"
+    )
+    api_key_file: Path | None = Field(
+        None, description="openai: file holding the upstream's API key"
+    )
+
+    @field_validator("workdir", "api_key_file")
+    @classmethod
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+
+class AgentSettings(BaseModel):
+    """The ``[agent]`` table: defaults of ``mcp-local-provider agent`` and its backends."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    backend: str = Field("echo", description="backend served when --backend is not given")
+    max_concurrency: int = Field(4, ge=1, description="requests the agent serves at once")
+    backends: dict[str, BackendSettings] = Field(
+        default_factory=dict, description="settings per backend, by name"
+    )
+
+    def settings_for(self, name: str) -> BackendSettings:
+        """The table for ``name``, or the defaults."""
+        return self.backends.get(name) or BackendSettings()
 
 
 class Config(BaseModel):
@@ -128,6 +191,11 @@ class Config(BaseModel):
         True, description="log one line per HTTP request (health and metrics at debug level)"
     )
 
+    # The agent command (a TOML table; not settable from the environment)
+    agent: AgentSettings = Field(
+        default_factory=AgentSettings, description="mcp-local-provider agent and its backends"
+    )
+
     def resolved_token_file(self) -> Path:
         return self.token_file or self.state_dir / "bridge-token"
 
@@ -141,17 +209,33 @@ def _describe_error(err: dict[str, Any], source: Mapping[str, Any]) -> str:
     key = ".".join(str(p) for p in err["loc"]) or "(config)"
     top = err["loc"][0] if err["loc"] else None
     if err["type"] == "extra_forbidden":
-        fields = Config.model_fields
-        table = Config.model_fields.get(str(top)) if len(err["loc"]) > 1 else None
-        inner = table.annotation if table is not None else None
-        if isinstance(inner, type) and issubclass(inner, BaseModel):  # a key in e.g. [models]
-            fields = inner.model_fields
-        allowed = ", ".join(sorted(fields))
+        allowed = ", ".join(sorted(_table_of(err["loc"][:-1]).model_fields))
         return f"unknown setting {key!r}; known settings: {allowed}"
-    value = source.get(str(top), err.get("input")) if top is not None else err.get("input")
+    value = err.get("input")
+    if len(err["loc"]) == 1:
+        value = source.get(str(top), value)
     if key == "bridge_token":
         value = "***"
     return f"{key} = {value!r}: {err['msg']}"
+
+
+def _table_of(loc: tuple[Any, ...]) -> type[BaseModel]:
+    """The settings model of the table at ``loc`` (e.g. ("agent", "backends", "claude"))."""
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            continue  # a key of a dict of tables, such as a backend's name
+        inner = field.annotation
+        if get_origin(inner) is dict:
+            inner = get_args(inner)[1]
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            model = inner
+    return model
+
+
+def _is_table(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -161,8 +245,8 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         if raw is None or raw == "":
             continue
         annotation = str(field.annotation)
-        if field.annotation is ModelsConfig:
-            continue  # a table: set it in the file
+        if _is_table(field.annotation):
+            continue  # a table ([models], [agent]): set it in the file
         if "tuple" in annotation:
             values[name] = [part.strip() for part in raw.split(",") if part.strip()]
         else:

@@ -9,6 +9,7 @@ import pytest
 import structlog
 
 from mcp_local_provider.app import create_app
+from tests.clis import FakeCli
 from tests.fakes import BRIDGE_TOKEN, Daemon, RawAgent, make_config
 
 StartDaemon = Callable[..., Awaitable[Daemon]]
@@ -112,3 +113,9 @@ async def ollama_client() -> AsyncIterator[Callable[[Daemon], Any]]:
     yield make
     for made in clients:
         await made.close()
+
+
+@pytest.fixture
+def fake_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCli:
+    """Fake agent CLIs first on PATH, replaying tests/fixtures (see tests/clis.py)."""
+    return FakeCli.install(tmp_path, monkeypatch)

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 
 from ..protocol import ModelSpec
+from .emulation import emulate
 from .events import Event, InvokeRequest
 
 
@@ -23,6 +24,16 @@ class Backend(ABC):
     that is cancelled if the editor goes away; clean up in ``finally``."""
 
     name: str = "backend"
+    #: Features the library emulates around ``run`` because the backend lacks them: any of
+    #: "stop" (stop sequences), "max_tokens" (an approximate cap) and "usage" (estimates when
+    #: the backend reports none). See ``emulation.emulate``.
+    emulated: frozenset[str] = frozenset()
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Get ready before the agent connects (find a binary, list an upstream's models).
+
+        Called once by ``AgentClient.run``; raise BackendError if the backend cannot work.
+        """
 
     @abstractmethod
     def models(self) -> list[ModelSpec]:
@@ -31,6 +42,11 @@ class Backend(ABC):
     @abstractmethod
     def run(self, request: InvokeRequest) -> AsyncIterator[Event]:
         """Yield the answer as events, ending with ``Finish`` (or ``Embeddings``)."""
+
+    def serve(self, request: InvokeRequest) -> AsyncIterator[Event]:
+        """``run`` with the features in ``emulated`` applied: what the agent sends."""
+        events = self.run(request)
+        return emulate(request, events, self.emulated) if self.emulated else events
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources when the agent stops."""

@@ -15,14 +15,9 @@ import structlog
 from ..protocol import PROTOCOL_VERSION, CloseCode
 from ..translate.common import dumps
 from .backend import Backend, BackendError
-from .events import (
-    Embeddings,
-    Finish,
-    InvokeRequest,
-    ReasoningDelta,
-    TextDelta,
-    ToolCallDelta,
-)
+from .emulation import closing
+from .events import Embeddings, Finish, InvokeRequest
+from .frames import AnswerFrames
 
 log = structlog.get_logger("mcp_local_provider.agent")
 
@@ -45,11 +40,25 @@ class _Dropped(Exception):
     """The connection went away without the session ending."""
 
 
+class _SessionLost(Exception):
+    """The daemon no longer knows the session this agent tried to resume (it restarted)."""
+
+
+class _Gone(Exception):
+    """A frame could not be sent: the connection is closed."""
+
+
 class AgentClient:
     """One agent: connects, waits for approval, serves until its session ends.
 
     ``run()`` returns the reason the session ended (``revoked``, ``expired``, ``shutdown``,
     ``stopped``) and raises AgentRefused if access was refused.
+
+    Requests are served concurrently, at most ``max_concurrency`` at once (or fewer if the
+    daemon granted fewer); a ``model_cancel`` cancels the request's task, which closes the
+    backend's event stream. After a dropped connection the client reconnects with backoff and
+    its session token, so no second approval is needed; if the daemon no longer knows the
+    session (it restarted), the client asks for a new one.
     """
 
     def __init__(
@@ -91,45 +100,69 @@ class AgentClient:
         self.session_id: str | None = None
         self.granted: dict[str, Any] | None = None
         self.connections = 0
+        #: Requests answered (a finish or an error sent) and requests cancelled.
+        self.served = 0
+        self.cancelled = 0
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(max_concurrency)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._stopping = False
+        self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
+        self._resumed_by_us = False
+        self._granted_this_connection = False
 
     # -- public ------------------------------------------------------------------------------
 
+    @property
+    def in_flight(self) -> int:
+        """Requests being served right now."""
+        return len(self._tasks)
+
     async def run(self) -> str:
+        await self.backend.start()
         attempt = 0
         async with aiohttp.ClientSession() as http:
-            while True:
+            while not self._stopping.is_set():
                 try:
                     return await self._connect_once(http)
+                except _SessionLost:
+                    log.warning("agent_session_lost", session_id=self.session_id)
+                    self.session_token = None
+                    self._resumed_by_us = False
+                    attempt = 0
+                    continue
                 except _Dropped as exc:
-                    if self._stopping:
-                        return "stopped"
-                    if not (self.reconnect and self.session_token):
+                    if self._stopping.is_set():
+                        break
+                    if not self.reconnect:
                         raise AgentRefused(f"connection to the daemon lost: {exc}") from None
                 except (aiohttp.ClientConnectionError, OSError) as exc:
-                    if self._stopping:
-                        return "stopped"
-                    if not (self.reconnect and self.session_token):
+                    if self._stopping.is_set():
+                        break
+                    if not (self.reconnect and self.connections):
                         raise AgentRefused(
                             f"cannot reach the daemon at {self.url}: {exc}"
                         ) from None
                 finally:
                     self._ready.clear()
+                if self._granted_this_connection:
+                    attempt = 0  # it was serving: start the backoff afresh
                 delay = min(self.backoff_max, self.backoff_initial * 2**attempt)
                 attempt += 1
                 delay *= 0.5 + random.random() / 2
                 log.info("agent_reconnecting", in_seconds=round(delay, 2))
-                await asyncio.sleep(delay)
+                with suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._stopping.wait()
+        return "stopped"
 
     async def wait_ready(self) -> None:
         """Wait until the session is granted and the agent is serving."""
         await self._ready.wait()
 
     async def stop(self) -> None:
-        self._stopping = True
+        """Stop serving: requests in flight are cancelled and ``run`` returns ``stopped``."""
+        self._stopping.set()
         if self._ws is not None:
             await self._ws.close()
 
@@ -164,14 +197,22 @@ class AgentClient:
             raise
         self._ws = ws
         self.connections += 1
+        self._granted_this_connection = False
+        resuming = self.session_token is not None
         ended: str | None = None
         try:
+            if self._stopping.is_set():
+                return "stopped"
             await ws.send_str(dumps(self._hello()))
             async for msg in ws:
                 if msg.type is not aiohttp.WSMsgType.TEXT:
                     continue
-                frame = json.loads(msg.data)
-                kind = frame.get("type")
+                try:
+                    frame = json.loads(msg.data)
+                    kind = frame.get("type")
+                except (ValueError, AttributeError):
+                    log.warning("agent_bad_frame", data=str(msg.data)[:200])
+                    continue
                 if kind == "model_invoke":
                     self._start(ws, frame)
                 elif kind == "model_cancel":
@@ -180,36 +221,52 @@ class AgentClient:
                         task.cancel()
                 elif kind == "session_pending":
                     self.session_id = frame.get("session_id")
-                    log.info("agent_pending", **frame)
+                    log.info("agent_pending", session_id=self.session_id)
                     if self.on_pending is not None:
                         self.on_pending(frame)
                 elif kind == "session_granted":
-                    self.session_id = frame.get("session_id")
-                    self.session_token = frame.get("session_token") or self.session_token
-                    self.granted = frame
-                    self._ready.set()
-                    log.info("agent_granted", session_id=self.session_id)
-                    if self.on_granted is not None:
-                        self.on_granted(frame)
+                    self._granted(frame)
                 elif kind == "session_denied":
                     raise AgentRefused(f"access denied: {frame.get('reason')}", CloseCode.DENIED)
                 elif kind == "session_ended":
                     ended = str(frame.get("reason") or "ended")
                     self.session_token = None
+                elif kind == "error":
+                    log.warning("agent_daemon_error", message=frame.get("message"))
         finally:
             self._ws = None
             await self._cancel_all()
             if not ws.closed:
                 await ws.close()
-        code = ws.close_code
+        return self._outcome(ws.close_code, ended, resuming)
+
+    def _granted(self, frame: dict[str, Any]) -> None:
+        self.session_id = frame.get("session_id")
+        self.session_token = frame.get("session_token") or self.session_token
+        self.granted = frame
+        granted = frame.get("max_concurrency")
+        limit = (
+            min(self.max_concurrency, granted) if isinstance(granted, int) else self.max_concurrency
+        )
+        self._slots = asyncio.Semaphore(max(1, limit))
+        self._resumed_by_us = True
+        self._granted_this_connection = True
+        self._ready.set()
+        log.info("agent_granted", session_id=self.session_id, connection=self.connections)
+        if self.on_granted is not None:
+            self.on_granted(frame)
+
+    def _outcome(self, code: int | None, ended: str | None, resuming: bool) -> str:
         if ended is not None:
             return ended
-        if self._stopping:
+        if self._stopping.is_set():
             return "stopped"
         if code in _ENDED_BY_CODE:
             self.session_token = None
             return _ENDED_BY_CODE[CloseCode(code)]
         if code == CloseCode.UNAUTHORIZED:
+            if resuming and self._resumed_by_us and self.reconnect:
+                raise _SessionLost()
             self.session_token = None
             raise AgentRefused("the daemon did not accept the session token", code)
         if code == CloseCode.DENIED:
@@ -221,94 +278,70 @@ class AgentClient:
     # -- requests ----------------------------------------------------------------------------
 
     def _start(self, ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any]) -> None:
-        request = InvokeRequest.from_invoke(frame)
+        try:
+            request = InvokeRequest.from_invoke(frame)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("agent_bad_invoke", error=str(exc))
+            return
+        if request.id in self._tasks:
+            log.warning("agent_duplicate_invoke", request_id=request.id)
+            return
         task = asyncio.create_task(self._handle(ws, request))
         self._tasks[request.id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(request.id, None))
+
+        def forget(_: asyncio.Task[None]) -> None:
+            self._tasks.pop(request.id, None)
+
+        task.add_done_callback(forget)
 
     async def _cancel_all(self) -> None:
+        """Cancel the requests in flight and wait until each has cleaned up (even if this
+        wait is itself cancelled: a backend's clean-up stops processes)."""
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _handle(self, ws: aiohttp.ClientWebSocketResponse, request: InvokeRequest) -> None:
-        rid = request.id
-        index = 0
-
-        async def chunk(
-            delta: dict[str, Any], finish: str | None = None, usage: Any = None
-        ) -> None:
-            nonlocal index
-            frame: dict[str, Any] = {
-                "type": "model_stream_chunk",
-                "id": rid,
-                "chunk_index": index,
-                "delta": delta,
-                "finish_reason": finish,
-            }
-            if usage is not None:
-                frame["usage"] = usage
-            index += 1
-            await ws.send_str(dumps(frame))
-
+        frames = AnswerFrames(request.id)
         try:
-            finished = False
-            async for event in self.backend.run(request):
-                if isinstance(event, TextDelta):
-                    if event.text:
-                        await chunk({"content": event.text})
-                elif isinstance(event, ReasoningDelta):
-                    await chunk({"reasoning_content": event.text})
-                elif isinstance(event, ToolCallDelta):
-                    call: dict[str, Any] = {"index": event.index}
-                    function: dict[str, Any] = {"arguments": event.arguments}
-                    if event.id is not None:
-                        call["id"] = event.id
-                        call["type"] = "function"
-                    if event.name is not None:
-                        function["name"] = event.name
-                    call["function"] = function
-                    await chunk({"tool_calls": [call]})
-                elif isinstance(event, Finish):
-                    await chunk({}, event.reason, event.usage)
-                    finished = True
-                    break
-                elif isinstance(event, Embeddings):
-                    data = [
-                        {"object": "embedding", "index": i, "embedding": v}
-                        for i, v in enumerate(event.vectors)
-                    ]
-                    result = {"data": data, "usage": event.usage}
-                    await ws.send_str(
-                        dumps({"type": "model_result", "id": rid, "status": "ok", "result": result})
-                    )
-                    finished = True
-                    break
-            if not finished:
-                await chunk({}, "stop")
+            async with self._slots:
+                await self._answer(ws, request, frames)
         except asyncio.CancelledError:
+            self.cancelled += 1
+            log.info("agent_request_cancelled", request_id=request.id)
             raise
-        except (ConnectionError, RuntimeError) as exc:
-            if ws.closed:
-                return
-            await self._send_error(ws, rid, "backend_error", str(exc))
+        except _Gone:
+            return
         except BackendError as exc:
-            await self._send_error(ws, rid, exc.code, exc.message)
+            await _send_quietly(ws, frames.error(exc.code, exc.message))
         except Exception as exc:
-            log.exception("backend_failed", request_id=rid)
-            await self._send_error(ws, rid, "backend_error", f"{type(exc).__name__}: {exc}")
+            log.exception("backend_failed", request_id=request.id)
+            await _send_quietly(ws, frames.error("backend_error", f"{type(exc).__name__}: {exc}"))
+        self.served += 1
 
-    async def _send_error(
-        self, ws: aiohttp.ClientWebSocketResponse, rid: str, code: str, message: str
+    async def _answer(
+        self, ws: aiohttp.ClientWebSocketResponse, request: InvokeRequest, frames: AnswerFrames
     ) -> None:
-        frame = {
-            "type": "model_result",
-            "id": rid,
-            "status": "error",
-            "error": {"code": code, "message": message},
-        }
-        with suppress(ConnectionError, RuntimeError):
-            await ws.send_str(dumps(frame))
+        """Send each event as it comes; the answer ends at a Finish or Embeddings event."""
+        async with closing(self.backend.serve(request)) as events:
+            async for event in events:
+                frame = frames.frame(event)
+                if frame is not None:
+                    await _send(ws, frame)
+                if isinstance(event, Finish | Embeddings):
+                    return
+        await _send(ws, frames.chunk({}, "stop"))
+
+
+async def _send(ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any]) -> None:
+    try:
+        await ws.send_str(dumps(frame))
+    except (ConnectionError, RuntimeError) as exc:
+        raise _Gone(str(exc)) from None
+
+
+async def _send_quietly(ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any]) -> None:
+    with suppress(_Gone):
+        await _send(ws, frame)

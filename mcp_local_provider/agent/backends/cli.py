@@ -1,0 +1,206 @@
+"""What the agent-CLI backends share: one CLI process per request, its NDJSON output turned into
+events by a per-run ``OutputParser``, and the emulated features the CLIs lack."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from ...config import BackendSettings
+from ...protocol import ModelSpec
+from ..backend import Backend, BackendError
+from ..emulation import Prompt, flatten
+from ..events import Event, Finish, InvokeRequest, TextDelta
+from ..process import CliProcess, find_binary
+
+log = structlog.get_logger("mcp_local_provider.agent.cli")
+
+#: System text longer than this goes into the prompt instead of argv (Linux caps one argument
+#: at 128 KiB).
+SYSTEM_ARG_LIMIT = 64 * 1024
+CAPABILITIES = ("chat", "completion", "fim")
+
+
+def usage_from(prompt: Any, completion: Any, cached: Any = None) -> dict[str, Any] | None:
+    """OpenAI-style usage from a CLI's counts, or None if it reported none."""
+    if not isinstance(prompt, int) and not isinstance(completion, int):
+        return None
+    p, c = int(prompt or 0), int(completion or 0)
+    usage: dict[str, Any] = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+    if isinstance(cached, int) and cached:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    return usage
+
+
+def text_blocks(content: Any) -> str:
+    """The text of a message's content blocks (``[{"type": "text", "text": ...}]``)."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    return "".join(
+        str(block.get("text") or "")
+        for block in content
+        if isinstance(block, dict) and block.get("type") == "text"
+    )
+
+
+class OutputParser(ABC):
+    """Turns one run's output events into backend events; pure, one instance per run.
+
+    ``feed`` takes each event, ``end`` the exit code once the output is over. Both may raise
+    BackendError. Unknown event types must be ignored.
+    """
+
+    cli = "the CLI"
+
+    def __init__(self) -> None:
+        #: All text sent so far, to reconcile message-level and final text against.
+        self.sent = ""
+        #: True once a terminal event (a result) has been handled.
+        self.done = False
+        self._last_message = ""
+
+    @abstractmethod
+    def feed(self, event: dict[str, Any]) -> list[Event]: ...
+
+    def text(self, text: str) -> list[Event]:
+        """A token-level delta."""
+        if not text:
+            return []
+        self.sent += text
+        return [TextDelta(text)]
+
+    def message(self, text: str) -> list[Event]:
+        """A whole message. A repeat of the previous one is dropped, and a message that extends
+        the previous one sends only what is new (some CLIs repeat or accumulate messages)."""
+        last, self._last_message = self._last_message, text
+        if text == last:
+            return []
+        if last and text.startswith(last):
+            return self.text(text[len(last) :])
+        return self.text(text)
+
+    def final(self, text: Any) -> list[Event]:
+        """The final text of a result: send whatever part of it was not sent yet."""
+        if not isinstance(text, str) or not text:
+            return []
+        if text.startswith(self.sent):
+            return self.text(text[len(self.sent) :])
+        log.info("cli_result_differs", cli=self.cli, sent=len(self.sent), final=len(text))
+        return []
+
+    def end(self, code: int, stderr: str) -> list[Event]:
+        """The output is over and the CLI exited with ``code``."""
+        if self.done:
+            return []
+        if code != 0:
+            raise failure(f"{self.cli} exited with code {code} before finishing", stderr)
+        if self.sent:
+            return [Finish("stop")]
+        raise failure(f"{self.cli} ended without an answer", stderr)
+
+
+def failure(what: str, stderr: str, code: str = "backend_error") -> BackendError:
+    """A BackendError for ``what`` with the end of the CLI's stderr appended."""
+    return BackendError(f"{what}: {stderr}" if stderr else what, code)
+
+
+class CliBackend(Backend):
+    """A backend that runs an agent CLI once per request."""
+
+    name = "cli"
+    #: The CLI's usual executable name.
+    binary_name = ""
+    default_models: tuple[str, ...] = ()
+    emulated = frozenset({"stop", "max_tokens", "usage"})
+
+    def __init__(
+        self, settings: BackendSettings | None = None, *, models: list[str] | None = None
+    ) -> None:
+        self.settings = settings or BackendSettings()
+        chosen = list(models or self.settings.models)
+        self._explicit_models = bool(chosen)
+        self._models = chosen or list(self.default_models)
+        self.binary = self.settings.binary or self.binary_name
+        self.path: str | None = None
+        #: Output lines skipped as malformed, over all runs.
+        self.malformed_lines = 0
+
+    def models(self) -> list[ModelSpec]:
+        # Fill-in-the-middle is emulated with an instruction (see emulation.flatten); tools,
+        # images and embeddings are not offered.
+        return [ModelSpec(name=name, capabilities=CAPABILITIES) for name in self._models]
+
+    async def start(self) -> None:
+        self.path = await asyncio.to_thread(find_binary, self.binary)
+        workdir = self.settings.workdir
+        if workdir is not None:
+            await asyncio.to_thread(Path(workdir).mkdir, parents=True, exist_ok=True)
+
+    def cli_model(self, request: InvokeRequest) -> str | None:
+        """The model to ask the CLI for: the configured one, else the requested name when the
+        user chose the advertised names, else None (the CLI's default)."""
+        if self.settings.model:
+            return self.settings.model
+        if self._explicit_models and request.model in self._models:
+            return request.model
+        return None
+
+    @abstractmethod
+    def argv(self, request: InvokeRequest, prompt: Prompt) -> list[str]:
+        """The command line, starting with ``self.path``; never the prompt itself."""
+
+    def stdin_text(self, prompt: Prompt) -> str:
+        """What goes on stdin; by default system text and prompt together."""
+        return prompt.inline()
+
+    @abstractmethod
+    def parser(self) -> OutputParser:
+        """A fresh parser for one run."""
+
+    def process(self, argv: list[str], stdin: bytes | None, close_stdin: bool = True) -> CliProcess:
+        s = self.settings
+        return CliProcess(
+            argv,
+            stdin=stdin,
+            close_stdin=close_stdin,
+            workdir=s.workdir,
+            env=s.env,
+            idle_timeout=s.idle_timeout,
+            timeout=s.timeout,
+            cancel_grace=s.cancel_grace,
+        )
+
+    async def _ready(self, request: InvokeRequest) -> Prompt:
+        if request.kind not in ("chat", "completion"):
+            raise BackendError(
+                f"the {self.name} backend serves chat and completions only", "unsupported"
+            )
+        if self.path is None:
+            await self.start()
+        return flatten(request)
+
+    async def run(self, request: InvokeRequest) -> AsyncIterator[Event]:
+        prompt = await self._ready(request)
+        parser = self.parser()
+        stdin = self.stdin_text(prompt).encode()
+        async with self.process(self.argv(request, prompt), stdin) as proc:
+            try:
+                async for raw in proc.events():
+                    for event in parser.feed(raw):
+                        if isinstance(event, Finish):
+                            proc.finished = True
+                        yield event
+                        if proc.finished:
+                            return
+                code = await proc.wait()
+                for event in parser.end(code, proc.stderr_tail()):
+                    yield event
+            finally:
+                self.malformed_lines += proc.malformed

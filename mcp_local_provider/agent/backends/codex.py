@@ -1,0 +1,219 @@
+"""Codex through ``codex app-server``: JSON-RPC over stdio (one JSON object a line, no
+``"jsonrpc"`` field), which streams token deltas and can interrupt a turn.
+
+Each request runs its own app-server: ``initialize``, ``initialized``, an ephemeral read-only
+``thread/start`` (never asking for approval), one ``turn/start`` with the prompt, then
+notifications until ``turn/completed``. A cancelled request sends ``turn/interrupt`` and waits
+briefly for the turn to end before the process group is stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import suppress
+from typing import Any
+
+from ... import __version__
+from ..backend import BackendError
+from ..emulation import Prompt
+from ..events import Event, Finish, InvokeRequest, ReasoningDelta
+from ..process import CliProcess
+from .cli import CliBackend, OutputParser, usage_from
+
+CLIENT_INFO = {"name": "mcp_local_provider", "title": "mcp-local-provider", "version": __version__}
+REASONING_DELTAS = ("item/reasoning/summaryTextDelta", "item/reasoning/textDelta")
+
+
+class CodexParser(OutputParser):
+    """Turns app-server notifications into events."""
+
+    cli = "codex"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.turn_id: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.error: str | None = None
+        self._items: dict[str, str] = {}  # agent message id -> text streamed for it
+
+    def feed(self, event: dict[str, Any]) -> list[Event]:
+        method = event.get("method")
+        params = event.get("params") or {}
+        if method == "item/agentMessage/delta":
+            return self._delta(str(params.get("itemId") or ""), str(params.get("delta") or ""))
+        if method == "item/completed":
+            item = params.get("item") or {}
+            if item.get("type") == "agentMessage":
+                return self._completed(str(item.get("id") or ""), str(item.get("text") or ""))
+        elif method in REASONING_DELTAS and params.get("delta"):
+            return [ReasoningDelta(str(params["delta"]))]
+        elif method == "thread/tokenUsage/updated":
+            self._usage(params.get("tokenUsage") or {})
+        elif method == "turn/started":
+            self.turn_id = (params.get("turn") or {}).get("id") or self.turn_id
+        elif method == "error":
+            error = params.get("error") or {}
+            if not params.get("willRetry"):
+                self.error = str(error.get("message") or "unknown error")
+        elif method == "turn/completed":
+            return self._turn_completed(params.get("turn") or {})
+        return []
+
+    def _delta(self, item: str, text: str) -> list[Event]:
+        out: list[Event] = []
+        if item not in self._items:
+            self._items[item] = ""
+            if self.sent:  # a new message: keep it apart from the last one
+                out += self.text("\n\n")
+        self._items[item] += text
+        return out + self.text(text)
+
+    def _completed(self, item: str, text: str) -> list[Event]:
+        streamed = self._items.get(item)
+        if streamed is None:
+            return self._delta(item, text)
+        if text.startswith(streamed):
+            return self._delta(item, text[len(streamed) :])
+        return []
+
+    def _usage(self, usage: dict[str, Any]) -> None:
+        counts = usage.get("last") or usage.get("total") or usage
+        if isinstance(counts, dict):
+            self.usage = usage_from(
+                counts.get("inputTokens"),
+                counts.get("outputTokens"),
+                counts.get("cachedInputTokens"),
+            )
+
+    def _turn_completed(self, turn: dict[str, Any]) -> list[Event]:
+        self.done = True
+        status = turn.get("status")
+        if status == "completed":
+            return [Finish("stop", self.usage)]
+        if status == "interrupted":
+            raise BackendError("the codex turn was interrupted", "cancelled")
+        error = turn.get("error") or {}
+        detail = (error.get("message") if isinstance(error, dict) else error) or self.error
+        raise BackendError(f"codex reported an error: {detail or status or 'unknown error'}")
+
+
+class CodexBackend(CliBackend):
+    name = "codex"
+    binary_name = "codex"
+    default_models = ("codex",)
+
+    def argv(self, request: InvokeRequest, prompt: Prompt) -> list[str]:
+        assert self.path is not None
+        return [self.path, "app-server", *self.settings.args]
+
+    def parser(self) -> OutputParser:
+        return CodexParser()
+
+    async def run(self, request: InvokeRequest) -> AsyncIterator[Event]:
+        prompt = await self._ready(request)
+        parser = CodexParser()
+        ids = itertools.count(1)
+        async with self.process(self.argv(request, prompt), None, close_stdin=False) as proc:
+            messages = proc.events()
+            thread_id: str | None = None
+            try:
+                await _call(proc, messages, next(ids), "initialize", {"clientInfo": CLIENT_INFO})
+                await proc.write_line({"method": "initialized"})
+                thread = await _call(
+                    proc, messages, next(ids), "thread/start", self._thread(request, prompt, proc)
+                )
+                thread_id = str((thread.get("thread") or {}).get("id") or "")
+                turn_call = next(ids)
+                text = [{"type": "text", "text": prompt.text}]
+                params = {"threadId": thread_id, "input": text}
+                await proc.write_line({"id": turn_call, "method": "turn/start", "params": params})
+                async for message in messages:
+                    if "id" in message and "method" in message:
+                        await _decline(proc, message)
+                        continue
+                    if message.get("id") == turn_call:
+                        turn = _result(message, "turn/start").get("turn") or {}
+                        parser.turn_id = str(turn.get("id") or "") or parser.turn_id
+                        continue
+                    for event in parser.feed(message):
+                        if isinstance(event, Finish):
+                            proc.finished = True
+                        yield event
+                    if parser.done:
+                        return
+                code = await proc.wait()
+                for event in parser.end(code, proc.stderr_tail()):
+                    yield event
+            finally:
+                self.malformed_lines += proc.malformed
+                if not parser.done and parser.turn_id and thread_id:
+                    await _interrupt(proc, thread_id, parser.turn_id, next(ids))
+
+    def _thread(self, request: InvokeRequest, prompt: Prompt, proc: CliProcess) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "cwd": str(proc.cwd),
+            "approvalPolicy": "never",
+            "sandbox": "read-only",
+            "ephemeral": True,
+        }
+        model = self.cli_model(request)
+        if model:
+            params["model"] = model
+        if prompt.system:
+            params["developerInstructions"] = prompt.system
+        return params
+
+
+async def _call(
+    proc: CliProcess,
+    messages: AsyncIterator[dict[str, Any]],
+    call_id: int,
+    method: str,
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """Send one request and read until its response; returns the result."""
+    await proc.write_line({"id": call_id, "method": method, "params": params})
+    async for message in messages:
+        if "id" in message and "method" in message:
+            await _decline(proc, message)
+        elif message.get("id") == call_id:
+            return _result(message, method)
+    code = await proc.wait()
+    raise BackendError(
+        f"codex app-server exited with code {code} during {method}: {proc.stderr_tail()}".rstrip(
+            ": "
+        )
+    )
+
+
+def _result(message: dict[str, Any], method: str) -> dict[str, Any]:
+    error = message.get("error")
+    if error is not None:
+        detail = error.get("message") if isinstance(error, dict) else error
+        raise BackendError(f"codex {method} failed: {detail}")
+    result = message.get("result")
+    return result if isinstance(result, dict) else {}
+
+
+async def _decline(proc: CliProcess, request: dict[str, Any]) -> None:
+    """Answer a request from the app-server: approvals are declined, anything else refused."""
+    if str(request.get("method", "")).endswith("requestApproval"):
+        reply: dict[str, Any] = {"id": request["id"], "result": {"decision": "decline"}}
+    else:
+        reply = {"id": request["id"], "error": {"code": -32601, "message": "not supported"}}
+    await proc.write_line(reply)
+
+
+async def _interrupt(proc: CliProcess, thread_id: str, turn_id: str, call_id: int) -> None:
+    """Ask the turn to stop and give it half of ``cancel_grace`` to say it has (the process
+    group is stopped after that, so the whole cancel stays within two graces)."""
+    params = {"threadId": thread_id, "turnId": turn_id}
+    with suppress(BackendError, TimeoutError, OSError):
+        async with asyncio.timeout(proc.cancel_grace / 2):
+            await proc.write_line({"id": call_id, "method": "turn/interrupt", "params": params})
+            async for message in proc.events():
+                if message.get("method") == "turn/completed":
+                    proc.finished = True  # it may now exit on its own when its input ends
+                    return

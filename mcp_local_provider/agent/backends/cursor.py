@@ -1,0 +1,51 @@
+"""Cursor's CLI in print mode (``cursor-agent -p --output-format stream-json --mode ask``).
+
+It streams whole assistant messages (its partial-output mode is known to repeat and accumulate
+text), so each message is one delta, reconciled against the final result. It reports no token
+usage: usage is estimated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backend import BackendError
+from ..emulation import Prompt
+from ..events import Event, Finish, InvokeRequest
+from .cli import CliBackend, OutputParser, text_blocks
+
+
+class CursorParser(OutputParser):
+    cli = "cursor-agent"
+
+    def feed(self, event: dict[str, Any]) -> list[Event]:
+        kind = event.get("type")
+        if kind == "assistant":
+            message = event.get("message") or {}
+            return self.message(text_blocks(message.get("content")))
+        if kind == "result":
+            self.done = True
+            if event.get("is_error") or event.get("subtype") not in (None, "success"):
+                detail = event.get("result") or event.get("subtype") or "unknown error"
+                raise BackendError(f"cursor-agent reported an error: {detail}")
+            return [*self.final(event.get("result")), Finish("stop")]
+        return []
+
+
+class CursorBackend(CliBackend):
+    name = "cursor"
+    binary_name = "cursor-agent"
+    default_models = ("cursor-agent",)
+
+    def argv(self, request: InvokeRequest, prompt: Prompt) -> list[str]:
+        assert self.path is not None
+        argv = [self.path, "-p", "--output-format", "stream-json", "--mode", "ask"]
+        model = self.cli_model(request)
+        if model:
+            argv += ["--model", model]
+        return argv + list(self.settings.args)
+
+    def parser(self) -> OutputParser:
+        parser = CursorParser()
+        parser.cli = self.binary.rsplit("/", 1)[-1]
+        return parser
