@@ -48,13 +48,6 @@ async def serve(config: Config) -> int:
         **runner_options(config),
     )
     await runner.setup()
-    try:
-        sites = await start_sites(runner, config, ConnectionGate(config.max_connections))
-    except ListenError as exc:
-        await runner.cleanup()
-        print(f"mcp-local-provider: {exc}", file=sys.stderr)
-        return 1
-
     if not is_loopback_host(config.host):
         print(
             f"mcp-local-provider: WARNING: listening on {config.host}, reachable from other "
@@ -62,6 +55,13 @@ async def serve(config: Config) -> int:
             file=sys.stderr,
         )
         log.warning("REMOTE_ACCESS_ON", host=config.host, api_keys="required")
+    try:
+        sites = await start_sites(runner, config, ConnectionGate(config.max_connections))
+    except ListenError as exc:
+        await runner.cleanup()
+        print(f"mcp-local-provider: {exc}", file=sys.stderr)
+        return 1
+
     log.info(
         "listening",
         url=sites[0].name,

@@ -9,6 +9,7 @@ import pytest
 import structlog
 
 from mcp_local_provider.app import create_app
+from mcp_local_provider.listen import runner_options
 from tests.fakes import BRIDGE_TOKEN, Daemon, RawAgent, make_config
 
 StartDaemon = Callable[..., Awaitable[Daemon]]
@@ -36,9 +37,8 @@ async def start_daemon(aiohttp_server: Any, tmp_path: Path) -> AsyncIterator[Sta
     async def start(approval: str = "auto", **overrides: Any) -> Daemon:
         config = make_config(tmp_path, **overrides)
         app = create_app(config, bridge_token=BRIDGE_TOKEN, approval=approval)
-        server = await aiohttp_server(
-            app
-        )  # TestServer cancels handlers on disconnect, as serve does
+        # TestServer cancels handlers on disconnect, as serve does, and gets serve's options.
+        server = await aiohttp_server(app, **runner_options(config))
         daemon = Daemon(server=server, app=app)
         daemons.append(daemon)
         return daemon
@@ -112,3 +112,23 @@ async def ollama_client() -> AsyncIterator[Callable[[Daemon], Any]]:
     yield make
     for made in clients:
         await made.close()
+
+
+@pytest.fixture
+async def daemon_process(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """``await daemon_process(*args, wait=True, **env)``: the real ``serve`` in a child process
+    on a free loopback port; env keys are config names (``max_connections=2``)."""
+    from tests.security.helpers import DaemonProcess, free_port
+
+    started: list[DaemonProcess] = []
+
+    async def start(*args: str, wait: bool = True, **config: Any) -> DaemonProcess:
+        env = {f"MCP_LOCAL_PROVIDER_{k.upper()}": str(v) for k, v in config.items()}
+        process = DaemonProcess(tmp_path, free_port(), env, list(args))
+        started.append(process)
+        await process.start(wait=wait)
+        return process
+
+    yield start
+    for process in started:
+        await process.stop()
