@@ -207,3 +207,39 @@ class DaemonProcess:
         except TimeoutError:
             self.proc.kill()
             return await self.proc.wait()
+
+
+class CountingEcho:
+    """An echo backend that counts the requests it served (to prove one never got there)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        from mcp_local_provider.agent.backends.echo import EchoBackend
+
+        class _Counting(EchoBackend):
+            def __init__(self, *a: Any, **k: Any) -> None:
+                super().__init__(*a, **k)
+                self.served = 0
+
+            async def run(self, request: Any) -> Any:
+                self.served += 1
+                async for event in super().run(request):
+                    yield event
+
+        return _Counting(*args, **kwargs)
+
+
+async def audit_lines(daemon: Daemon) -> list[dict[str, Any]]:
+    """Every line of the daemon's audit log, once the writer caught up."""
+    from mcp_local_provider.security import SECURITY
+
+    audit = daemon.app[SECURITY].audit
+    await audit.drain()
+    if not audit.path.exists():
+        return []
+    return [json.loads(line) for line in audit.path.read_text().splitlines()]
+
+
+def chat_body(text: str = "hello", model: str = "echo", **extra: Any) -> bytes:
+    return json.dumps(
+        {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+    ).encode()
