@@ -118,7 +118,9 @@ def _check_body_headers(request: web.Request) -> None:
                 "compressed request bodies are not accepted (Content-Encoding); send plain JSON"
             )
     content_type = request.headers.get("Content-Type")
-    if content_type is not None and not _is_json(content_type):
+    # Only bodies are checked: clients (aiohttp's, for one) label an empty POST as
+    # application/octet-stream.
+    if request.body_exists and content_type is not None and not _is_json(content_type):
         raise errors.UnsupportedMediaType(
             "request bodies must be JSON: send Content-Type: application/json (or none)"
         )
@@ -165,8 +167,14 @@ async def _read_body(request: web.Request, security: Security) -> web.StreamResp
         else:
             request[BODY_SIZE] = len(body)
             return None
+    # Answer now and close: the rest of the body is never read (aiohttp would otherwise
+    # linger to drain it).
     response = error_response(request, error)
     response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    if request.transport is not None:
+        request.transport.close()
     return response
 
 

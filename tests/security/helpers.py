@@ -243,3 +243,12 @@ def chat_body(text: str = "hello", model: str = "echo", **extra: Any) -> bytes:
     return json.dumps(
         {"model": model, "messages": [{"role": "user", "content": text}], **extra}
     ).encode()
+
+
+async def granted_raw_agent(agent: Any, **hello: Any) -> dict[str, Any]:
+    """Say hello on an auto-approving daemon and return the ``session_granted`` frame."""
+    frame: dict[str, Any] = await agent.hello(**hello)
+    if frame["type"] == "session_pending":
+        frame = await agent.recv()
+    assert frame["type"] == "session_granted", frame
+    return frame
