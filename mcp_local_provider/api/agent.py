@@ -70,7 +70,6 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
             "too many agents are waiting for approval; approve or deny them first",
             retry_after=state.config.approval_timeout,
         )
-    holding = True
     ws = web.WebSocketResponse(
         heartbeat=state.config.heartbeat,
         max_msg_size=state.config.max_frame_bytes,
@@ -80,20 +79,19 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     link = SocketLink(ws)
     session: Session | None = None
     try:
-        await ws.prepare(request)
-        state.sockets.add(ws)
-        hello = await _read_hello(ws, state)
-        session, leftover = await _admit(ws, state, hello, link)
-        security.handshakes.release(slot)
-        holding = False
+        try:
+            await ws.prepare(request)
+            state.sockets.add(ws)
+            hello = await _read_hello(ws, state)
+            session, leftover = await _admit(ws, state, hello, link)
+        finally:
+            security.handshakes.release(slot)
         await _serve(ws, state, session, leftover)
     except _Refused as refused:
         log.info("agent_refused", code=refused.code, reason=refused.reason)
         with suppress(ConnectionError, RuntimeError):
             await link.close(refused.code, refused.reason)
     finally:
-        if holding:
-            security.handshakes.release(slot)
         if session is not None:
             state.hub.detach(session, link)
             state.hub.emit("closed", session, code=link.closed_with or ws.close_code)
