@@ -54,7 +54,9 @@ def inline(directory: Path, digester: PromptDigester, chars: int, n: int) -> lis
     return samples
 
 
-async def threaded(directory: Path, digester: PromptDigester, chars: int, n: int) -> tuple[list[float], float]:
+async def threaded(
+    directory: Path, digester: PromptDigester, chars: int, n: int
+) -> tuple[list[float], float]:
     """What the daemon does: the loop only queues; the thread digests, renders and writes."""
     audit = AuditLog(directory / "audit.jsonl", digester, max_bytes=1 << 30, backups=1,
                      retry_interval=1.0)  # fmt: skip
@@ -78,7 +80,8 @@ async def main() -> None:
         directory = Path(tmp)
         for chars, n in ((4_000, 20_000), (1_000_000, 200)):
             print(f"prompt of {chars} characters, {n} lines")
-            print(f"  on the loop, inline write : {per_call_us(inline(directory, digester, chars, n))}")
+            inline_samples = inline(directory, digester, chars, n)
+            print(f"  on the loop, inline write : {per_call_us(inline_samples)}")
             samples, rate = await threaded(directory, digester, chars, n)
             print(f"  on the loop, queued       : {per_call_us(samples)}")
             print(f"  writer thread throughput  : {rate:,.0f} lines/s")

@@ -106,9 +106,7 @@ def build(config: Config) -> Security:
         hosts=HostPolicy.build(config.allowed_hosts, config.host),
         origins=OriginPolicy(config.allowed_origins),
         keys=_api_keys(config),
-        limits=InputLimits(
-            config.max_messages, config.max_message_chars, config.max_request_chars
-        ),
+        limits=InputLimits(config.max_messages, config.max_message_chars, config.max_request_chars),
         throttle=SessionThrottle(config.requests_per_minute, config.tokens_per_minute),
         failures=FailureLimiter(config.auth_failures_per_minute),
         handshakes=HandshakeSlots(config.max_pending_per_token, config.max_pending),
@@ -123,8 +121,7 @@ def _audit_health(healthy: bool, reason: str) -> None:
         log.error(
             "AUDIT_LOG_FAILED",
             error=reason,
-            message="the audit log cannot be written: new requests are refused (503) "
-            "until it can",
+            message="the audit log cannot be written: new requests are refused (503) until it can",
         )
 
 

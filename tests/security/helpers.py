@@ -11,7 +11,7 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import aiohttp
 
@@ -58,26 +58,26 @@ def _unchunk(data: bytes) -> bytes:
     return out
 
 
-async def raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+async def raw_exchange(port: int, data: bytes, wait: float = 5.0) -> bytes:
     """Send ``data`` as is and read until the daemon closes the connection."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(data)
         await writer.drain()
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(wait):
             return await reader.read()
     finally:
         writer.close()
         await writer.wait_closed()
 
 
-async def raw_head(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+async def raw_head(port: int, data: bytes, wait: float = 5.0) -> bytes:
     """Send ``data`` and read the response's status line and headers (for kept-alive sockets)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(data)
         await writer.drain()
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(wait):
             return await reader.readuntil(b"\r\n\r\n")
     finally:
         writer.close()
@@ -154,6 +154,9 @@ class DaemonProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def _open_log(self) -> BinaryIO:
+        return open(self.log_path, "wb")
+
     async def start(self, *, wait: bool = True) -> None:
         env = {
             "PATH": os.environ.get("PATH", ""),
@@ -166,7 +169,7 @@ class DaemonProcess:
             "MCP_LOCAL_PROVIDER_SHUTDOWN_GRACE": "0.5",
             **self.env,
         }
-        with open(self.log_path, "wb") as log:
+        with self._open_log() as log:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "mcp_local_provider", "serve",
                 "--port", str(self.port), *self.args,
@@ -176,10 +179,10 @@ class DaemonProcess:
         if wait:
             await self.wait_ready()
 
-    async def wait_ready(self, timeout: float = 15.0) -> None:
+    async def wait_ready(self, wait: float = 15.0) -> None:
         assert self.proc is not None
         loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
+        end = loop.time() + wait
         async with aiohttp.ClientSession() as http:
             while loop.time() < end:
                 if self.proc.returncode is not None:
@@ -193,9 +196,9 @@ class DaemonProcess:
                 await asyncio.sleep(0.05)
         raise AssertionError(f"daemon not ready in time:\n{self.log_text()}")
 
-    async def exit_code(self, timeout: float = 15.0) -> int:
+    async def exit_code(self, wait: float = 15.0) -> int:
         assert self.proc is not None
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(wait):
             return await self.proc.wait()
 
     async def stop(self) -> int | None:

@@ -125,7 +125,9 @@ async def test_session_events_are_audited(
     daemon.state.hub.deny(other["session_id"])
     assert await denied.closed() == 4403
     lines = [x for x in await audit_lines(daemon) if x["event"] == "session"]
-    first = [(x["action"], x.get("code")) for x in lines if x["session_id"] == pending["session_id"]]
+    first = [
+        (x["action"], x.get("code")) for x in lines if x["session_id"] == pending["session_id"]
+    ]
     assert first == [("pending", None), ("approved", None), ("revoked", None), ("closed", 4408)]
     assert [x["action"] for x in lines if x["session_id"] == other["session_id"]] == [
         "pending",
@@ -150,6 +152,16 @@ async def test_lines_cannot_be_forged_through_claimed_fields(
     assert all(x["event"] == "session" for x in parsed)
 
 
+def assert_rotated(path: Path) -> None:
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert Path(f"{path}.1").exists() and Path(f"{path}.2").exists()
+    assert not Path(f"{path}.3").exists()
+    for candidate in (path, Path(f"{path}.1"), Path(f"{path}.2")):
+        assert stat.S_IMODE(candidate.stat().st_mode) == 0o600
+        assert candidate.stat().st_size <= 1024
+        assert all(json.loads(line) for line in candidate.read_text().splitlines())
+
+
 async def test_file_is_0600_and_rotates_by_size(
     start_daemon: Any, http: aiohttp.ClientSession
 ) -> None:
@@ -161,18 +173,13 @@ async def test_file_is_0600_and_rotates_by_size(
         ) as response:
             assert response.status == 200
     await audit_lines(daemon)
-    path: Path = daemon.app[SECURITY].audit.path
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert Path(f"{path}.1").exists() and Path(f"{path}.2").exists()
-    assert not Path(f"{path}.3").exists()
-    for candidate in (path, Path(f"{path}.1"), Path(f"{path}.2")):
-        assert stat.S_IMODE(candidate.stat().st_mode) == 0o600
-        assert candidate.stat().st_size <= 1024
-        assert all(json.loads(line) for line in candidate.read_text().splitlines())
+    assert_rotated(daemon.app[SECURITY].audit.path)
     assert daemon.app[SECURITY].audit.lost == 0
 
 
-async def test_an_existing_loose_file_is_tightened_to_0600(start_daemon: Any, tmp_path: Path) -> None:
+async def test_an_existing_loose_file_is_tightened_to_0600(
+    start_daemon: Any, tmp_path: Path
+) -> None:
     path = tmp_path / "loose" / "audit.jsonl"
     path.parent.mkdir()
     path.write_text("")
@@ -232,18 +239,31 @@ async def test_the_digest_is_the_documented_keyed_hmac(
 ) -> None:
     async with http.post(
         echo_daemon.url + "/v1/chat/completions",
-        data=json.dumps({"model": "echo", "messages": [
-            {"role": "system", "content": "be brief"},
-            {"role": "user", "content": [{"type": "text", "text": "héllo "},
-                                          {"type": "text", "text": "wörld"}]},
-        ]}).encode(),
+        data=json.dumps(
+            {
+                "model": "echo",
+                "messages": [
+                    {"role": "system", "content": "be brief"},
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "héllo "},
+                            {"type": "text", "text": "wörld"},
+                        ],
+                    },
+                ],
+            }
+        ).encode(),
         headers=JSON,
     ) as response:
         assert response.status == 200
     [line] = await requests_of(echo_daemon)
     key = bytes.fromhex((echo_daemon.state.config.state_dir / "audit-key").read_text().strip())
     form = {"kind": "chat", "messages": [["system", "be brief"], ["user", "héllo wörld"]]}
-    data = PREFIX + json.dumps(form, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    data = (
+        PREFIX
+        + json.dumps(form, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    )
     assert line["prompt_digest"] == hmac.new(key, data, hashlib.sha256).hexdigest()
     assert line["digest_key_id"] == PromptDigester(key).key_id
     assert key.hex() not in line["digest_key_id"]

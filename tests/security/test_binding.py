@@ -34,15 +34,13 @@ def test_loopback_hosts_are_recognised(host: str, loopback: bool) -> None:
 
 
 def test_non_loopback_host_is_refused_without_allow_remote(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not a loopback address.*allow_remote"):
+    with pytest.raises(ConfigError, match=r"not a loopback address.*allow_remote"):
         load_config(overrides={"host": "0.0.0.0"}, environ={}, cwd=tmp_path)
 
 
 def test_allow_remote_without_api_keys_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="needs API keys"):
-        load_config(
-            overrides={"host": "0.0.0.0", "allow_remote": True}, environ={}, cwd=tmp_path
-        )
+        load_config(overrides={"host": "0.0.0.0", "allow_remote": True}, environ={}, cwd=tmp_path)
 
 
 def test_allow_remote_with_api_keys_is_accepted(tmp_path: Path) -> None:

@@ -39,8 +39,9 @@ scalars = (
 )
 json_values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=12,
 )
 # Shaped like requests, so the fuzzing reaches past the first validation error.
@@ -48,14 +49,20 @@ message = st.fixed_dictionaries(
     {"role": st.sampled_from(["user", "system", "assistant", "tool"]) | st.text(max_size=8)},
     optional={
         "content": st.text(max_size=60)
-        | st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": st.text()}) | json_values, max_size=3)
+        | st.lists(
+            st.fixed_dictionaries({"type": st.just("text"), "text": st.text()}) | json_values,
+            max_size=3,
+        )
         | json_values,
         "tool_calls": json_values,
         "name": json_values,
     },
 )
 request_like = st.fixed_dictionaries(
-    {"model": st.sampled_from(["echo", "echo:latest", "", "../x", "a" * 250]) | st.text(max_size=20)},
+    {
+        "model": st.sampled_from(["echo", "echo:latest", "", "../x", "a" * 250])
+        | st.text(max_size=20)
+    },
     optional={
         "messages": st.lists(message, max_size=4) | json_values,
         "prompt": json_values,
@@ -98,7 +105,9 @@ bodies = st.one_of(
     st.binary(max_size=200),
 )
 routes = st.sampled_from(POST_ROUTES) | st.just("/v1/chat/completions")
-content_types = st.sampled_from([None, "application/json", "application/json; charset=latin-1", "text/plain"])
+content_types = st.sampled_from(
+    [None, "application/json", "application/json; charset=latin-1", "text/plain"]
+)
 
 
 async def test_random_bodies_at_every_post_route_never_get_a_5xx(

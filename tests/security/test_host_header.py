@@ -82,7 +82,9 @@ async def test_loopback_names_with_or_without_the_port_pass(daemon: Daemon, host
 
 
 async def test_missing_host_on_http_1_0_is_403(daemon: Daemon) -> None:
-    response = await raw_request(port_of(daemon), "GET", "/v1/models", host=None, version="HTTP/1.0")
+    response = await raw_request(
+        port_of(daemon), "GET", "/v1/models", host=None, version="HTTP/1.0"
+    )
     assert response.status == 403
     assert response.json()["error"]["code"] == "forbidden"
 

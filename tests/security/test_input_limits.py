@@ -28,7 +28,9 @@ from tests.security.helpers import (
 JSON = {"Content-Type": "application/json"}
 
 
-async def post_chat(daemon: Daemon, http: aiohttp.ClientSession, body: bytes, **headers: str) -> Any:
+async def post_chat(
+    daemon: Daemon, http: aiohttp.ClientSession, body: bytes, **headers: str
+) -> Any:
     async with http.post(
         daemon.url + "/v1/chat/completions", data=body, headers={**JSON, **headers}
     ) as response:
@@ -52,9 +54,9 @@ async def test_default_body_limit_is_10_mib(daemon: Daemon, http: aiohttp.Client
 async def test_chunked_body_over_the_limit_is_413(start_daemon: Any) -> None:
     daemon = await start_daemon(max_body_bytes=4096)
     head = (
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-    ).encode()
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
     chunk = b"x" * 1000
     body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(6)) + b"0\r\n\r\n"
     response = parse_response(await raw_exchange(port_of(daemon), head + body))
@@ -104,7 +106,9 @@ async def test_unsafe_model_names_are_400(
     assert body["error"]["param"] == "model"
 
 
-async def test_malformed_session_hint_is_400(echo_daemon: Daemon, http: aiohttp.ClientSession) -> None:
+async def test_malformed_session_hint_is_400(
+    echo_daemon: Daemon, http: aiohttp.ClientSession
+) -> None:
     status, body = await post_chat(echo_daemon, http, chat_body(), **{"X-MCP-Session": "../x"})
     assert status == 400
     assert body["error"]["param"] == "X-MCP-Session"
@@ -124,7 +128,7 @@ async def test_slow_body_is_408_and_the_connection_closes(start_daemon: Any) -> 
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(daemon))
     writer.write(
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"model\""
+        b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"model"'
     )
     await writer.drain()
     started = time.monotonic()
@@ -162,9 +166,7 @@ async def test_slow_headers_are_cut_off_by_keepalive_timeout(start_daemon: Any) 
     assert 0.35 <= closed_after < 2.5
 
 
-async def test_oversized_agent_frame_closes_with_1009(
-    start_daemon: Any, raw_agent: Any
-) -> None:
+async def test_oversized_agent_frame_closes_with_1009(start_daemon: Any, raw_agent: Any) -> None:
     daemon = await start_daemon(max_frame_bytes=2048)
     agent = await raw_agent(daemon)
     await granted_raw_agent(agent)

@@ -50,7 +50,9 @@ async def test_no_origin_is_allowed(echo_daemon: Daemon, http: aiohttp.ClientSes
         assert "Access-Control-Allow-Origin" not in response.headers
 
 
-@pytest.mark.parametrize("origin", ["http://localhost:5173", "http://127.0.0.1", "https://[::1]:8443"])
+@pytest.mark.parametrize(
+    "origin", ["http://localhost:5173", "http://127.0.0.1", "https://[::1]:8443"]
+)
 async def test_loopback_origin_is_allowed_and_echoed_never_star(
     echo_daemon: Daemon, http: aiohttp.ClientSession, origin: str
 ) -> None:
@@ -130,7 +132,9 @@ async def test_agent_socket_with_an_allowed_origin_connects(
     await ws.close()
 
 
-@pytest.mark.parametrize("value", ["*", "null", "https://*.example.com", "not an origin", "http://"])
+@pytest.mark.parametrize(
+    "value", ["*", "null", "https://*.example.com", "not an origin", "http://"]
+)
 def test_wildcard_and_bad_origins_are_refused_at_start_up(tmp_path: Any, value: str) -> None:
     with pytest.raises(ConfigError, match="allowed_origins"):
         load_config(overrides={"allowed_origins": [value]}, environ={}, cwd=tmp_path)
@@ -152,7 +156,12 @@ def test_origin_policy_matching() -> None:
 
 @pytest.mark.parametrize(
     "content_type",
-    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/json"],
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "text/json",
+    ],
 )
 async def test_non_json_content_type_is_415(
     echo_daemon: Daemon, http: aiohttp.ClientSession, content_type: str
@@ -166,7 +175,9 @@ async def test_non_json_content_type_is_415(
         assert (await response.json())["error"]["code"] == "unsupported_media_type"
 
 
-@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/vnd.x+json"])
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "application/vnd.x+json"]
+)
 async def test_json_content_types_are_accepted(
     echo_daemon: Daemon, http: aiohttp.ClientSession, content_type: str
 ) -> None:
@@ -183,7 +194,9 @@ async def test_missing_content_type_is_tolerated(echo_daemon: Daemon) -> None:
     # bytes, so this goes through a raw socket.
     from tests.security.helpers import port_of, raw_request
 
-    response = await raw_request(port_of(echo_daemon), "POST", "/v1/chat/completions", body=chat_body())
+    response = await raw_request(
+        port_of(echo_daemon), "POST", "/v1/chat/completions", body=chat_body()
+    )
     assert response.status == 200
     assert response.json()["choices"][0]["message"]["content"] == "hello"
 

@@ -87,7 +87,7 @@ async def test_tokens_per_minute_from_reported_usage(
     status, headers, _ = await chat(http, daemon.url, "a b c d e f")  # echo reports 12 tokens
     assert status == 200
     await until(lambda: daemon.state.router.in_flight == 0)
-    status, headers, body = await chat(http, daemon.url)
+    status, headers, _ = await chat(http, daemon.url)
     assert status == 429
     assert headers["X-RateLimit-Remaining-Tokens"] == "0"
     assert int(headers["Retry-After"]) >= 12  # 2 tokens in debt and 1 needed, at 10 a minute

@@ -38,7 +38,12 @@ def assert_secure(headers: Any) -> None:
         ("GET", "/api/tags", {}, 404),
         ("DELETE", "/v1/models", {}, 405),
         ("GET", "/v1/models", {"headers": {"Origin": "https://attacker.example"}}, 403),
-        ("POST", "/v1/chat/completions", {"data": "x", "headers": {"Content-Type": "text/plain"}}, 415),
+        (
+            "POST",
+            "/v1/chat/completions",
+            {"data": "x", "headers": {"Content-Type": "text/plain"}},
+            415,
+        ),
         ("GET", "/v1/models?token=x", {}, 400),
         (
             "OPTIONS",

@@ -28,9 +28,7 @@ CANARY_LINE = "canary-bad-line-0e0e"
 async def test_canaries_appear_in_no_log_audit_file_or_error_body(
     daemon_process: Any, tmp_path: Path
 ) -> None:
-    daemon = await daemon_process(
-        bridge_token=CANARY_BRIDGE, api_keys=CANARY_KEY, approval="auto"
-    )
+    daemon = await daemon_process(bridge_token=CANARY_BRIDGE, api_keys=CANARY_KEY, approval="auto")
     key = {"Authorization": f"Bearer {CANARY_KEY}"}
     bodies: list[str] = []
     with capture_logs() as agent_logs:
