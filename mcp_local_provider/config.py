@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from .protocol import MODEL_NAME_PATTERN
 from .access import LOOPBACK_ORIGINS, check_host_entry, check_origin_entry, is_loopback_host
+from .protocol import MODEL_NAME_PATTERN
 
 ENV_PREFIX = "MCP_LOCAL_PROVIDER_"
 DEFAULT_CONFIG_NAME = "mcp-local-provider.toml"

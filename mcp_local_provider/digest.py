@@ -7,7 +7,9 @@ Version 1 (see docs/security.md):
 
 - chat: ``{"kind":"chat","messages":[[role, text], ...]}`` where ``text`` is a string
   ``content`` as is, or the ``text`` of each text part joined with nothing, or ``""``;
-- completion: ``{"kind":"completion","prompt":p,"suffix":s,"system":y}`` (missing: ``""``);
+- completion: ``{"kind":"completion","prompt":p,"suffix":s,"system":y}`` (missing: ``""``;
+  the system text is the payload's ``system``, or else ``parameters.system``, where the Ollama
+  route puts it);
 - embedding: ``{"kind":"embedding","input":[text, ...]}`` (a lone string is a list of one);
 
 serialised as JSON with sorted keys, no spaces and no ASCII escaping, encoded as UTF-8, and
@@ -40,6 +42,13 @@ def _text(content: Any) -> str:
     return ""
 
 
+def system_text(payload: dict[str, Any]) -> Any:
+    """A completion's system text: top-level ``system``, or ``parameters.system``."""
+    parameters = payload.get("parameters")
+    nested = parameters.get("system") if isinstance(parameters, dict) else None
+    return payload.get("system") or nested
+
+
 def canonical(payload: dict[str, Any]) -> bytes:
     """The bytes the digest is computed over (see the module docstring)."""
     kind = payload.get("kind")
@@ -59,7 +68,7 @@ def canonical(payload: dict[str, Any]) -> bytes:
             "kind": "completion",
             "prompt": _text(payload.get("prompt")),
             "suffix": _text(payload.get("suffix")),
-            "system": _text(payload.get("system")),
+            "system": _text(system_text(payload)),
         }
     elif kind == "embedding":
         items = payload.get("input")

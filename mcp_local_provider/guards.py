@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from . import errors
+from .limits import check_model_name
 from .listen import SECURITY_HEADERS
 from .middlewares import error_response
 from .security import BODY_SIZE, CLIENT_KEY, RECORD, SECURITY, Security
@@ -105,8 +106,11 @@ def _preflight(request: web.Request, origin: str) -> web.Response:
 
 
 def _is_json(content_type: str) -> bool:
+    """JSON, or no real label: ``application/octet-stream`` is what some clients (aiohttp's)
+    send for unlabeled bytes, and unlike text/plain or form types a browser cannot send it
+    cross-origin without a preflight, which only allowed origins pass."""
     mime = content_type.split(";", 1)[0].strip().lower()
-    return mime == "application/json" or (
+    return mime in ("application/json", "application/octet-stream", "") or (
         mime.startswith("application/") and mime.endswith("+json")
     )
 
@@ -198,6 +202,9 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         if origin is not None and kind in EDITOR_KINDS:
             return _preflight(request, origin)
         raise errors.Forbidden("cross-origin requests are not allowed on this route")
+    model = request.match_info.get("model")
+    if model is not None:
+        check_model_name(model)
     if request.method in ("POST", "PUT", "PATCH"):
         _check_body_headers(request)
     if security.keys.enabled and kind not in ("agent", "control", "liveness"):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import errors
+from .digest import system_text
 from .protocol import MODEL_NAME_PATTERN
 
 #: Session ids as the registry makes them (``sess-`` and 16 hex digits).
@@ -58,7 +59,7 @@ class InputLimits:
             self._items(payload.get("input") or [], "input")
         else:
             prompt = text_size(payload.get("prompt")) + text_size(payload.get("suffix"))
-            self._total(prompt + text_size(payload.get("system")))
+            self._total(prompt + text_size(system_text(payload)))
 
     def _items(self, items: list[Any], param: str) -> None:
         if len(items) > self.max_messages:

@@ -44,7 +44,9 @@ def require_bridge_token(request: web.Request) -> None:
     given = bearer(request)
     expected = request.app[STATE].bridge_token
     if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
-        shown = fingerprint(given) if given is not None else "none"
-        if failures.failed(peer, shown):
-            log.warning("bridge_token_rejected", peer=peer, token=shown, path=request.path)
+        # Only a wrong token counts as a failure: a missing one guesses nothing.
+        if given is not None and failures.failed(peer, fingerprint(given)):
+            log.warning(
+                "bridge_token_rejected", peer=peer, token=fingerprint(given), path=request.path
+            )
         raise errors.Unauthorized("a valid bridge token is required (Authorization: Bearer ...)")

@@ -8,7 +8,6 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..app import STATE
-from ..limits import check_session_id
 from ..protocol import AGENT_ID_PATTERN, SCOPE_PATTERN, ModelSpec, printable
 from ..translate.common import parse_body
 from .auth import require_bridge_token
@@ -62,12 +61,6 @@ class RevokeRequest(BaseModel):
     session_id: str
 
 
-def _session_id(request: web.Request) -> str:
-    session_id = request.match_info["session_id"]
-    check_session_id(session_id, param="session_id")
-    return session_id
-
-
 def _view(request: web.Request, session_id: str) -> dict[str, Any]:
     state = request.app[STATE]
     return state.registry.get(session_id).describe(state.registry.clock())
@@ -84,21 +77,21 @@ async def list_sessions(request: web.Request) -> web.Response:
 @routes.post("/control/sessions/{session_id}/approve")
 async def approve(request: web.Request) -> web.Response:
     require_bridge_token(request)
-    session = request.app[STATE].hub.approve(_session_id(request))
+    session = request.app[STATE].hub.approve(request.match_info["session_id"])
     return web.json_response({"session": _view(request, session.id)})
 
 
 @routes.post("/control/sessions/{session_id}/deny")
 async def deny(request: web.Request) -> web.Response:
     require_bridge_token(request)
-    session = request.app[STATE].hub.deny(_session_id(request))
+    session = request.app[STATE].hub.deny(request.match_info["session_id"])
     return web.json_response({"session": _view(request, session.id)})
 
 
 @routes.post("/control/sessions/{session_id}/revoke")
 async def revoke(request: web.Request) -> web.Response:
     require_bridge_token(request)
-    session = await request.app[STATE].hub.revoke(_session_id(request))
+    session = await request.app[STATE].hub.revoke(request.match_info["session_id"])
     return web.json_response({"session": _view(request, session.id)})
 
 
@@ -132,6 +125,5 @@ async def register(request: web.Request) -> web.Response:
 async def revoke_by_body(request: web.Request) -> web.Response:
     require_bridge_token(request)
     body = parse_body(RevokeRequest, await request.read())
-    check_session_id(body.session_id, param="session_id")
     session = await request.app[STATE].hub.revoke(body.session_id)
     return web.json_response({"session_id": session.id, "state": session.state.value})

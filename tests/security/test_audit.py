@@ -302,3 +302,26 @@ async def test_lines_are_flushed_one_by_one(daemon: Daemon) -> None:
         await audit.drain()
         # Another reader sees the line at once: nothing is held in a buffer.
         assert json.loads(audit.path.read_text().splitlines()[-1])["n"] == n
+
+
+async def test_the_same_prompt_digests_the_same_through_both_route_families(
+    echo_daemon: Daemon, http: aiohttp.ClientSession
+) -> None:
+    prompt = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "same"}]
+    asks = [
+        ("/v1/chat/completions", {"model": "echo", "messages": prompt}),
+        ("/api/chat", {"model": "echo:latest", "stream": False,
+                       "messages": [dict(m, images=[]) for m in prompt]}),
+        ("/v1/completions", {"model": "echo", "prompt": "def f(", "suffix": ")"}),
+        ("/api/generate", {"model": "echo", "prompt": "def f(", "suffix": ")", "stream": False}),
+        ("/v1/chat/completions", {"model": "echo", "messages": prompt[1:]}),
+    ]  # fmt: skip
+    for path, body in asks:
+        async with http.post(echo_daemon.url + path, json=body) as response:
+            assert response.status == 200, await response.text()
+    lines = await requests_of(echo_daemon)
+    assert [x["route"] for x in lines] == [f"POST {path}" for path, _ in asks]
+    digests = [x["prompt_digest"] for x in lines]
+    assert digests[0] == digests[1]  # chat: OpenAI and Ollama
+    assert digests[2] == digests[3]  # fill-in-the-middle: OpenAI and Ollama
+    assert len({digests[0], digests[2], digests[4]}) == 3

@@ -22,6 +22,7 @@ POST_ROUTES = [
     "/api/chat",
     "/api/generate",
     "/api/embed",
+    "/api/embeddings",
     "/api/show",
     "/control/register",
     "/control/revoke",

@@ -114,13 +114,15 @@ async def test_malformed_session_hint_is_400(
     assert body["error"]["param"] == "X-MCP-Session"
 
 
-async def test_malformed_session_id_on_the_control_api_is_400(
+async def test_malformed_session_id_on_the_control_api_is_404_and_shown_escaped(
     daemon: Daemon, http: aiohttp.ClientSession
 ) -> None:
     async with http.post(
         daemon.url + "/control/sessions/sess-%0A%1B[31m/approve", headers=daemon.auth
     ) as response:
-        assert response.status == 400
+        assert response.status == 404
+        message = (await response.json())["error"]["message"]
+    assert "\n" not in message and "\x1b" not in message
 
 
 async def test_slow_body_is_408_and_the_connection_closes(start_daemon: Any) -> None:
@@ -230,3 +232,24 @@ async def test_connections_beyond_max_connections_get_503(daemon_process: Any) -
     assert again.status == 200
     for writer in held:
         writer.close()
+
+
+async def test_limits_hold_on_the_ollama_routes_in_their_shape(
+    echo_daemon: Daemon, http: aiohttp.ClientSession
+) -> None:
+    messages = [{"role": "user", "content": "hi"}] * 101
+    async with http.post(
+        echo_daemon.url + "/api/chat", json={"model": "echo", "messages": messages}
+    ) as response:
+        assert response.status == 400
+        error = (await response.json())["error"]
+    assert isinstance(error, str) and "100" in error
+
+
+@pytest.mark.parametrize("name", ["a%2F..%2Fb", "x%20y", "a%5Cb"])
+async def test_model_names_in_the_path_are_checked(
+    echo_daemon: Daemon, http: aiohttp.ClientSession, name: str
+) -> None:
+    async with http.get(echo_daemon.url + "/v1/models/" + name) as response:
+        assert response.status == 400
+        assert (await response.json())["error"]["param"] == "model"

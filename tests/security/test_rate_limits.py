@@ -167,3 +167,19 @@ async def test_a_limited_session_does_not_hold_up_another(
     statuses = [(await chat(http, daemon.url))[0] for _ in range(3)]
     assert statuses == [200, 200, 429]
     assert daemon.app[SECURITY].throttle.requests_per_minute == 1
+
+
+async def test_429_on_an_ollama_route_is_in_the_ollama_shape(
+    start_daemon: Any, http: aiohttp.ClientSession
+) -> None:
+    daemon = await start_daemon(requests_per_minute=1)
+    await daemon.start_agent()
+    body = {"model": "echo", "stream": False, "messages": [{"role": "user", "content": "hi"}]}
+    async with http.post(daemon.url + "/api/chat", json=body) as response:
+        assert response.status == 200
+        assert response.headers["X-RateLimit-Remaining"] == "0"
+    async with http.post(daemon.url + "/api/chat", json=body) as response:
+        assert response.status == 429
+        assert int(response.headers["Retry-After"]) >= 50
+        error = (await response.json())["error"]
+    assert isinstance(error, str) and "rate limit" in error

@@ -35,7 +35,10 @@ def assert_secure(headers: Any) -> None:
         ("POST", "/v1/chat/completions", {"data": b"{", "headers": JSON}, 400),
         ("GET", "/control/sessions", {}, 401),
         ("GET", "/nowhere", {}, 404),
-        ("GET", "/api/tags", {}, 404),
+        ("GET", "/api/tags", {}, 200),
+        ("POST", "/api/chat", {"data": chat_body(stream=True), "headers": JSON}, 200),
+        ("POST", "/api/chat", {"data": b"[]", "headers": JSON}, 400),
+        ("GET", "/api/nowhere", {}, 404),
         ("DELETE", "/v1/models", {}, 405),
         ("GET", "/v1/models", {"headers": {"Origin": "https://attacker.example"}}, 403),
         (
