@@ -95,7 +95,7 @@ def create_app(
     )
     app[STATE] = state
     instrumentation.install(app)
-    security.install(app, security.build(config), state.router, state.hub)
+    security.install(app, security.build(config))
     app.on_response_prepare.append(on_response_prepare)
     app.add_routes(openai.routes)
     app.add_routes(ollama.routes)

@@ -107,6 +107,8 @@ class AuditLog:
         self.retry_interval = retry_interval
         self.max_backlog = max_backlog
         self.on_health = on_health
+        #: Called (from the writer thread) for each line that could not be written when due.
+        self.on_failed_line: Callable[[], None] | None = None
         self.written = 0
         self.lost = 0
         self.failures = 0
@@ -195,6 +197,8 @@ class AuditLog:
 
     def _keep(self, line: bytes) -> None:
         self._backlog.append(line)
+        if self._failed:
+            self._count_failed(1)
         while len(self._backlog) > self.max_backlog:
             self._backlog.popleft()
             self.lost += 1
@@ -210,6 +214,7 @@ class AuditLog:
             if not self._failed:
                 self._failed = True
                 self.failures += 1
+                self._count_failed(len(self._backlog))
                 self._tell(False, exc.strerror or type(exc).__name__)
             return
         if self._failed:
@@ -273,6 +278,12 @@ class AuditLog:
             fd, self._fd, self._ino = self._fd, None, None
             with suppress(OSError):
                 os.close(fd)
+
+    def _count_failed(self, lines: int) -> None:
+        if self.on_failed_line is not None:
+            for _ in range(lines):
+                with suppress(Exception):  # a metric must never stop the writer
+                    self.on_failed_line()
 
     def _tell(self, healthy: bool, reason: str) -> None:
         loop, callback = self._loop, self.on_health

@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from . import errors
+from .app import STATE
 from .limits import check_model_name
 from .listen import SECURITY_HEADERS
 from .middlewares import error_response
@@ -83,9 +84,10 @@ def _has_credentials(request: web.Request) -> bool:
 
 
 def _origin(request: web.Request) -> str | None:
+    """The Origin header; more than one is refused as not allowed (``"\n"`` never matches)."""
     origins = request.headers.getall("Origin", [])
     if len(origins) > 1:
-        raise errors.Forbidden("more than one Origin header")
+        return "\n"
     return origins[0] if origins else None
 
 
@@ -186,7 +188,9 @@ async def _read_body(request: web.Request, security: Security) -> web.StreamResp
 async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     security = request.app[SECURITY]
     kind = route_kind(request.path)
+    metrics = request.app[STATE].metrics
     if not host_allowed(request, security):
+        metrics.rejected("host")
         raise errors.Forbidden(
             "this daemon answers only to requests addressed to localhost, 127.0.0.1 or [::1] "
             "(Host header); add other names to allowed_hosts"
@@ -197,10 +201,12 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
     origin = _origin(request)
     if origin is not None and not security.origins.allows(origin):
+        metrics.rejected("origin")
         raise errors.Forbidden("requests from this Origin are not allowed (allowed_origins)")
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         if origin is not None and kind in EDITOR_KINDS:
             return _preflight(request, origin)
+        metrics.rejected("origin")
         raise errors.Forbidden("cross-origin requests are not allowed on this route")
     model = request.match_info.get("model")
     if model is not None:

@@ -22,7 +22,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from . import errors
+from . import errors, health
 from .access import ApiKeys, HostPolicy, OriginPolicy, key_digest, keys_from_text
 from .audit import AuditLog, load_or_create_key
 from .config import Config, ConfigError
@@ -125,9 +125,21 @@ def _audit_health(healthy: bool, reason: str) -> None:
         )
 
 
-def install(app: web.Application, security: Security, router: Any, hub: Any) -> None:
-    """Hook the defences into the router, the hub and the app's lifecycle."""
+def install(app: web.Application, security: Security) -> None:
+    """Hook the defences into the router, the hub, health, metrics and the app's lifecycle."""
+    from .app import STATE
+
     app[SECURITY] = security
+    state = app[STATE]
+    router, hub, audit = state.router, state.hub, security.audit
+    audit.on_failed_line = state.metrics.audit_write_failed
+    state.health_checks["audit"] = lambda: health.component(
+        health.HEALTHY if audit.healthy else health.UNHEALTHY,
+        None if audit.healthy else "the audit log cannot be written; requests are refused",
+        lines_written=audit.written,
+        lines_lost=audit.lost,
+        failures=audit.failures,
+    )
 
     def check(call: Call) -> None:
         record = _current.get()

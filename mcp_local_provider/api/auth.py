@@ -47,6 +47,9 @@ def require_bridge_token(request: web.Request) -> None:
         # Only a wrong token counts as a failure: a missing one guesses nothing.
         if given is not None and failures.failed(peer, fingerprint(given)):
             log.warning(
-                "bridge_token_rejected", peer=peer, token=fingerprint(given), path=request.path
+                "bridge_token_rejected",
+                peer=peer,
+                token_fingerprint=fingerprint(given),
+                path=request.path,
             )
         raise errors.Unauthorized("a valid bridge token is required (Authorization: Bearer ...)")

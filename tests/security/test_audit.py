@@ -21,6 +21,7 @@ from mcp_local_provider.digest import PREFIX, PromptDigester, canonical
 from mcp_local_provider.security import SECURITY
 from mcp_local_provider.translate.openai import ChatRequest
 from tests.fakes import Daemon, until
+from tests.readings import Meter
 from tests.security.helpers import audit_lines, chat_body, granted_raw_agent
 
 JSON = {"Content-Type": "application/json"}
@@ -232,6 +233,8 @@ async def test_fails_closed_and_recovers(
     # and of the refused one were kept and written on recovery.
     assert outcomes == ["ok", "rejected", "ok"]
     assert audit.lost == 0
+    # Both lines that could not be written when due are counted.
+    assert Meter(daemon)("audit_write_failures_total") == 2
 
 
 async def test_the_digest_is_the_documented_keyed_hmac(

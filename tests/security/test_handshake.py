@@ -42,7 +42,7 @@ async def test_bridge_token_failures_are_rate_limited_per_peer(
     assert statuses == [401, 401, 401, 429, 429]
     assert right == 429
     rejected = [e for e in logs if e["event"] == "bridge_token_rejected"]
-    assert sorted(e["token"] for e in rejected) == sorted(
+    assert sorted(e["token_fingerprint"] for e in rejected) == sorted(
         [fingerprint("guess-0"), fingerprint("guess-1")]
     )  # one line per peer and token, not one per attempt
     assert len([e for e in logs if e["event"] == "bridge_token_rate_limited"]) == 1

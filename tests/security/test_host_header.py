@@ -9,6 +9,7 @@ import pytest
 
 from mcp_local_provider.access import HostPolicy, split_host
 from tests.fakes import Daemon
+from tests.readings import Meter
 from tests.security.helpers import port_of, raw_head, raw_request
 
 # One route of each family, including routes this daemon may not have: the check runs first.
@@ -39,9 +40,11 @@ def assert_family_error(body: Any, family: str) -> None:
 async def test_rebound_host_is_403_on_every_route(
     daemon: Daemon, method: str, path: str, family: str
 ) -> None:
+    meter = Meter(daemon)
     response = await raw_request(port_of(daemon), method, path, host="attacker.example")
     assert response.status == 403
     assert_family_error(response.json(), family)
+    assert meter("rejected_total", reason="host") == 1
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 from mcp_local_provider.access import OriginPolicy, check_origin_entry
 from mcp_local_provider.config import ConfigError, load_config
 from tests.fakes import Daemon
+from tests.readings import Meter
 from tests.security.helpers import CountingEcho, audit_lines, chat_body
 
 JSON = {"Content-Type": "application/json"}
@@ -38,6 +39,7 @@ async def test_foreign_origin_is_403_before_anything_is_relayed_or_logged(
             assert "Access-Control-Allow-Origin" not in response.headers
     assert body["error"]["code"] == "forbidden"
     assert backend.served == 0
+    assert Meter(daemon)("rejected_total", reason="origin") == 1
     assert [line for line in await audit_lines(daemon) if line["event"] == "request"] == []
     assert not [entry for entry in logs if "secret prompt" in repr(entry)]
 

@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 
 from mcp_local_provider.agent import AgentClient
 from mcp_local_provider.agent.backends.echo import EchoBackend
+from mcp_local_provider.tokens import fingerprint
 from tests.fakes import wait_for
 from tests.security.helpers import raw_exchange, raw_request
 
@@ -93,6 +94,7 @@ async def test_canaries_appear_in_no_log_audit_file_or_error_body(
 
     logs = daemon.log_text()
     assert "listening" in logs and "bridge_token_rejected" in logs  # the logs are really there
+    assert fingerprint(CANARY_WRONG) in logs  # a wrong token is named by its fingerprint only
     audit_files = sorted(daemon.state_dir.glob("audit.jsonl*"))
     audit = "".join(path.read_text() for path in audit_files)
     assert '"event":"request"' in audit
