@@ -50,7 +50,7 @@ def route_kind(path: str) -> str:
         return "agent"
     if path == "/control" or path.startswith("/control/"):
         return "control"
-    if path in ("/", "/health", "/health/deep"):
+    if path in ("/", "/health") or path.startswith("/health/"):
         return "liveness"
     if path == "/metrics":
         return "metrics"

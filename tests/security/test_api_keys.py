@@ -89,7 +89,7 @@ async def test_the_openai_sdk_works_with_the_key(keyed: Daemon, openai_client: A
 async def test_liveness_routes_stay_open_and_metrics_needs_the_key(
     keyed: Daemon, http: aiohttp.ClientSession
 ) -> None:
-    for path in ("/health", "/health/deep"):
+    for path in ("/", "/health", "/health/deep", "/health/ready"):
         async with http.get(keyed.url + path) as response:
             assert response.status in (200, 503)
     async with http.get(keyed.url + "/metrics") as response:
@@ -148,3 +148,11 @@ def test_keys_are_compared_with_compare_digest(monkeypatch: pytest.MonkeyPatch) 
     assert keys.match("one") is not None
     assert len(calls) == 2  # every digest is compared, whether or not one matched already
     assert all(len(a) == len(b) == 64 for a, b in calls)
+
+
+def test_key_values_are_never_echoed_in_configuration_errors(tmp_path: Path) -> None:
+    from mcp_local_provider.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(overrides={"api_keys": [KEY, 12345]}, environ={}, cwd=tmp_path)
+    assert KEY not in str(raised.value) and "12345" not in str(raised.value)
