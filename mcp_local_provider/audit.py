@@ -136,11 +136,22 @@ class AuditLog:
 
     def request(self, record: dict[str, Any], payload: dict[str, Any] | None) -> None:
         """Queue a request line; its prompt digest is computed from ``payload`` off the loop."""
-        record = {"ts": time.time(), "event": "request", **record}
-        self._queue.put((record, payload))
+        self._put(({"ts": time.time(), "event": "request", **record}, payload))
 
     def event(self, record: dict[str, Any]) -> None:
-        self._queue.put(({"ts": time.time(), **record}, None))
+        self._put(({"ts": time.time(), **record}, None))
+
+    def _put(self, item: tuple[dict[str, Any], dict[str, Any] | None]) -> None:
+        if self._thread is not None:
+            self._queue.put(item)
+            return
+        # Not running (stopped during shutdown, or never started): write it here and now.
+        try:
+            self._keep(self._line(*item))
+        except Exception:
+            self.lost += 1
+        self._flush()
+        self._close()
 
     async def drain(self) -> None:
         """Wait until every line queued so far is written (or kept for a retry)."""
@@ -152,6 +163,7 @@ class AuditLog:
     async def stop(self) -> None:
         if self._thread is None:
             return
+        await asyncio.sleep(0)  # lines queued with call_soon by requests that just ended
         self._queue.put(_STOP)
         await asyncio.to_thread(self._thread.join)
         self._thread = None

@@ -246,7 +246,11 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
         _current.reset(token)
         if record.call is not None:
             line = _request_line(record, status, error, response)
-            security.audit.request(line, record.call.payload)
+            # Queued once the response is on its way: waking the writer thread (and sharing
+            # the GIL with it) then costs the next request, not this one's latency.
+            asyncio.get_running_loop().call_soon(
+                security.audit.request, line, record.call.payload
+            )
 
 
 def _request_line(
