@@ -248,9 +248,7 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
             line = _request_line(record, status, error, response)
             # Queued once the response is on its way: waking the writer thread (and sharing
             # the GIL with it) then costs the next request, not this one's latency.
-            asyncio.get_running_loop().call_soon(
-                security.audit.request, line, record.call.payload
-            )
+            asyncio.get_running_loop().call_soon(security.audit.request, line, record.call.payload)
 
 
 def _request_line(

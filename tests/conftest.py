@@ -70,12 +70,17 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 async def raw_agent(
     http: aiohttp.ClientSession,
-) -> Callable[[Daemon], Awaitable[RawAgent]]:
+) -> AsyncIterator[Callable[[Daemon], Awaitable[RawAgent]]]:
+    opened: list[aiohttp.ClientWebSocketResponse] = []
+
     async def connect(daemon: Daemon, token: str = BRIDGE_TOKEN) -> RawAgent:
         ws = await http.ws_connect(daemon.ws_url, headers={"Authorization": f"Bearer {token}"})
+        opened.append(ws)
         return RawAgent(ws)
 
-    return connect
+    yield connect
+    for ws in opened:  # a socket left open would be reported as an unclosed connection
+        await ws.close()
 
 
 @pytest.fixture

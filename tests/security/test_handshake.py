@@ -116,6 +116,7 @@ async def test_connections_that_never_say_hello_hold_a_slot_too(
     msg = await silent.receive(timeout=5)  # the daemon gives up on it after hello_timeout
     assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     assert silent.close_code == 4401
+    await silent.close()
     await until(lambda: daemon.app[SECURITY].handshakes.in_use == 0)
     ws = await http.ws_connect(daemon.ws_url, headers=daemon.auth)
     await ws.close()
