@@ -35,7 +35,14 @@ def percentile(values: list[float], q: float) -> float:
 
 async def main(requests: int, words: int, concurrency: int) -> None:
     state_dir = Path(tempfile.mkdtemp())
-    config = Config(state_dir=state_dir, max_concurrency=max(4, concurrency), max_requests=10**9)
+    # No rate limits: the benchmark sends far more than a session's requests per minute.
+    config = Config(
+        state_dir=state_dir,
+        max_concurrency=max(4, concurrency),
+        max_requests=10**9,
+        requests_per_minute=0,
+        tokens_per_minute=0,
+    )
     app = create_app(config, bridge_token=TOKEN, approval="auto")
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()

@@ -77,18 +77,26 @@ def create_app(
     config: Config, *, bridge_token: str, approval: str | None = None
 ) -> web.Application:
     """Build the application. ``approval`` defaults to the config's (manual if unset)."""
-    from . import instrumentation
+    from . import instrumentation, security
     from .api import agent, control, ollama, openai, ops, status
+    from .guards import guard_middleware, on_response_prepare
     from .middlewares import error_middleware
 
     state = build_state(config, bridge_token, approval or config.approval or "manual")
     # observe_middleware stays first: it counts and logs every request with its final status.
     app = web.Application(
-        middlewares=[instrumentation.observe_middleware, error_middleware],
-        client_max_size=10 * 1024 * 1024,
+        middlewares=[
+            instrumentation.observe_middleware,
+            error_middleware,
+            guard_middleware,
+            security.audit_middleware,
+        ],
+        client_max_size=config.max_body_bytes,
     )
     app[STATE] = state
     instrumentation.install(app)
+    security.install(app, security.build(config))
+    app.on_response_prepare.append(on_response_prepare)
     app.add_routes(openai.routes)
     app.add_routes(ollama.routes)
     app.add_routes(agent.routes)

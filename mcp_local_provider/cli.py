@@ -98,12 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
         "name from [agent.backends] (default from the config: echo)",
     )
     agent.add_argument(
-        "--check", action="store_true",
+        "--check",
+        action="store_true",
         help="run one tiny prompt through the backend (no daemon needed) and report what worked",
     )
-    agent.add_argument("--binary", metavar="PATH", help="the agent CLI to run (default: its usual name)")
     agent.add_argument(
-        "--base-url", metavar="URL",
+        "--binary", metavar="PATH", help="the agent CLI to run (default: its usual name)"
+    )
+    agent.add_argument(
+        "--base-url",
+        metavar="URL",
         help="openai backend: the upstream's base URL, e.g. http://127.0.0.1:8000/v1 (the API key "
         "comes from api_key_env or api_key_file in the config, never from the command line)",
     )
@@ -132,13 +136,15 @@ def _mcp_parser(commands: Any) -> None:
     # No --config, --server, --cwd, --transport or -e: MCP launchers such as the Inspector
     # read those from the server's command line themselves.
     mcp = commands.add_parser(
-        "mcp", help="run the MCP server that lets an MCP host's agent serve as the model",
+        "mcp",
+        help="run the MCP server that lets an MCP host's agent serve as the model",
         description="Serve MCP over stdin/stdout so that the agent of an MCP host (Cursor, "
         "Claude Code, VS Code, ...) can serve as the local model. Needs the MCP extra: "
         "pip install 'mcp-local-provider[mcp]'. See docs/mcp.md.",
     )
     mcp.add_argument(
-        "--sampling", action="store_true",
+        "--sampling",
+        action="store_true",
         help="answer requests by asking the host's model (MCP sampling) instead of through "
         "the agent's tool loop; the host must support sampling",
     )
@@ -150,7 +156,10 @@ def _mcp_parser(commands: Any) -> None:
         "--config-file", dest="config", type=Path, metavar="PATH", help="TOML config file"
     )
     mcp.add_argument(
-        "--model", action="append", dest="models", metavar="NAME",
+        "--model",
+        action="append",
+        dest="models",
+        metavar="NAME",
         help="model name to advertise when the agent names none (repeatable)",
     )
     mcp.add_argument("--label", help="label shown to the user when asking for approval")
@@ -395,8 +404,7 @@ def _mcp(args: argparse.Namespace, config: Config) -> int:
         if exc.name is None or exc.name.split(".")[0] != "mcp":
             raise
         raise CliError(
-            "`mcp-local-provider mcp` needs the MCP SDK 2.x: "
-            "pip install 'mcp-local-provider[mcp]'"
+            "`mcp-local-provider mcp` needs the MCP SDK 2.x: pip install 'mcp-local-provider[mcp]'"
         ) from None
     from .logs import configure
 

@@ -16,6 +16,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from .access import LOOPBACK_ORIGINS, check_host_entry, check_origin_entry, is_loopback_host
 from .protocol import MODEL_NAME_PATTERN
 
 ENV_PREFIX = "MCP_LOCAL_PROVIDER_"
@@ -65,8 +66,9 @@ class BackendSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: str | None = Field(
-        None, description="backend implementation (echo, openai, claude, cursor, gemini, codex); "
-        "unset: the table's name"
+        None,
+        description="backend implementation (echo, openai, claude, cursor, gemini, codex); "
+        "unset: the table's name",
     )
     binary: str | None = Field(
         None, description="the CLI to run, a name on PATH or a path; unset: the CLI's usual name"
@@ -79,8 +81,9 @@ class BackendSettings(BaseModel):
         (), description="model names to advertise; unset: the backend's own (openai: upstream's)"
     )
     model: str | None = Field(
-        None, description="model passed to the CLI or upstream for every request; unset: the "
-        "requested name if `models` is set (always for openai), else the tool's default"
+        None,
+        description="model passed to the CLI or upstream for every request; unset: the "
+        "requested name if `models` is set (always for openai), else the tool's default",
     )
     workdir: Path | None = Field(
         None, description="working directory of the CLI; unset: a fresh scratch directory per run"
@@ -130,6 +133,36 @@ class Config(BaseModel):
     # Listening
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(11434, ge=1, le=65535, description="port to listen on")
+    allow_remote: bool = Field(
+        False, description="allow a non-loopback host; API keys are then required"
+    )
+    ipv6_loopback: bool = Field(
+        True, description="with a loopback host, also listen on [::1] where available"
+    )
+    allowed_hosts: tuple[str, ...] = Field(
+        (), description="Host header names accepted besides localhost, 127.0.0.1 and [::1]"
+    )
+    allowed_origins: tuple[str, ...] = Field(
+        LOOPBACK_ORIGINS, description="browser origins allowed to call the API (no '*')"
+    )
+    api_keys: tuple[SecretStr, ...] = Field(
+        (), description="API keys for the editor API (or sha256:<hex> digests of them)"
+    )
+    api_keys_file: Path | None = Field(
+        None, description="file with one API key (or sha256:<hex> digest) per line"
+    )
+
+    # Connection and input limits
+    max_connections: int = Field(256, ge=1, description="open HTTP connections, at most")
+    max_in_flight: int = Field(128, ge=1, description="HTTP requests handled at once, at most")
+    keepalive_timeout: float = Field(
+        30, gt=0, description="idle connections (and slow request headers) are closed after this"
+    )
+    body_timeout: float = Field(30, gt=0, description="time a client has to send a request body")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest request body")
+    max_messages: int = Field(100, ge=1, description="messages (or inputs) per request")
+    max_message_chars: int = Field(1_000_000, ge=1, description="characters per message")
+    max_request_chars: int = Field(4_000_000, ge=1, description="characters per request")
 
     # Consent and the bridge token
     approval: Literal["manual", "prompt", "auto"] | None = Field(
@@ -151,6 +184,13 @@ class Config(BaseModel):
     max_ttl_seconds: float = Field(86400, gt=0, description="longest lifetime granted")
     max_requests: int = Field(1000, ge=1, description="requests a session may serve")
     max_concurrency: int = Field(4, ge=1, description="concurrent requests per session, at most")
+    requests_per_minute: int = Field(600, ge=0, description="requests per session per minute")
+    tokens_per_minute: int = Field(
+        1_000_000, ge=0, description="tokens per session per minute, as reported by the agent"
+    )
+    max_queued_requests: int = Field(
+        16, ge=0, description="requests that may wait for a busy session, per session"
+    )
 
     # Agent socket timings (seconds)
     hello_timeout: float = Field(10, gt=0, description="time an agent has to send hello")
@@ -158,6 +198,13 @@ class Config(BaseModel):
     reconnect_grace: float = Field(5, ge=0, description="how long requests wait for an agent")
     heartbeat: float = Field(15, gt=0, description="WebSocket ping interval")
     max_frame_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="largest agent frame")
+    auth_failures_per_minute: int = Field(
+        10, ge=1, description="bridge-token failures a peer may make per minute before 429"
+    )
+    max_pending_per_token: int = Field(
+        4, ge=1, description="agents awaiting approval at once, per bridge token"
+    )
+    max_pending: int = Field(16, ge=1, description="agents awaiting approval at once, in all")
 
     # Request timings (seconds)
     first_chunk_timeout: float = Field(120, gt=0, description="wait for the agent's first chunk")
@@ -180,6 +227,21 @@ class Config(BaseModel):
         4096, ge=1, description="maxTokens asked of the host when the editor sets no limit"
     )
 
+    # Audit log
+    audit_log: Path | None = Field(
+        None, description="audit log (JSON lines); unset: <state_dir>/audit.jsonl"
+    )
+    audit_key_file: Path | None = Field(
+        None, description="secret for prompt digests; unset: <state_dir>/audit-key"
+    )
+    audit_max_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="size at which the audit log is rotated"
+    )
+    audit_backups: int = Field(5, ge=0, description="rotated audit logs kept")
+    audit_retry_interval: float = Field(
+        1.0, gt=0, description="how often a failed audit log is tried again"
+    )
+
     # Housekeeping
     sweep_interval: float = Field(1.0, gt=0, description="how often expired sessions are ended")
     shutdown_grace: float = Field(10, ge=0, description="time in-flight requests get on stop")
@@ -196,8 +258,28 @@ class Config(BaseModel):
         default_factory=AgentSettings, description="mcp-local-provider agent and its backends"
     )
 
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(check_host_entry(entry) for entry in value)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(check_origin_entry(entry) for entry in value)
+
     def resolved_token_file(self) -> Path:
         return self.token_file or self.state_dir / "bridge-token"
+
+    def resolved_audit_log(self) -> Path:
+        return self.audit_log or self.state_dir / "audit.jsonl"
+
+    def resolved_audit_key_file(self) -> Path:
+        return self.audit_key_file or self.state_dir / "audit-key"
+
+    @property
+    def keys_configured(self) -> bool:
+        return bool(self.api_keys) or self.api_keys_file is not None
 
     def resolved_approval(self, stdin_is_tty: bool) -> Literal["manual", "prompt", "auto"]:
         if self.approval is not None:
@@ -214,7 +296,7 @@ def _describe_error(err: dict[str, Any], source: Mapping[str, Any]) -> str:
     value = err.get("input")
     if len(err["loc"]) == 1:
         value = source.get(str(top), value)
-    if key == "bridge_token":
+    if key in ("bridge_token", "api_keys") or key.startswith("api_keys."):
         value = "***"
     return f"{key} = {value!r}: {err['msg']}"
 
@@ -293,7 +375,24 @@ def load_config(
             f"default_ttl_seconds = {config.default_ttl_seconds} is more than "
             f"max_ttl_seconds = {config.max_ttl_seconds}"
         )
+    check_exposure(config)
     return config
+
+
+def check_exposure(config: Config) -> None:
+    """Refuse a non-loopback ``host`` unless ``allow_remote`` is set, and then without keys."""
+    if is_loopback_host(config.host):
+        return
+    if not config.allow_remote:
+        raise ConfigError(
+            f"host = {config.host!r} is not a loopback address: the daemon would be reachable "
+            "from other machines. Set allow_remote = true (and api_keys) if that is intended"
+        )
+    if not config.keys_configured:
+        raise ConfigError(
+            f"host = {config.host!r} with allow_remote = true needs API keys: "
+            "set api_keys or api_keys_file"
+        )
 
 
 def stdin_is_tty() -> bool:

@@ -12,14 +12,10 @@ from typing import TextIO
 import structlog
 
 from .hub import Hub
+from .protocol import printable
 from .registry import Session, SessionState
 
 log = structlog.get_logger("mcp_local_provider.consent")
-
-
-def printable(text: str) -> str:
-    """Untrusted text made safe for a terminal: control characters shown as escapes."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def approve_command(session: Session) -> str:

@@ -10,11 +10,24 @@ class ProviderError(Exception):
     type = "server_error"
     #: Whether a client retrying the same request could succeed (sets ``x-should-retry``).
     retryable = False
+    #: Seconds after which a retry may succeed (sets ``Retry-After``); None: not said.
+    retry_after: float | None = None
 
-    def __init__(self, message: str, *, param: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        if retry_after is not None:
+            self.retry_after = retry_after
+        #: Extra response headers (rate-limit state, for instance).
+        self.headers = headers or {}
 
 
 class BadRequest(ProviderError):
@@ -35,6 +48,14 @@ class NotFound(ProviderError):
     type = "invalid_request_error"
 
 
+class Forbidden(ProviderError):
+    """The request came from somewhere it may not (Host, Origin, peer)."""
+
+    status = 403
+    code = "forbidden"
+    type = "permission_error"
+
+
 class ScopeNotGranted(ProviderError):
     status = 403
     code = "scope_not_granted"
@@ -45,6 +66,34 @@ class Conflict(ProviderError):
     status = 409
     code = "conflict"
     type = "invalid_request_error"
+
+
+class RequestTimeout(ProviderError):
+    status = 408
+    code = "request_timeout"
+    type = "invalid_request_error"
+
+
+class PayloadTooLarge(ProviderError):
+    status = 413
+    code = "payload_too_large"
+    type = "invalid_request_error"
+
+
+class UnsupportedMediaType(ProviderError):
+    status = 415
+    code = "unsupported_media_type"
+    type = "invalid_request_error"
+
+
+class RateLimited(ProviderError):
+    """Over a rate limit for now; ``retry_after`` says when the next request may pass."""
+
+    status = 429
+    code = "rate_limited"
+    type = "rate_limit_error"
+    retryable = True
+    retry_after = 1.0
 
 
 class LimitReached(ProviderError):
@@ -84,6 +133,26 @@ class ShuttingDown(ProviderError):
     code = "shutting_down"
     type = "server_error"
     retryable = True
+
+
+class Overloaded(ProviderError):
+    """Too many connections or requests at once."""
+
+    status = 503
+    code = "overloaded"
+    type = "server_error"
+    retryable = True
+    retry_after = 1.0
+
+
+class AuditUnavailable(ProviderError):
+    """The audit log cannot be written: requests are refused until it can."""
+
+    status = 503
+    code = "audit_unavailable"
+    type = "server_error"
+    retryable = True
+    retry_after = 5.0
 
 
 class AgentTimeout(ProviderError):

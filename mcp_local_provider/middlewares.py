@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import structlog
@@ -19,8 +20,13 @@ MAPPED_ERROR = web.RequestKey("mapped_error", errors.ProviderError)
 _STATUS_ERRORS: dict[int, type[errors.ProviderError]] = {
     400: errors.BadRequest,
     401: errors.Unauthorized,
+    403: errors.Forbidden,
     404: errors.NotFound,
+    408: errors.RequestTimeout,
     409: errors.Conflict,
+    413: errors.PayloadTooLarge,
+    415: errors.UnsupportedMediaType,
+    429: errors.RateLimited,
 }
 
 
@@ -47,6 +53,9 @@ def error_response(request: web.Request, error: errors.ProviderError) -> web.Res
     headers = {} if error.retryable else {"x-should-retry": "false"}
     if error.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    headers.update(error.headers)
     return web.json_response(error_body(request.path, error), status=error.status, headers=headers)
 
 
@@ -64,6 +73,8 @@ def _http_message(exc: web.HTTPException) -> str:
         return "method not allowed on this route"
     if exc.status == 413:
         return "the request body is too large"
+    if exc.status == 415:
+        return "unsupported media type"
     return exc.reason
 
 

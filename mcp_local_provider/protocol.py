@@ -16,7 +16,18 @@ PROTOCOL_VERSION = 1
 
 # Ids and labels an agent claims are untrusted: keep them short and printable.
 AGENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
-MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,199}$")
+# Model names may hold single "/" separators (namespace/model) but nothing path-like:
+# no "..", no "//", no leading or trailing "/".
+MODEL_NAME_PATTERN = re.compile(r"^(?!.*\.\.)(?!.*//)[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,199}(?<!/)$")
+SCOPE_PATTERN = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
+
+
+def printable(text: str) -> str:
+    """Untrusted text made safe for a terminal or a log: control and format characters
+    (newlines, escape codes, bidi overrides) are shown as escapes."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 class CloseCode(IntEnum):
@@ -86,7 +97,15 @@ class Hello(_Frame):
     @field_validator("label", "reason")
     @classmethod
     def _short_text(cls, value: str) -> str:
-        return value[:200]
+        return printable(value[:200])[:400]
+
+    @field_validator("requested_scopes")
+    @classmethod
+    def _scopes(cls, value: list[str]) -> list[str]:
+        for scope in value:
+            if not SCOPE_PATTERN.match(scope):
+                raise ValueError("scopes are 1-64 lower-case letters, digits and _ . : -")
+        return value
 
     @field_validator("protocol")
     @classmethod

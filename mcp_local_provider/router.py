@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -48,6 +48,22 @@ class Call:
 
 
 Event = ModelStreamChunk | ModelResult
+
+
+class Throttle(Protocol):
+    """Rate limits the router consults when it gives a session a request."""
+
+    def delay(self, session: Session) -> float:
+        """0 if ``session`` may take a request now, else the seconds until it may."""
+        ...
+
+    def take(self, session: Session) -> None:
+        """``session`` was given a request."""
+        ...
+
+    def headers(self, session: Session) -> dict[str, str]:
+        """Response headers describing ``session``'s limits (``X-RateLimit-*``)."""
+        ...
 
 
 class _Failure:
@@ -118,6 +134,16 @@ class Router:
         self.dropped_frames = 0
         #: Called with each settled call (see ``Pending``); must not raise or block.
         self.observers: list[Callable[[Pending], None]] = []
+        #: Called with each call before anything else (input limits, audit health); may raise
+        #: a ProviderError to refuse it. Must not block.
+        self.checks: list[Callable[[Call], None]] = []
+        #: Called with each call once it has a session, before the agent is asked.
+        self.started: list[Callable[[Pending], None]] = []
+        #: Per-session rate limits; None: none.
+        self.throttle: Throttle | None = None
+        #: Calls that may wait for a busy session, per connected candidate session; None: any.
+        self.queue_limit: int | None = None
+        self.waiting = 0
 
     # -- what the rest of the daemon tells the router ------------------------------------
 
@@ -163,6 +189,8 @@ class Router:
     @asynccontextmanager
     async def open(self, call: Call) -> AsyncIterator[AsyncIterator[Event]]:
         """Send ``call`` to a session and yield its frames; always settles the call."""
+        for check in self.checks:
+            check(call)
         if self.closing:
             raise errors.ShuttingDown("the daemon is shutting down")
         queued = time.monotonic()
@@ -174,6 +202,8 @@ class Router:
         self._pending[call.request_id] = pending
         self._idle.clear()
         try:
+            for start in self.started:
+                start(pending)
             try:
                 await self._send(session, self._invoke_frame(call, session))
             except errors.ProviderError as exc:
@@ -288,13 +318,23 @@ class Router:
         while True:
             candidates = self._candidates(call)
             connected = [s for s in candidates if s.connected]
+            if self.throttle is not None and connected:
+                connected = self._unthrottled(connected, self.throttle)
             free = [s for s in connected if s.has_free_slot()]
             if free:
                 session = min(free, key=lambda s: (s.in_flight / s.max_concurrency, s.requests))
                 session.in_flight += 1
                 session.requests += 1
+                if self.throttle is not None:
+                    self.throttle.take(session)
                 return session
             now = time.monotonic()
+            limit = self.queue_limit
+            if connected and limit is not None and self.waiting >= limit * len(connected):
+                raise errors.RateLimited(
+                    "every matching agent session is busy and its wait queue is full",
+                    retry_after=1.0,
+                )
             error: errors.ProviderError
             if connected:
                 until = first_chunk_end
@@ -307,9 +347,28 @@ class Router:
             if now >= until:
                 raise error
             changed = self._changed
-            with suppress(TimeoutError):
-                async with asyncio.timeout(until - now):
-                    await changed.wait()
+            self.waiting += 1
+            try:
+                with suppress(TimeoutError):
+                    async with asyncio.timeout(until - now):
+                        await changed.wait()
+            finally:
+                self.waiting -= 1
+
+    @staticmethod
+    def _unthrottled(sessions: list[Session], throttle: Throttle) -> list[Session]:
+        """The sessions under their rate limits; RateLimited if none is."""
+        delays = [(throttle.delay(s), s) for s in sessions]
+        ready = [s for wait, s in delays if wait <= 0]
+        if not ready:
+            wait, soonest = min(delays, key=lambda pair: pair[0])
+            raise errors.RateLimited(
+                "the agent session's rate limit is reached; retry after "
+                f"{max(1, int(wait + 0.999))} s",
+                retry_after=wait,
+                headers=throttle.headers(soonest),
+            )
+        return ready
 
     def _candidates(self, call: Call) -> list[Session]:
         active = self.registry.in_state(SessionState.ACTIVE)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import signal
 import sys
 
@@ -11,9 +10,11 @@ import structlog
 from aiohttp import web
 
 from . import __version__
+from .access import is_loopback_host
 from .app import STATE, create_app, stop_serving
 from .config import Config, stdin_is_tty
 from .consent import TerminalPrompt, announce
+from .listen import ConnectionGate, ListenError, runner_options, start_sites
 from .tokens import fingerprint, load_or_create
 
 log = structlog.get_logger("mcp_local_provider.server")
@@ -44,30 +45,27 @@ async def serve(config: Config) -> int:
         app,
         handler_cancellation=True,
         shutdown_timeout=2.0,  # in-flight calls were drained already (stop_serving)
-        access_log=None,
+        **runner_options(config),
     )
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
+    if not is_loopback_host(config.host):
+        print(
+            f"mcp-local-provider: WARNING: listening on {config.host}, reachable from other "
+            "machines; every editor request needs an API key",
+            file=sys.stderr,
+        )
+        log.warning("REMOTE_ACCESS_ON", host=config.host, api_keys="required")
     try:
-        await site.start()
-    except OSError as exc:
+        sites = await start_sites(runner, config, ConnectionGate(config.max_connections))
+    except ListenError as exc:
         await runner.cleanup()
-        if exc.errno == errno.EADDRINUSE:
-            print(
-                f"mcp-local-provider: {config.host}:{config.port} is already in use "
-                "(is Ollama or another instance running?); choose another with --port",
-                file=sys.stderr,
-            )
-        else:
-            print(
-                f"mcp-local-provider: cannot listen on {config.host}:{config.port}: {exc.strerror}",
-                file=sys.stderr,
-            )
+        print(f"mcp-local-provider: {exc}", file=sys.stderr)
         return 1
 
     log.info(
         "listening",
-        url=base_url(config.host, config.port),
+        url=sites[0].name,
+        also=[site.name for site in sites[1:]],
         version=__version__,
         approval=approval,
         token_file=str(token_path) if token_path else "(from config)",
@@ -92,7 +90,8 @@ async def serve(config: Config) -> int:
         log.info("shutting_down", in_flight=app[STATE].router.in_flight)
         if prompt is not None:
             prompt.close()
-        await site.stop()  # no new connections
+        for site in sites:
+            await site.stop()  # no new connections
         await stop_serving(app, config.shutdown_grace)
         await runner.cleanup()
         log.info("stopped")

@@ -9,6 +9,7 @@ import pytest
 import structlog
 
 from mcp_local_provider.app import create_app
+from mcp_local_provider.listen import runner_options
 from tests.clis import FakeCli
 from tests.fakes import BRIDGE_TOKEN, Daemon, RawAgent, make_config
 
@@ -37,9 +38,8 @@ async def start_daemon(aiohttp_server: Any, tmp_path: Path) -> AsyncIterator[Sta
     async def start(approval: str = "auto", **overrides: Any) -> Daemon:
         config = make_config(tmp_path, **overrides)
         app = create_app(config, bridge_token=BRIDGE_TOKEN, approval=approval)
-        server = await aiohttp_server(
-            app
-        )  # TestServer cancels handlers on disconnect, as serve does
+        # TestServer cancels handlers on disconnect, as serve does, and gets serve's options.
+        server = await aiohttp_server(app, **runner_options(config))
         daemon = Daemon(server=server, app=app)
         daemons.append(daemon)
         return daemon
@@ -71,12 +71,17 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 async def raw_agent(
     http: aiohttp.ClientSession,
-) -> Callable[[Daemon], Awaitable[RawAgent]]:
+) -> AsyncIterator[Callable[[Daemon], Awaitable[RawAgent]]]:
+    opened: list[aiohttp.ClientWebSocketResponse] = []
+
     async def connect(daemon: Daemon, token: str = BRIDGE_TOKEN) -> RawAgent:
         ws = await http.ws_connect(daemon.ws_url, headers={"Authorization": f"Bearer {token}"})
+        opened.append(ws)
         return RawAgent(ws)
 
-    return connect
+    yield connect
+    for ws in opened:  # a socket left open would be reported as an unclosed connection
+        await ws.close()
 
 
 @pytest.fixture
@@ -119,3 +124,23 @@ async def ollama_client() -> AsyncIterator[Callable[[Daemon], Any]]:
 def fake_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCli:
     """Fake agent CLIs first on PATH, replaying tests/fixtures (see tests/clis.py)."""
     return FakeCli.install(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+async def daemon_process(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """``await daemon_process(*args, wait=True, **env)``: the real ``serve`` in a child process
+    on a free loopback port; env keys are config names (``max_connections=2``)."""
+    from tests.security.helpers import DaemonProcess, free_port
+
+    started: list[DaemonProcess] = []
+
+    async def start(*args: str, wait: bool = True, **config: Any) -> DaemonProcess:
+        env = {f"MCP_LOCAL_PROVIDER_{k.upper()}": str(v) for k, v in config.items()}
+        process = DaemonProcess(tmp_path, free_port(), env, list(args))
+        started.append(process)
+        await process.start(wait=wait)
+        return process
+
+    yield start
+    for process in started:
+        await process.stop()

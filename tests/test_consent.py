@@ -186,7 +186,10 @@ async def test_frame_sent_while_pending_is_a_protocol_error(
     daemon = await start_daemon(approval="manual")
     agent = await raw_agent(daemon)
     await agent.hello()
-    await agent.send({"type": "model_result", "id": "req-1", "status": "ok", "result": {}})
+    frame = {"type": "model_result", "id": "req-1", "status": "ok", "result": {}}
+    await agent.send(frame)
+    assert (await agent.recv())["type"] == "error"  # not processed; the second one ends it
+    await agent.send(frame)
     assert await agent.closed() == 4400
     assert [s.state.value for s in daemon.state.registry] == ["denied"]
 

@@ -71,7 +71,7 @@ async def test_access_line_is_uvicorn_style_json_with_ids_and_no_query(
 ) -> None:
     out = capture_logs(log_format="json")
     async with http.post(
-        f"{echo_daemon.url}{CHAT}?api_key={QUERY_CANARY}",
+        f"{echo_daemon.url}{CHAT}?trace={QUERY_CANARY}",
         json={"model": "echo", "messages": [{"role": "user", "content": PROMPT_CANARY}]},
         headers={"Authorization": f"Bearer {KEY_CANARY}"},
     ) as response:

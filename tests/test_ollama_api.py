@@ -23,7 +23,7 @@ async def echo(daemon: Daemon) -> Daemon:
 
 
 async def ndjson(http: aiohttp.ClientSession, url: str, body: Any) -> tuple[int, str, list[Any]]:
-    async with http.post(url, data=json.dumps(body)) as response:
+    async with http.post(url, json=body) as response:
         raw = await response.read()
         lines = [json.loads(line) for line in raw.decode().splitlines()]
         return response.status, response.headers["Content-Type"], lines
@@ -79,7 +79,7 @@ async def test_show_gives_capabilities_context_and_a_suffix_template(
 
 
 async def test_show_accepts_the_old_name_field(echo: Daemon, http: aiohttp.ClientSession) -> None:
-    async with http.post(echo.url + "/api/show", data=json.dumps({"name": "echo"})) as response:
+    async with http.post(echo.url + "/api/show", json={"name": "echo"}) as response:
         assert response.status == 200
         assert "insert" in (await response.json())["capabilities"]
 

@@ -12,12 +12,15 @@ from typing import Any
 import structlog
 from aiohttp import WSMsgType, web
 
+from .. import errors
 from ..app import STATE, State
 from ..hub import AdmissionRefused
-from ..protocol import CloseCode, Hello, ProtocolError, parse_agent_frame
-from ..registry import Session
+from ..protocol import CloseCode, Hello, ProtocolError, error_frame, parse_agent_frame
+from ..registry import Session, SessionState
+from ..security import SECURITY
+from ..tokens import fingerprint
 from ..translate.common import dumps
-from .auth import require_bridge_token
+from .auth import bearer, require_bridge_token
 
 routes = web.RouteTableDef()
 log = structlog.get_logger("mcp_local_provider.agent_socket")
@@ -56,20 +59,33 @@ class _Refused(Exception):
 @routes.get("/agent")
 async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     state = request.app[STATE]
+    security = request.app[SECURITY]
     require_bridge_token(request)
+    if not security.audit.healthy:
+        raise errors.AuditUnavailable("the audit log cannot be written; agents are refused")
+    # Until it is granted a session, an agent holds one of the few handshake slots.
+    slot = fingerprint(bearer(request) or "")
+    if not security.handshakes.acquire(slot):
+        raise errors.RateLimited(
+            "too many agents are waiting for approval; approve or deny them first",
+            retry_after=state.config.approval_timeout,
+        )
     ws = web.WebSocketResponse(
         heartbeat=state.config.heartbeat,
         max_msg_size=state.config.max_frame_bytes,
         compress=False,
         timeout=2.0,  # how long a close waits for the agent's answer
     )
-    await ws.prepare(request)
-    state.sockets.add(ws)
     link = SocketLink(ws)
     session: Session | None = None
     try:
-        hello = await _read_hello(ws, state)
-        session, leftover = await _admit(ws, state, hello, link)
+        try:
+            await ws.prepare(request)
+            state.sockets.add(ws)
+            hello = await _read_hello(ws, state)
+            session, leftover = await _admit(ws, state, hello, link)
+        finally:
+            security.handshakes.release(slot)
         await _serve(ws, state, session, leftover)
     except _Refused as refused:
         log.info("agent_refused", code=refused.code, reason=refused.reason)
@@ -78,6 +94,7 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     finally:
         if session is not None:
             state.hub.detach(session, link)
+            state.hub.emit("closed", session, code=link.closed_with or ws.close_code)
         state.metrics.agent_connection_closed(link.closed_with or ws.close_code)
     return ws
 
@@ -115,6 +132,7 @@ async def _admit(
     """
     admission = asyncio.create_task(state.hub.admit(hello, link))
     reading: asyncio.Task[Any] | None = None
+    strikes = 0
     try:
         while not admission.done():
             if reading is None:
@@ -124,9 +142,15 @@ async def _admit(
                 msg = reading.result()
                 if msg.type in _GONE:
                     raise _Refused(CloseCode.NORMAL, "agent left before approval")
-                raise _Refused(
-                    CloseCode.PROTOCOL_ERROR, "frame sent before the session was granted"
-                )
+                # Not processed: an error frame the first time, then the connection ends.
+                strikes += 1
+                if strikes > 1:
+                    raise _Refused(
+                        CloseCode.PROTOCOL_ERROR, "frames sent before the session was granted"
+                    )
+                reading = None
+                with suppress(ConnectionError, RuntimeError):
+                    await link.send(error_frame("the session is pending: frames are not processed"))
         try:
             session = admission.result()
         except AdmissionRefused as refused:
@@ -152,6 +176,7 @@ async def _serve(
     router = state.router
     structlog.contextvars.bind_contextvars(session_id=session.id)
     log.info("agent_connected", session_id=session.id, agent_id=session.agent_id)
+    strikes = 0
     while True:
         if leftover is not None:
             msg, leftover = await leftover, None
@@ -164,4 +189,14 @@ async def _serve(
         frame = _parse(msg)
         if isinstance(frame, Hello):
             raise _Refused(CloseCode.PROTOCOL_ERROR, "hello sent twice")
+        if session.state is not SessionState.ACTIVE:
+            # Revoked or expired, and not yet closed: not processed.
+            strikes += 1
+            if strikes > 1:
+                raise _Refused(CloseCode.PROTOCOL_ERROR, "frames sent after the session ended")
+            with suppress(ConnectionError, RuntimeError):
+                await SocketLink(ws).send(
+                    error_frame(f"the session is {session.state.value}: frames are not processed")
+                )
+            continue
         router.deliver(session, frame)

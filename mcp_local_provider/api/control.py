@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..app import STATE
-from ..protocol import AGENT_ID_PATTERN, ModelSpec
+from ..protocol import AGENT_ID_PATTERN, SCOPE_PATTERN, ModelSpec, printable
 from ..translate.common import parse_body
 from .auth import require_bridge_token
 
@@ -40,6 +40,18 @@ class RegisterRequest(BaseModel):
     def _agent_id(cls, value: str) -> str:
         if not AGENT_ID_PATTERN.match(value):
             raise ValueError("agent_id is 1-128 letters, digits and . _ : @ / -")
+        return value
+
+    @field_validator("label")
+    @classmethod
+    def _label(cls, value: str) -> str:
+        return printable(value)
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: list[str]) -> list[str]:
+        if not all(SCOPE_PATTERN.match(scope) for scope in value):
+            raise ValueError("scopes are 1-64 lower-case letters, digits and _ . : -")
         return value
 
 
