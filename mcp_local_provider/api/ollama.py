@@ -33,11 +33,9 @@ from ..translate.ollama import (
     GenerateRequest,
     ShowRequest,
 )
-from .relay import relay
+from .relay import call_for, relay
 
 routes = web.RouteTableDef()
-
-SESSION_HEADER = "X-MCP-Session"
 
 
 @routes.get("/")
@@ -83,7 +81,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     entry = request.app[STATE].catalog.resolve(asked.model, needs)
     if not asked.messages:
         return web.json_response(loaded(asked.model, "chat", asked.load_reason))
-    call = _call(request, entry, "chat", asked.payload(entry), asked.streaming, needs)
+    call = call_for(request, "chat", entry.target, asked.payload(entry), asked.streaming, needs)
     return await _answer(request, call, OllamaReply(asked.model, "chat", started=started))
 
 
@@ -97,7 +95,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
     if asked.loads_only:
         return web.json_response(loaded(asked.model, "generate", asked.load_reason))
     kind = asked.kind(entry)
-    call = _call(request, entry, kind, asked.payload(entry), asked.streaming, needs)
+    call = call_for(request, kind, entry.target, asked.payload(entry), asked.streaming, needs)
     return await _answer(request, call, OllamaReply(asked.model, "generate", started=started))
 
 
@@ -133,26 +131,6 @@ async def embeddings(request: web.Request) -> web.Response:
 # -- shared steps -------------------------------------------------------------------------
 
 
-def _call(
-    request: web.Request,
-    entry: Entry,
-    kind: str,
-    payload: dict[str, Any],
-    stream: bool,
-    needs: list[str],
-    scope: str = "inference",
-) -> Call:
-    return Call(
-        kind=kind,
-        model=entry.target,
-        payload=payload,
-        stream=stream,
-        scope=scope,
-        needs=tuple(needs),
-        session_hint=request.headers.get(SESSION_HEADER),
-    )
-
-
 async def _answer(request: web.Request, call: Call, reply: OllamaReply) -> web.StreamResponse:
     async with request.app[STATE].router.open(call) as events:
         if call.stream:
@@ -173,7 +151,9 @@ async def _embed(
     request: web.Request, entry: Entry, texts: list[str], dimensions: int | None
 ) -> tuple[list[list[float]], dict[str, Any]]:
     payload = embedding_payload(entry, texts, dimensions)
-    call = _call(request, entry, "embedding", payload, False, ["embedding"], scope="embeddings")
+    call = call_for(
+        request, "embedding", entry.target, payload, False, ["embedding"], scope="embeddings"
+    )
     last: Event | None = None
     async with request.app[STATE].router.open(call) as events:
         async for event in events:

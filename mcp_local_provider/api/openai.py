@@ -8,13 +8,12 @@ A missing ``stream`` means "don't stream" here; the body decides, never the Acce
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 from aiohttp import web
 
 from .. import errors
 from ..app import STATE
-from ..router import Call, Event
+from ..router import Event
 from ..translate.common import parse_body
 from ..translate.completions import CompletionReply, CompletionRequest
 from ..translate.embeddings import OpenAIEmbeddingRequest, openai_body, shorten, usage_of, vectors
@@ -26,32 +25,11 @@ from ..translate.openai import (
     models_list,
     stream_error,
 )
-from .relay import relay
+from .relay import call_for, relay
 
 routes = web.RouteTableDef()
 
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
-SESSION_HEADER = "X-MCP-Session"
-
-
-def _call(
-    request: web.Request,
-    kind: str,
-    model: str,
-    payload: dict[str, Any],
-    stream: bool,
-    needs: list[str],
-    scope: str = "inference",
-) -> Call:
-    return Call(
-        kind=kind,
-        model=model,
-        payload=payload,
-        stream=stream,
-        scope=scope,
-        needs=tuple(needs),
-        session_hint=request.headers.get(SESSION_HEADER),
-    )
 
 
 async def _sse(
@@ -75,7 +53,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     chat = parse_body(ChatRequest, await request.read())
     needs = chat.needs()
     entry = request.app[STATE].catalog.resolve(chat.model, needs)
-    call = _call(
+    call = call_for(
         request, "chat", entry.target, chat.payload(entry.target), bool(chat.stream), needs
     )
     async with request.app[STATE].router.open(call) as events:
@@ -93,7 +71,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
     asked = parse_body(CompletionRequest, await request.read())
     needs = asked.needs()
     entry = request.app[STATE].catalog.resolve(asked.model, needs)
-    call = _call(
+    call = call_for(
         request, "completion", entry.target, asked.payload(entry.target), bool(asked.stream), needs
     )
     reply = CompletionReply(
@@ -114,7 +92,7 @@ async def embeddings(request: web.Request) -> web.Response:
     texts = asked.inputs()
     parameters = {} if asked.dimensions is None else {"dimensions": asked.dimensions}
     payload = {"kind": "embedding", "model": entry.target, "input": texts, "parameters": parameters}
-    call = _call(
+    call = call_for(
         request, "embedding", entry.target, payload, False, ["embedding"], scope="embeddings"
     )
     last: Event | None = None

@@ -3,11 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import web
 
 from .. import errors
-from ..router import Event
+from ..router import Call, Event
+
+#: Names the session to route to, instead of letting the router choose.
+SESSION_HEADER = "X-MCP-Session"
+
+
+def call_for(
+    request: web.Request,
+    kind: str,
+    model: str,
+    payload: dict[str, Any],
+    stream: bool,
+    needs: list[str],
+    scope: str = "inference",
+) -> Call:
+    """The router's view of an HTTP request: what to ask which model for."""
+    return Call(
+        kind=kind,
+        model=model,
+        payload=payload,
+        stream=stream,
+        scope=scope,
+        needs=tuple(needs),
+        session_hint=request.headers.get(SESSION_HEADER),
+    )
 
 
 async def relay(

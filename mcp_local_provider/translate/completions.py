@@ -7,28 +7,19 @@ import secrets
 import time
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from ..protocol import ModelResult, ModelStreamChunk
 from .common import frame_delta, frame_usage
-from .openai import SSE_DONE, no_usage, sse
+from .openai import SSE_DONE, SamplingRequest, no_usage, sse
 
 
-class CompletionRequest(BaseModel):
-    """Fields not modelled here pass through to the agent under ``parameters``."""
-
-    model_config = ConfigDict(extra="allow")
+class CompletionRequest(SamplingRequest):
+    """``POST /v1/completions``."""
 
     model: str = Field(max_length=200)
     prompt: str | list[str]
     suffix: str | None = None
-    stream: bool | None = False
-    stream_options: dict[str, Any] | None = None
-    max_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, ge=0, le=1)
-    stop: str | list[str] | None = None
-    n: int | None = None
     echo: bool | None = False
 
     @field_validator("prompt", mode="before")
@@ -40,30 +31,9 @@ class CompletionRequest(BaseModel):
             return value[0]
         return value
 
-    @field_validator("n")
-    @classmethod
-    def _one_choice(cls, value: int | None) -> int | None:
-        if value is not None and value != 1:
-            raise ValueError("only n=1 is supported (one choice per request)")
-        return value
-
-    @field_validator("stop")
-    @classmethod
-    def _stop_list(cls, value: str | list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        stops = [value] if isinstance(value, str) else value
-        if len(stops) > 4:
-            raise ValueError("at most 4 stop sequences")
-        return stops
-
     @property
     def text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
-
-    @property
-    def wants_usage(self) -> bool:
-        return bool(self.stream and (self.stream_options or {}).get("include_usage"))
 
     def needs(self) -> list[str]:
         return ["fim"] if self.suffix else ["completion"]

@@ -31,17 +31,15 @@ class ChatMessage(BaseModel):
     tool_call_id: str | None = None
 
 
-class ChatRequest(BaseModel):
-    """``POST /v1/chat/completions``. Fields not modelled here pass through to the agent."""
+class SamplingRequest(BaseModel):
+    """What chat and legacy completions requests share. Fields not modelled here pass
+    through to the agent under ``parameters``."""
 
     model_config = ConfigDict(extra="allow")
 
-    model: str
-    messages: list[ChatMessage] = Field(min_length=1)
     stream: bool | None = False
     stream_options: dict[str, Any] | None = None
     max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     stop: str | list[str] | None = None
@@ -53,11 +51,6 @@ class ChatRequest(BaseModel):
         if value is not None and value != 1:
             raise ValueError("only n=1 is supported (one choice per request)")
         return value
-
-    @field_validator("model")
-    @classmethod
-    def _model(cls, value: str) -> str:
-        return _model_name(value)
 
     @field_validator("stop")
     @classmethod
@@ -72,6 +65,19 @@ class ChatRequest(BaseModel):
     @property
     def wants_usage(self) -> bool:
         return bool(self.stream and (self.stream_options or {}).get("include_usage"))
+
+
+class ChatRequest(SamplingRequest):
+    """``POST /v1/chat/completions``."""
+
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        return _model_name(value)
 
     def needs(self) -> list[str]:
         needs = ["chat"]
