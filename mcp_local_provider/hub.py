@@ -127,6 +127,11 @@ class Hub:
                 log.info("session_denied", session_id=session.id, reason="approval timed out")
                 self.emit("denied", session, reason="approval timed out")
                 token = None
+        except BaseException:
+            # Cancelled (the agent hung up) after an approval landed: the session is active,
+            # but its socket is gone, so it must not look connected.
+            self.detach(session, link)
+            raise
         finally:
             self._decisions.pop(session.id, None)
             if session.state is SessionState.PENDING:
@@ -139,7 +144,11 @@ class Hub:
             reason = session.end_reason or "denied"
             await link.send(session_denied_frame(reason))
             raise AdmissionRefused(CloseCode.DENIED, reason)
-        await link.send(granted_frame(session, token))
+        try:
+            await link.send(granted_frame(session, token))
+        except BaseException:
+            self.detach(session, link)  # never leave an active session on a dead socket
+            raise
         self.router.sessions_changed()
         return session
 

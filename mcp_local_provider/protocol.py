@@ -115,12 +115,75 @@ class Hello(_Frame):
         return value
 
 
+#: The most tool calls one answer may carry (indexes 0 to MAX_TOOL_CALLS - 1).
+MAX_TOOL_CALLS = 128
+_TEXT_FIELDS = ("role", "content", "reasoning_content", "text", "finish_reason")
+
+
+def _text_fields(where: str, value: dict[str, Any]) -> None:
+    for key in _TEXT_FIELDS:
+        if value.get(key) is not None and not isinstance(value[key], str):
+            raise ValueError(f"{where}.{key} must be a string")
+
+
+def check_message(where: str, message: Any) -> None:
+    """An agent's delta or message: the fields the daemon reads must have their types, so a
+    malformed frame is refused here rather than breaking a translation later."""
+    if not isinstance(message, dict):
+        raise ValueError(f"{where} must be an object")
+    _text_fields(where, message)
+    calls = message.get("tool_calls")
+    if calls is None:
+        return
+    if not isinstance(calls, list) or len(calls) > MAX_TOOL_CALLS:
+        raise ValueError(f"{where}.tool_calls must be a list of at most {MAX_TOOL_CALLS}")
+    for call in calls:
+        if not isinstance(call, dict):
+            raise ValueError(f"{where}.tool_calls items must be objects")
+        index = call.get("index", 0)
+        if type(index) is not int or not 0 <= index < MAX_TOOL_CALLS:
+            raise ValueError(f"{where}.tool_calls index must be 0 to {MAX_TOOL_CALLS - 1}")
+        if call.get("id") is not None and not isinstance(call["id"], str):
+            raise ValueError(f"{where}.tool_calls id must be a string")
+        function = call.get("function")
+        if function is None:
+            continue
+        if not isinstance(function, dict):
+            raise ValueError(f"{where}.tool_calls function must be an object")
+        if function.get("name") is not None and not isinstance(function["name"], str):
+            raise ValueError(f"{where}.tool_calls function.name must be a string")
+
+
 class ModelResult(_Frame):
     type: Literal["model_result"]
     id: str
     status: Literal["ok", "error"] = "ok"
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+
+    @field_validator("result")
+    @classmethod
+    def _result(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        choices = value.get("choices")
+        if choices is not None:
+            if not isinstance(choices, list):
+                raise ValueError("result.choices must be a list")
+            for choice in choices:
+                if not isinstance(choice, dict):
+                    raise ValueError("result.choices items must be objects")
+                _text_fields("result.choices", choice)
+                if choice.get("message") is not None:
+                    check_message("result.choices.message", choice["message"])
+        if value.get("usage") is not None and not isinstance(value["usage"], dict):
+            raise ValueError("result.usage must be an object")
+        data = value.get("data")
+        if data is not None and (
+            not isinstance(data, list) or not all(isinstance(item, dict) for item in data)
+        ):
+            raise ValueError("result.data must be a list of objects")
+        return value
 
 
 class ModelStreamChunk(_Frame):
@@ -130,6 +193,13 @@ class ModelStreamChunk(_Frame):
     delta: dict[str, Any] = Field(default_factory=dict)
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
+
+    @field_validator("delta")
+    @classmethod
+    def _delta(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value:
+            check_message("delta", value)
+        return value
 
 
 AgentFrame = Annotated[Hello | ModelResult | ModelStreamChunk, Field(discriminator="type")]

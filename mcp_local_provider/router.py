@@ -210,7 +210,12 @@ class Router:
                 pending.outcome = exc.code
                 pending.done = True
                 raise
-            yield self._events(pending, deadline)
+            try:
+                yield self._events(pending, deadline)
+            except errors.ProviderError as exc:
+                # Also a failure after the agent's last frame (its answer did not translate).
+                pending.outcome = exc.code
+                raise
         finally:
             self._settle(pending)
 
@@ -271,7 +276,8 @@ class Router:
                     raise errors.AgentFailed(
                         str(error.get("message") or "the agent reported an error")[:2000]
                     )
-                pending.usage = (item.result or {}).get("usage")
+                usage = (item.result or {}).get("usage")
+                pending.usage = usage if isinstance(usage, dict) else None
             elif item.usage is not None:
                 pending.usage = item.usage
             yield item
@@ -371,7 +377,12 @@ class Router:
         return ready
 
     def _candidates(self, call: Call) -> list[Session]:
-        active = self.registry.in_state(SessionState.ACTIVE)
+        now = self.registry.clock()
+        active = [
+            s
+            for s in self.registry.in_state(SessionState.ACTIVE)
+            if s.expires_at is None or s.expires_at > now  # the sweeper may not have run yet
+        ]
         if call.session_hint is not None:
             hinted = [s for s in active if s.id == call.session_hint]
             if not hinted:

@@ -144,7 +144,7 @@ async def _answer(request: web.Request, call: Call, reply: OllamaReply) -> web.S
             )
         async for event in events:
             reply.add(event)
-    return web.json_response(reply.body())
+        return web.json_response(reply.body())  # inside: a bad answer counts as the call's
 
 
 async def _embed(
@@ -158,6 +158,6 @@ async def _embed(
     async with request.app[STATE].router.open(call) as events:
         async for event in events:
             last = event
-    if last is None:  # pragma: no cover - the router always ends with a frame or an error
-        raise errors.AgentFailed("the agent ended the request without an answer")
-    return vectors(last, len(texts)), usage_of(last)
+        if last is None:  # pragma: no cover - the router always ends with a frame or an error
+            raise errors.AgentFailed("the agent ended the request without an answer")
+        return vectors(last, len(texts)), usage_of(last)

@@ -63,7 +63,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         aggregate = ChatAggregate(chat.model)
         async for event in events:
             aggregate.add(event)
-    return web.json_response(aggregate.body())
+        return web.json_response(aggregate.body())
 
 
 @routes.post("/v1/completions")
@@ -82,7 +82,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
             return await _sse(request, events, reply.encode, reply.finish)
         async for event in events:
             reply.add(event)
-    return web.json_response(reply.body())
+        return web.json_response(reply.body())
 
 
 @routes.post("/v1/embeddings")
@@ -99,10 +99,11 @@ async def embeddings(request: web.Request) -> web.Response:
     async with request.app[STATE].router.open(call) as events:
         async for event in events:
             last = event
-    if last is None:  # pragma: no cover - the router always ends with a frame or an error
-        raise errors.AgentFailed("the agent ended the request without an answer")
-    found = [shorten(v, asked.dimensions) for v in vectors(last, len(texts))]
-    return web.json_response(openai_body(asked.model, found, asked.encoding_format, usage_of(last)))
+        if last is None:  # pragma: no cover - the router always ends with a frame or an error
+            raise errors.AgentFailed("the agent ended the request without an answer")
+        found = [shorten(v, asked.dimensions) for v in vectors(last, len(texts))]
+        body = openai_body(asked.model, found, asked.encoding_format, usage_of(last))
+    return web.json_response(body)
 
 
 @routes.get("/v1/models")

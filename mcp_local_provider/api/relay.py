@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from .. import errors
 from ..router import Call, Event
+
+log = structlog.get_logger("mcp_local_provider.relay")
 
 #: Names the session to route to, instead of letting the router choose.
 SESSION_HEADER = "X-MCP-Session"
@@ -72,5 +76,13 @@ async def relay(
         if response is None:
             raise
         await response.write(encode_error(exc))
+    except (ConnectionError, asyncio.CancelledError):
+        raise  # the client went away: nothing more can be written
+    except Exception:
+        if response is None:
+            raise
+        # The status line is out: a second response cannot follow, so say it in-band.
+        log.exception("relay_failed", path=request.path)
+        await response.write(encode_error(errors.AgentFailed("the agent's answer was malformed")))
     await response.write_eof()
     return response

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from .. import errors
-from ..protocol import ModelResult, ModelStreamChunk
+from ..protocol import MAX_TOOL_CALLS, ModelResult, ModelStreamChunk
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -52,6 +52,8 @@ def validation_error(exc: ValidationError) -> errors.BadRequest:
 def merge_tool_call(calls: list[dict[str, Any]], delta: dict[str, Any]) -> None:
     """Fold one streamed tool-call fragment into the list of whole calls."""
     index = delta.get("index", len(calls))
+    if type(index) is not int or not 0 <= index < MAX_TOOL_CALLS:
+        raise errors.AgentFailed(f"the agent sent a tool call with index {index!r}")
     while len(calls) <= index:
         calls.append({"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
     call = calls[index]
