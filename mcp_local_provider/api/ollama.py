@@ -8,24 +8,19 @@ the Content-Type says (litellm sends none).
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from aiohttp import web
 
-from .. import errors
 from ..app import STATE
-from ..models import Entry, require
+from ..models import require
 from ..registry import SessionState
-from ..router import Call, Event
+from ..router import Call
 from ..translate import ollama_models as shapes
 from ..translate.common import parse_body
 from ..translate.embeddings import (
     OllamaEmbeddingsRequest,
     OllamaEmbedRequest,
-    embedding_payload,
     shorten,
-    usage_of,
-    vectors,
 )
 from ..translate.ndjson import NDJSON_CONTENT_TYPE, OllamaReply, error_line, loaded
 from ..translate.ollama import (
@@ -33,7 +28,7 @@ from ..translate.ollama import (
     GenerateRequest,
     ShowRequest,
 )
-from .relay import call_for, relay
+from .relay import call_for, fetch_embeddings, relay
 
 routes = web.RouteTableDef()
 
@@ -107,7 +102,7 @@ async def embed(request: web.Request) -> web.Response:
     texts = asked.inputs()
     if not texts:
         return web.json_response({"model": asked.model, "embeddings": []})
-    found, usage = await _embed(request, entry, texts, asked.dimensions)
+    found, usage = await fetch_embeddings(request, entry, texts, asked.dimensions)
     return web.json_response(
         {
             "model": asked.model,
@@ -124,7 +119,7 @@ async def embeddings(request: web.Request) -> web.Response:
     entry = request.app[STATE].catalog.resolve(asked.model, ["embedding"])
     if not asked.prompt:
         return web.json_response({"embedding": []})
-    found, _ = await _embed(request, entry, [asked.prompt], None)
+    found, _ = await fetch_embeddings(request, entry, [asked.prompt], None)
     return web.json_response({"embedding": found[0]})
 
 
@@ -145,19 +140,3 @@ async def _answer(request: web.Request, call: Call, reply: OllamaReply) -> web.S
         async for event in events:
             reply.add(event)
         return web.json_response(reply.body())  # inside: a bad answer counts as the call's
-
-
-async def _embed(
-    request: web.Request, entry: Entry, texts: list[str], dimensions: int | None
-) -> tuple[list[list[float]], dict[str, Any]]:
-    payload = embedding_payload(entry, texts, dimensions)
-    call = call_for(
-        request, "embedding", entry.target, payload, False, ["embedding"], scope="embeddings"
-    )
-    last: Event | None = None
-    async with request.app[STATE].router.open(call) as events:
-        async for event in events:
-            last = event
-        if last is None:  # pragma: no cover - the router always ends with a frame or an error
-            raise errors.AgentFailed("the agent ended the request without an answer")
-        return vectors(last, len(texts)), usage_of(last)

@@ -11,12 +11,11 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from .. import errors
 from ..app import STATE
 from ..router import Event
 from ..translate.common import parse_body
 from ..translate.completions import CompletionReply, CompletionRequest
-from ..translate.embeddings import OpenAIEmbeddingRequest, openai_body, shorten, usage_of, vectors
+from ..translate.embeddings import OpenAIEmbeddingRequest, openai_body, shorten
 from ..translate.openai import (
     ChatAggregate,
     ChatRequest,
@@ -25,7 +24,7 @@ from ..translate.openai import (
     models_list,
     stream_error,
 )
-from .relay import call_for, relay
+from .relay import call_for, fetch_embeddings, relay
 
 routes = web.RouteTableDef()
 
@@ -89,21 +88,9 @@ async def completions(request: web.Request) -> web.StreamResponse:
 async def embeddings(request: web.Request) -> web.Response:
     asked = parse_body(OpenAIEmbeddingRequest, await request.read())
     entry = request.app[STATE].catalog.resolve(asked.model, ["embedding"])
-    texts = asked.inputs()
-    parameters = {} if asked.dimensions is None else {"dimensions": asked.dimensions}
-    payload = {"kind": "embedding", "model": entry.target, "input": texts, "parameters": parameters}
-    call = call_for(
-        request, "embedding", entry.target, payload, False, ["embedding"], scope="embeddings"
-    )
-    last: Event | None = None
-    async with request.app[STATE].router.open(call) as events:
-        async for event in events:
-            last = event
-        if last is None:  # pragma: no cover - the router always ends with a frame or an error
-            raise errors.AgentFailed("the agent ended the request without an answer")
-        found = [shorten(v, asked.dimensions) for v in vectors(last, len(texts))]
-        body = openai_body(asked.model, found, asked.encoding_format, usage_of(last))
-    return web.json_response(body)
+    found, usage = await fetch_embeddings(request, entry, asked.inputs(), asked.dimensions)
+    found = [shorten(v, asked.dimensions) for v in found]
+    return web.json_response(openai_body(asked.model, found, asked.encoding_format, usage))
 
 
 @routes.get("/v1/models")

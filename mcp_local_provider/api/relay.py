@@ -10,9 +10,30 @@ import structlog
 from aiohttp import web
 
 from .. import errors
+from ..app import STATE
+from ..models import Entry
 from ..router import Call, Event
+from ..translate.embeddings import embedding_payload, usage_of, vectors
 
 log = structlog.get_logger("mcp_local_provider.relay")
+
+
+async def fetch_embeddings(
+    request: web.Request, entry: Entry, texts: list[str], dimensions: int | None
+) -> tuple[list[list[float]], dict[str, Any]]:
+    """Ask the agent for embeddings of ``texts``: (vectors, usage), for either API family."""
+    payload = embedding_payload(entry, texts, dimensions)
+    call = call_for(
+        request, "embedding", entry.target, payload, False, ["embedding"], scope="embeddings"
+    )
+    last: Event | None = None
+    async with request.app[STATE].router.open(call) as events:
+        async for event in events:
+            last = event
+        if last is None:  # pragma: no cover - the router always ends with a frame or an error
+            raise errors.AgentFailed("the agent ended the request without an answer")
+        return vectors(last, len(texts)), usage_of(last)
+
 
 #: Names the session to route to, instead of letting the router choose.
 SESSION_HEADER = "X-MCP-Session"
