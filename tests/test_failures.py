@@ -39,11 +39,13 @@ async def sse_events(response: aiohttp.ClientResponse) -> list[str]:
     return [block for block in text.split("\n\n") if block]
 
 
-async def test_revoke_mid_stream_ends_the_stream_with_an_error_and_no_done(
-    daemon: Daemon, raw_agent: Any, http: aiohttp.ClientSession
-) -> None:
-    agent = await granted_raw_agent(daemon, raw_agent)
-    # Headers go out with the first chunk, so the request runs while the agent answers.
+async def stream_with_first_chunk(
+    daemon: Daemon, agent: RawAgent, http: aiohttp.ClientSession, text: str
+) -> tuple[dict[str, Any], aiohttp.ClientResponse]:
+    """Start a streaming chat and have the agent send one chunk of ``text``.
+
+    Headers go out with the first chunk, so the request runs while the agent answers.
+    """
     request = asyncio.create_task(http.post(daemon.url + CHAT, json=body(stream=True)))
     invoke = await next_invoke(agent)
     await agent.send(
@@ -51,11 +53,19 @@ async def test_revoke_mid_stream_ends_the_stream_with_an_error_and_no_done(
             "type": "model_stream_chunk",
             "id": invoke["id"],
             "chunk_index": 0,
-            "delta": {"content": "partial"},
+            "delta": {"content": text},
             "finish_reason": None,
         }
     )
-    async with await request as response:
+    return invoke, await request
+
+
+async def test_revoke_mid_stream_ends_the_stream_with_an_error_and_no_done(
+    daemon: Daemon, raw_agent: Any, http: aiohttp.ClientSession
+) -> None:
+    agent = await granted_raw_agent(daemon, raw_agent)
+    invoke, response = await stream_with_first_chunk(daemon, agent, http, "partial")
+    async with response:
         await response.content.readuntil(b"\n\n")  # the first chunk is through
         session_id = invoke["session_id"]
         async with http.post(
@@ -77,19 +87,8 @@ async def test_agent_killed_mid_stream_gives_an_error_event_at_once(
     daemon: Daemon, raw_agent: Any, http: aiohttp.ClientSession
 ) -> None:
     agent = await granted_raw_agent(daemon, raw_agent)
-    # Headers go out with the first chunk, so the request runs while the agent answers.
-    request = asyncio.create_task(http.post(daemon.url + CHAT, json=body(stream=True)))
-    invoke = await next_invoke(agent)
-    await agent.send(
-        {
-            "type": "model_stream_chunk",
-            "id": invoke["id"],
-            "chunk_index": 0,
-            "delta": {"content": "partial"},
-            "finish_reason": None,
-        }
-    )
-    async with await request as response:
+    _, response = await stream_with_first_chunk(daemon, agent, http, "partial")
+    async with response:
         await response.content.readuntil(b"\n\n")
         await agent.ws.close()
         rest = await asyncio.wait_for(sse_events(response), 2)
@@ -162,17 +161,8 @@ async def test_idle_timeout_mid_stream_is_an_error_event(
 ) -> None:
     daemon = await start_daemon(idle_timeout=0.1)
     agent = await granted_raw_agent(daemon, raw_agent)
-    request = asyncio.create_task(http.post(daemon.url + CHAT, json=body(stream=True)))
-    invoke = await next_invoke(agent)
-    await agent.send(
-        {
-            "type": "model_stream_chunk",
-            "id": invoke["id"],
-            "delta": {"content": "slow"},
-            "finish_reason": None,
-        }
-    )
-    async with await request as response:
+    _, response = await stream_with_first_chunk(daemon, agent, http, "slow")
+    async with response:
         events = await sse_events(response)
     assert response.status == 200
     assert '"content":"slow"' in events[0] and '"code":"timeout"' in events[-1]
