@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mcp_local_provider.audit import AuditLog, render
-from mcp_local_provider.digest import PromptDigester
+from mcp_local_provider.policy.audit import AuditLog, render
+from mcp_local_provider.policy.digest import PromptDigester
 
 RECORD: dict[str, Any] = {
     "request_id": "req-0123456789abcdef", "session_id": "sess-0123456789abcdef",

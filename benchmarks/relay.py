@@ -22,8 +22,8 @@ from aiohttp import web
 
 from mcp_local_provider.agent import AgentClient
 from mcp_local_provider.agent.backends.echo import EchoBackend
-from mcp_local_provider.app import create_app
-from mcp_local_provider.config import Config
+from mcp_local_provider.core.config import Config
+from mcp_local_provider.http.app import create_app
 
 TOKEN = "benchmark-token"
 

@@ -1,3 +1,3 @@
-from .cli import main
+from mcp_local_provider.cli.main import main
 
 raise SystemExit(main())

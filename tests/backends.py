@@ -6,13 +6,13 @@ from collections.abc import AsyncIterator, Sequence
 
 from mcp_local_provider.agent import Backend, BackendError, InvokeRequest
 from mcp_local_provider.agent.events import (
-    Event,
+    BackendEvent,
     Finish,
     ReasoningDelta,
     TextDelta,
     ToolCallDelta,
 )
-from mcp_local_provider.protocol import ModelSpec
+from mcp_local_provider.core.protocol import ModelSpec
 
 USAGE = {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
 
@@ -24,7 +24,7 @@ class ScriptedBackend(Backend):
 
     def __init__(
         self,
-        script: Sequence[Event | Exception],
+        script: Sequence[BackendEvent | Exception],
         *,
         model: str = "scripted",
         capabilities: tuple[str, ...] = ("chat", "completion", "tools", "thinking"),
@@ -37,7 +37,7 @@ class ScriptedBackend(Backend):
     def models(self) -> list[ModelSpec]:
         return [ModelSpec(name=self.model, capabilities=self.capabilities, context_length=8192)]
 
-    async def run(self, request: InvokeRequest) -> AsyncIterator[Event]:
+    async def run(self, request: InvokeRequest) -> AsyncIterator[BackendEvent]:
         self.requests.append(request)
         for item in self.script:
             if isinstance(item, Exception):

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from mcp_local_provider.agent import Backend, Event, InvokeRequest
+from mcp_local_provider.agent import Backend, BackendEvent, InvokeRequest
 from mcp_local_provider.agent.backends import create
-from mcp_local_provider.config import BackendSettings
+from mcp_local_provider.core.config import BackendSettings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FAKE_SCRIPT = Path(__file__).parent / "fake_cli.py"
@@ -97,7 +97,7 @@ def chat(text: str = "hi", **parameters: Any) -> InvokeRequest:
     )
 
 
-async def collect(events: AsyncIterator[Event]) -> list[Event]:
+async def collect(events: AsyncIterator[BackendEvent]) -> list[BackendEvent]:
     return [event async for event in events]
 
 

@@ -8,8 +8,8 @@ import aiohttp
 import pytest
 import structlog
 
-from mcp_local_provider.app import create_app
-from mcp_local_provider.listen import runner_options
+from mcp_local_provider.http.app import create_app
+from mcp_local_provider.http.listeners import runner_options
 from tests.clis import FakeCli
 from tests.fakes import BRIDGE_TOKEN, Daemon, RawAgent, make_config
 

@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestServer
 
 from mcp_local_provider.agent import AgentClient, Backend
 from mcp_local_provider.agent.backends.echo import EchoBackend
-from mcp_local_provider.app import STATE, State
-from mcp_local_provider.config import Config
+from mcp_local_provider.core.config import Config
+from mcp_local_provider.http.state import STATE, State
 
 BRIDGE_TOKEN = "test-bridge-token-0123456789"
 

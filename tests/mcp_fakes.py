@@ -13,7 +13,7 @@ from typing import Any
 from mcp import Client
 from mcp_types import CallToolResult, TextContent
 
-from mcp_local_provider.config import Config
+from mcp_local_provider.core.config import Config
 from mcp_local_provider.mcp.server import Options, build_server
 from tests.fakes import Daemon, make_config
 

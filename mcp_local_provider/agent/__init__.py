@@ -5,11 +5,11 @@ A backend is a small class with one ``async def run(request)`` that yields event
 reconnecting with the session token. See docs/writing-an-agent.md.
 """
 
-from .backend import Backend, BackendError
-from .client import AgentClient, AgentRefused
-from .events import (
+from mcp_local_provider.agent.backend import Backend, BackendError
+from mcp_local_provider.agent.client import AgentClient, AgentRefused
+from mcp_local_provider.agent.events import (
+    BackendEvent,
     Embeddings,
-    Event,
     Finish,
     InvokeRequest,
     ReasoningDelta,
@@ -22,8 +22,8 @@ __all__ = [
     "AgentRefused",
     "Backend",
     "BackendError",
+    "BackendEvent",
     "Embeddings",
-    "Event",
     "Finish",
     "InvokeRequest",
     "ReasoningDelta",

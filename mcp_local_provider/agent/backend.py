@@ -5,9 +5,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 
-from ..protocol import ModelSpec
-from .emulation import emulate
-from .events import Event, InvokeRequest
+from mcp_local_provider.agent.emulation import emulate
+from mcp_local_provider.agent.events import BackendEvent, InvokeRequest
+from mcp_local_provider.core.protocol import ModelSpec
 
 
 class BackendError(Exception):
@@ -40,10 +40,10 @@ class Backend(ABC):
         """The models to advertise in ``hello``."""
 
     @abstractmethod
-    def run(self, request: InvokeRequest) -> AsyncIterator[Event]:
+    def run(self, request: InvokeRequest) -> AsyncIterator[BackendEvent]:
         """Yield the answer as events, ending with ``Finish`` (or ``Embeddings``)."""
 
-    def serve(self, request: InvokeRequest) -> AsyncIterator[Event]:
+    def serve(self, request: InvokeRequest) -> AsyncIterator[BackendEvent]:
         """``run`` with the features in ``emulated`` applied: what the agent sends."""
         events = self.run(request)
         return emulate(request, events, self.emulated) if self.emulated else events

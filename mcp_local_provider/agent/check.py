@@ -7,9 +7,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .backend import Backend, BackendError
-from .emulation import closing
-from .events import Finish, InvokeRequest, ReasoningDelta, TextDelta, ToolCallDelta
+from mcp_local_provider.agent.backend import Backend, BackendError
+from mcp_local_provider.agent.emulation import closing
+from mcp_local_provider.agent.events import (
+    Finish,
+    InvokeRequest,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+)
 
 CHECK_PROMPT = "Reply with the single word: pong"
 

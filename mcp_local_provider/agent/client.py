@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from collections.abc import Callable
 from contextlib import suppress
@@ -12,12 +11,23 @@ from typing import Any
 import aiohttp
 import structlog
 
-from ..protocol import PROTOCOL_VERSION, CloseCode
-from ..translate.common import dumps
-from .backend import Backend, BackendError
-from .emulation import closing
-from .events import Embeddings, Finish, InvokeRequest
-from .frames import AnswerFrames
+from mcp_local_provider.agent.answer import AnswerFrames
+from mcp_local_provider.agent.backend import Backend, BackendError
+from mcp_local_provider.agent.emulation import closing
+from mcp_local_provider.agent.events import Embeddings, Finish, InvokeRequest
+from mcp_local_provider.core.protocol import (
+    CloseCode,
+    ModelCancel,
+    ModelInvoke,
+    ProtocolError,
+    SessionDenied,
+    SessionEnded,
+    SessionGranted,
+    SessionPending,
+    encode,
+    hello_frame,
+    parse_daemon_frame,
+)
 
 log = structlog.get_logger("mcp_local_provider.agent")
 
@@ -169,18 +179,16 @@ class AgentClient:
     # -- one connection ----------------------------------------------------------------------
 
     def _hello(self) -> dict[str, Any]:
-        return {
-            "type": "hello",
-            "protocol": PROTOCOL_VERSION,
-            "agent_id": self.agent_id,
-            "label": self.label,
-            "models": [m.model_dump(exclude_none=True) for m in self.backend.models()],
-            "requested_scopes": list(self.scopes),
-            "ttl_seconds": self.ttl_seconds,
-            "max_concurrency": self.max_concurrency,
-            "reason": self.reason,
-            "session_token": self.session_token,
-        }
+        return hello_frame(
+            agent_id=self.agent_id,
+            label=self.label,
+            models=[m.model_dump(exclude_none=True) for m in self.backend.models()],
+            requested_scopes=list(self.scopes),
+            ttl_seconds=self.ttl_seconds,
+            max_concurrency=self.max_concurrency,
+            reason=self.reason,
+            session_token=self.session_token,
+        )
 
     async def _connect_once(self, http: aiohttp.ClientSession) -> str:
         headers = {"Authorization": f"Bearer {self.bridge_token}"}
@@ -203,36 +211,35 @@ class AgentClient:
         try:
             if self._stopping.is_set():
                 return "stopped"
-            await ws.send_str(dumps(self._hello()))
+            await ws.send_str(encode(self._hello()))
             async for msg in ws:
                 if msg.type is not aiohttp.WSMsgType.TEXT:
                     continue
                 try:
-                    frame = json.loads(msg.data)
-                    kind = frame.get("type")
-                except (ValueError, AttributeError):
-                    log.warning("agent_bad_frame", data=str(msg.data)[:200])
+                    frame = parse_daemon_frame(msg.data)
+                except ProtocolError as exc:
+                    log.warning("agent_bad_frame", error=str(exc), data=str(msg.data)[:200])
                     continue
-                if kind == "model_invoke":
+                if isinstance(frame, ModelInvoke):
                     self._start(ws, frame)
-                elif kind == "model_cancel":
-                    task = self._tasks.get(str(frame.get("id")))
+                elif isinstance(frame, ModelCancel):
+                    task = self._tasks.get(frame.id)
                     if task is not None:
                         task.cancel()
-                elif kind == "session_pending":
-                    self.session_id = frame.get("session_id")
+                elif isinstance(frame, SessionPending):
+                    self.session_id = frame.session_id
                     log.info("agent_pending", session_id=self.session_id)
                     if self.on_pending is not None:
-                        self.on_pending(frame)
-                elif kind == "session_granted":
+                        self.on_pending(frame.model_dump())
+                elif isinstance(frame, SessionGranted):
                     self._granted(frame)
-                elif kind == "session_denied":
-                    raise AgentRefused(f"access denied: {frame.get('reason')}", CloseCode.DENIED)
-                elif kind == "session_ended":
-                    ended = str(frame.get("reason") or "ended")
+                elif isinstance(frame, SessionDenied):
+                    raise AgentRefused(f"access denied: {frame.reason}", CloseCode.DENIED)
+                elif isinstance(frame, SessionEnded):
+                    ended = frame.reason or "ended"
                     self.session_token = None
-                elif kind == "error":
-                    log.warning("agent_daemon_error", message=frame.get("message"))
+                else:
+                    log.warning("agent_daemon_error", message=frame.message)
         finally:
             self._ws = None
             await self._cancel_all()
@@ -240,21 +247,19 @@ class AgentClient:
                 await ws.close()
         return self._outcome(ws.close_code, ended, resuming)
 
-    def _granted(self, frame: dict[str, Any]) -> None:
-        self.session_id = frame.get("session_id")
-        self.session_token = frame.get("session_token") or self.session_token
-        self.granted = frame
-        granted = frame.get("max_concurrency")
-        limit = (
-            min(self.max_concurrency, granted) if isinstance(granted, int) else self.max_concurrency
-        )
+    def _granted(self, frame: SessionGranted) -> None:
+        self.session_id = frame.session_id
+        self.session_token = frame.session_token or self.session_token
+        self.granted = details = frame.model_dump()
+        granted = frame.max_concurrency
+        limit = min(self.max_concurrency, granted) if granted is not None else self.max_concurrency
         self._slots = asyncio.Semaphore(max(1, limit))
         self._resumed_by_us = True
         self._granted_this_connection = True
         self._ready.set()
         log.info("agent_granted", session_id=self.session_id, connection=self.connections)
         if self.on_granted is not None:
-            self.on_granted(frame)
+            self.on_granted(details)
 
     def _outcome(self, code: int | None, ended: str | None, resuming: bool) -> str:
         if ended is not None:
@@ -277,10 +282,10 @@ class AgentClient:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def _start(self, ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any]) -> None:
+    def _start(self, ws: aiohttp.ClientWebSocketResponse, frame: ModelInvoke) -> None:
         try:
             request = InvokeRequest.from_invoke(frame)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (TypeError, ValueError) as exc:
             log.warning("agent_bad_invoke", error=str(exc))
             return
         if request.id in self._tasks:
@@ -337,7 +342,7 @@ class AgentClient:
 
 async def _send(ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any]) -> None:
     try:
-        await ws.send_str(dumps(frame))
+        await ws.send_str(encode(frame))
     except (ConnectionError, RuntimeError) as exc:
         raise _Gone(str(exc)) from None
 

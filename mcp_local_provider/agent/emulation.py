@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .events import Event, Finish, InvokeRequest, TextDelta, text_of
+from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest, TextDelta, text_of
 
 #: Features ``emulate`` can provide: a backend lists the ones it lacks in ``Backend.emulated``.
 FEATURES = frozenset({"stop", "max_tokens", "usage"})
@@ -96,7 +96,9 @@ class TokenBudget:
 
 
 @asynccontextmanager
-async def closing(events: AsyncIterator[Event]) -> AsyncIterator[AsyncIterator[Event]]:
+async def closing(
+    events: AsyncIterator[BackendEvent],
+) -> AsyncIterator[AsyncIterator[BackendEvent]]:
     """``async with closing(backend.run(request)) as events:`` closes the stream however the
     block is left, so a backend's clean-up (stopping its process) runs at once."""
     try:
@@ -120,7 +122,7 @@ class Emulation:
         self.cut = False
         self._sent: list[str] = []
 
-    def text(self, text: str) -> list[Event]:
+    def text(self, text: str) -> list[BackendEvent]:
         """What to send for a text delta; ends with a Finish if the answer is cut here."""
         out = self._pass(self.stops.feed(text) if self.stops is not None else text)
         if self.budget is not None and self.budget.exhausted:
@@ -130,7 +132,7 @@ class Emulation:
         self.cut = bool(out) and isinstance(out[-1], Finish)
         return out
 
-    def finish(self, finish: Finish | None) -> list[Event]:
+    def finish(self, finish: Finish | None) -> list[BackendEvent]:
         """What to send when the backend finishes (``None``: it ended without a Finish)."""
         out = self._pass(self.stops.flush() if self.stops is not None else "")
         if self.budget is not None and self.budget.exhausted:
@@ -142,7 +144,7 @@ class Emulation:
         out.append(Finish(reason, usage))
         return out
 
-    def _pass(self, text: str) -> list[Event]:
+    def _pass(self, text: str) -> list[BackendEvent]:
         if self.budget is not None:
             text = self.budget.take(text)
         if not text:
@@ -158,9 +160,9 @@ class Emulation:
 
 async def emulate(
     request: InvokeRequest,
-    events: AsyncIterator[Event],
+    events: AsyncIterator[BackendEvent],
     features: Collection[str],
-) -> AsyncIterator[Event]:
+) -> AsyncIterator[BackendEvent]:
     """Apply the emulated ``features`` to a backend's ``events`` for ``request``.
 
     On a stop sequence or the ``max_tokens`` cap the answer ends (``stop`` or ``length``, with

@@ -1,9 +1,11 @@
-"""What a backend receives (InvokeRequest) and yields (events)."""
+"""What a backend receives (InvokeRequest) and yields (``BackendEvent``s)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from mcp_local_provider.core.protocol import ModelInvoke
 
 
 @dataclass(frozen=True)
@@ -20,10 +22,10 @@ class InvokeRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_invoke(cls, frame: dict[str, Any]) -> InvokeRequest:
-        payload = frame.get("payload") or {}
+    def from_invoke(cls, frame: ModelInvoke) -> InvokeRequest:
+        payload = frame.payload
         return cls(
-            id=str(frame["id"]),
+            id=frame.id,
             kind=str(payload.get("kind", "chat")),
             model=str(payload.get("model", "")),
             messages=list(payload.get("messages") or []),
@@ -82,7 +84,7 @@ class Embeddings:
     usage: dict[str, Any] | None = None
 
 
-Event = TextDelta | ReasoningDelta | ToolCallDelta | Finish | Embeddings
+BackendEvent = TextDelta | ReasoningDelta | ToolCallDelta | Finish | Embeddings
 
 
 def text_of(content: Any) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from .backend import BackendError
+from mcp_local_provider.agent.backend import BackendError
 
 log = structlog.get_logger("mcp_local_provider.agent.process")
 

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Callable
 from contextlib import suppress
 
-from ..agent.backend import Backend
-from ..protocol import ModelSpec
+from mcp_local_provider.agent.backend import Backend
+from mcp_local_provider.core.protocol import ModelSpec
 
 CAPABILITIES = ("chat", "completion", "fim", "tools")
 

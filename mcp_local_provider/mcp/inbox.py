@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from ..agent.backend import BackendError
-from ..agent.events import Event, Finish, InvokeRequest, TextDelta
-from .common import ServingBackend, Signal
-from .limits import CHARS_PER_TOKEN, OutputLimiter, estimate_tokens
-from .render import message_text
+from mcp_local_provider.agent.backend import BackendError
+from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest, TextDelta
+from mcp_local_provider.mcp.common import ServingBackend, Signal
+from mcp_local_provider.mcp.output_limit import CHARS_PER_TOKEN, OutputLimiter, estimate_tokens
+from mcp_local_provider.mcp.render import message_text
 
 #: Finished tickets remembered, so a late answer is told "cancelled" rather than "unknown".
 _REMEMBERED = 256
@@ -50,7 +50,7 @@ class Ticket:
     last_sent: float | None = None
     state: TicketState = TicketState.QUEUED
     cancel_reason: str = ""
-    events: asyncio.Queue[Event | BackendError] = field(default_factory=asyncio.Queue)
+    events: asyncio.Queue[BackendEvent | BackendError] = field(default_factory=asyncio.Queue)
 
     def answer_within(self, deadlines: Deadlines, now: float | None = None) -> float:
         now = time.monotonic() if now is None else now
@@ -93,7 +93,7 @@ class Inbox(ServingBackend):
 
     # -- the AgentClient's side ----------------------------------------------------------------
 
-    async def run(self, request: InvokeRequest) -> AsyncIterator[Event]:
+    async def run(self, request: InvokeRequest) -> AsyncIterator[BackendEvent]:
         if request.kind not in ("chat", "completion"):
             raise BackendError(
                 f"an MCP agent cannot serve {request.kind} requests", code="unsupported"

@@ -15,13 +15,13 @@ from typing import Any
 import structlog
 from mcp_types import CallToolResult, TextContent
 
-from ..config import Config
-from ..tokens import TokenError, read_existing
-from .access import Access, AccessError, agent_id_for
-from .common import ServingBackend, Signal
-from .inbox import Deadlines, Inbox, Reply
-from .render import request_data, request_text
-from .sampling import Host, SamplingBackend
+from mcp_local_provider.core.config import Config
+from mcp_local_provider.mcp.common import ServingBackend, Signal
+from mcp_local_provider.mcp.inbox import Deadlines, Inbox, Reply
+from mcp_local_provider.mcp.render import request_data, request_text
+from mcp_local_provider.mcp.sampling import Host, SamplingBackend
+from mcp_local_provider.mcp.session import Access, AccessError, agent_id_for
+from mcp_local_provider.policy.tokens import TokenError, read_existing
 
 log = structlog.get_logger("mcp_local_provider.mcp")
 

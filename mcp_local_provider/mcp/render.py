@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..agent.events import InvokeRequest, text_of
+from mcp_local_provider.agent.events import InvokeRequest, text_of
 
 # Parameters worth showing to the model that answers; the rest (stream, user, seed, ...) only
 # matter to the daemon or cannot be honoured by an agent.

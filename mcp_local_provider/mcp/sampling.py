@@ -32,11 +32,11 @@ from mcp_types import (
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
-from ..agent.backend import BackendError
-from ..agent.events import Event, Finish, InvokeRequest, TextDelta
-from .common import ServingBackend
-from .limits import estimate_tokens, limit
-from .render import completion_prompt, message_text
+from mcp_local_provider.agent.backend import BackendError
+from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest, TextDelta
+from mcp_local_provider.mcp.common import ServingBackend
+from mcp_local_provider.mcp.output_limit import estimate_tokens, limit
+from mcp_local_provider.mcp.render import completion_prompt, message_text
 
 # How hosts say "the user said no": the spec's example uses code -1; others only say it in words.
 _REFUSAL = re.compile(r"reject|refus|denied|declin|not allowed|cancel", re.IGNORECASE)
@@ -132,7 +132,7 @@ class SamplingBackend(ServingBackend):
         self.host = host
         self.default_max_tokens = default_max_tokens
 
-    async def run(self, request: InvokeRequest) -> AsyncIterator[Event]:
+    async def run(self, request: InvokeRequest) -> AsyncIterator[BackendEvent]:
         problem = self.host.sampling_problem()
         if problem is not None or self.host.session is None:
             raise BackendError(f"unsupported: {problem}", "unsupported")

@@ -17,10 +17,10 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
-from .. import __version__
-from ..config import Config
-from . import wording
-from .provider import SERVABLE_SCOPES, Options, Provider, reply_result
+from mcp_local_provider import __version__
+from mcp_local_provider.core.config import Config
+from mcp_local_provider.mcp import wording
+from mcp_local_provider.mcp.provider import SERVABLE_SCOPES, Options, Provider, reply_result
 
 __all__ = ["Options", "build_server", "run_stdio"]
 

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from .. import errors
-from ..protocol import MAX_TOOL_CALLS, ModelResult, ModelStreamChunk
+from mcp_local_provider.core import errors
+from mcp_local_provider.core.codec import dumps
+from mcp_local_provider.core.protocol import MAX_TOOL_CALLS, ModelResult, ModelStreamChunk
 
 M = TypeVar("M", bound=BaseModel)
-
-_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-def dumps(value: Any) -> str:
-    """Compact JSON, as sent on the wire."""
-    return _compact(value)
 
 
 def parse_body(model: type[M], body: bytes) -> M:

@@ -10,10 +10,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .. import errors
-from ..models import Entry
-from ..protocol import ModelResult, ModelStreamChunk
-from .ollama import Options, Request
+from mcp_local_provider.core import errors
+from mcp_local_provider.core.catalog import Entry
+from mcp_local_provider.core.protocol import ModelResult, ModelStreamChunk
+from mcp_local_provider.translate.ollama.chat import Options, Request
 
 
 def vectors(event: ModelStreamChunk | ModelResult, count: int) -> list[list[float]]:

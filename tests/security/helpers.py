@@ -233,9 +233,9 @@ class CountingEcho:
 
 async def audit_lines(daemon: Daemon) -> list[dict[str, Any]]:
     """Every line of the daemon's audit log, once the writer caught up."""
-    from mcp_local_provider.security import SECURITY
+    from mcp_local_provider.http.state import STATE
 
-    audit = daemon.app[SECURITY].audit
+    audit = daemon.app[STATE].security.audit
     await audit.drain()
     if not audit.path.exists():
         return []

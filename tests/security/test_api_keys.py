@@ -11,8 +11,8 @@ import aiohttp
 import openai
 import pytest
 
-from mcp_local_provider.access import ApiKeys, key_digest, keys_from_text
-from mcp_local_provider.security import SECURITY
+from mcp_local_provider.http.state import STATE
+from mcp_local_provider.policy.keys import ApiKeys, key_digest, keys_from_text
 from tests.fakes import Daemon
 from tests.security.helpers import audit_lines, chat_body
 
@@ -116,7 +116,7 @@ async def test_keys_file_with_plain_keys_and_digests(
         f"# editor keys\n{KEY}\n\nsha256:{hashlib.sha256(second.encode()).hexdigest()}\n"
     )
     daemon = await start_daemon(api_keys_file=keys)
-    assert len(daemon.app[SECURITY].keys) == 2
+    assert len(daemon.app[STATE].security.keys) == 2
     for key, status in ((KEY, 200), (second, 200), ("third", 401)):
         async with http.get(daemon.url + "/v1/models", headers={"x-api-key": key}) as response:
             assert response.status == status
@@ -134,7 +134,7 @@ def test_keys_are_held_only_as_digests() -> None:
 def test_keys_are_compared_with_compare_digest(monkeypatch: pytest.MonkeyPatch) -> None:
     import hmac
 
-    from mcp_local_provider import access
+    from mcp_local_provider.policy import keys as key_module
 
     calls: list[tuple[str, str]] = []
     real = hmac.compare_digest
@@ -143,7 +143,7 @@ def test_keys_are_compared_with_compare_digest(monkeypatch: pytest.MonkeyPatch) 
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(access.hmac, "compare_digest", spy)
+    monkeypatch.setattr(key_module.hmac, "compare_digest", spy)
     keys = ApiKeys([key_digest("one"), key_digest("two")])
     assert keys.match("one") is not None
     assert len(calls) == 2  # every digest is compared, whether or not one matched already
@@ -151,7 +151,7 @@ def test_keys_are_compared_with_compare_digest(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_key_values_are_never_echoed_in_configuration_errors(tmp_path: Path) -> None:
-    from mcp_local_provider.config import ConfigError, load_config
+    from mcp_local_provider.core.config import ConfigError, load_config
 
     with pytest.raises(ConfigError) as raised:
         load_config(overrides={"api_keys": [KEY, 12345]}, environ={}, cwd=tmp_path)

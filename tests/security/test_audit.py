@@ -17,9 +17,9 @@ from typing import Any
 import aiohttp
 from structlog.testing import capture_logs
 
-from mcp_local_provider.digest import PREFIX, PromptDigester, canonical
-from mcp_local_provider.security import SECURITY
-from mcp_local_provider.translate.openai import ChatRequest
+from mcp_local_provider.http.state import STATE
+from mcp_local_provider.policy.digest import PREFIX, PromptDigester, canonical
+from mcp_local_provider.translate.openai.chat import ChatRequest
 from tests.fakes import Daemon, until
 from tests.readings import Meter
 from tests.security.helpers import audit_lines, chat_body, granted_raw_agent
@@ -56,7 +56,7 @@ async def test_a_request_line_has_every_field_and_no_prompt(
     assert line["bytes_in"] == len(chat_body(PROMPT)) and line["bytes_out"] == len(text)
     assert line["total_tokens"] == 10 and line["frames"] == 6  # five words, then the finish
     assert line["digest_alg"] == "hmac-sha256"
-    raw = echo_daemon.app[SECURITY].audit.path.read_text()
+    raw = echo_daemon.app[STATE].security.audit.path.read_text()
     assert "audit-canary" not in raw and "canary" not in raw
 
 
@@ -144,7 +144,7 @@ async def test_lines_cannot_be_forged_through_claimed_fields(
     agent = await raw_agent(daemon)
     await granted_raw_agent(agent, label=forged, reason=forged)
     await audit_lines(daemon)
-    raw = daemon.app[SECURITY].audit.path.read_bytes()
+    raw = daemon.app[STATE].security.audit.path.read_bytes()
     assert raw.isascii()
     lines = raw.split(b"\n")
     assert lines[-1] == b""
@@ -174,8 +174,8 @@ async def test_file_is_0600_and_rotates_by_size(
         ) as response:
             assert response.status == 200
     await audit_lines(daemon)
-    assert_rotated(daemon.app[SECURITY].audit.path)
-    assert daemon.app[SECURITY].audit.lost == 0
+    assert_rotated(daemon.app[STATE].security.audit.path)
+    assert daemon.app[STATE].security.audit.lost == 0
 
 
 async def test_an_existing_loose_file_is_tightened_to_0600(
@@ -186,7 +186,7 @@ async def test_an_existing_loose_file_is_tightened_to_0600(
     path.write_text("")
     os.chmod(path, 0o644)
     daemon = await start_daemon(audit_log=path)
-    daemon.app[SECURITY].audit.event({"event": "probe"})
+    daemon.app[STATE].security.audit.event({"event": "probe"})
     await audit_lines(daemon)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
@@ -196,7 +196,7 @@ async def test_fails_closed_and_recovers(
 ) -> None:
     daemon = await start_daemon(audit_log=tmp_path / "a" / "audit.jsonl", audit_retry_interval=0.05)
     await daemon.start_agent()
-    audit = daemon.app[SECURITY].audit
+    audit = daemon.app[STATE].security.audit
     url = daemon.url + "/v1/chat/completions"
 
     async def status() -> int:
@@ -299,7 +299,7 @@ def test_the_same_prompt_digests_the_same_on_openai_and_ollama_payloads() -> Non
 
 
 async def test_lines_are_flushed_one_by_one(daemon: Daemon) -> None:
-    audit = daemon.app[SECURITY].audit
+    audit = daemon.app[STATE].security.audit
     for n in range(3):
         audit.event({"event": "probe", "n": n})
         await audit.drain()

@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from mcp_local_provider.security import SECURITY
-from mcp_local_provider.tokens import fingerprint
+from mcp_local_provider.http.state import STATE
+from mcp_local_provider.policy.tokens import fingerprint
 from tests.fakes import BRIDGE_TOKEN, Daemon, until
 from tests.security.helpers import granted_raw_agent
 
@@ -53,7 +53,7 @@ async def test_rate_limit_lifts_after_the_budget_refills(
     start_daemon: Any, http: aiohttp.ClientSession
 ) -> None:
     daemon = await start_daemon(auth_failures_per_minute=1)
-    failures = daemon.app[SECURITY].failures
+    failures = daemon.app[STATE].security.failures
     now = [1000.0]
     failures.clock = lambda: now[0]
     assert await connect_status(http, daemon, "wrong") == 401
@@ -102,7 +102,7 @@ async def test_pending_approvals_are_capped_per_token(
     # Deciding one frees its slot.
     first = next(iter(daemon.state.registry))
     daemon.state.hub.deny(first.id)
-    await until(lambda: daemon.app[SECURITY].handshakes.in_use == 1)
+    await until(lambda: daemon.app[STATE].security.handshakes.in_use == 1)
     ws = await http.ws_connect(daemon.ws_url, headers=daemon.auth)
     await ws.close()
 
@@ -117,7 +117,7 @@ async def test_connections_that_never_say_hello_hold_a_slot_too(
     assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     assert silent.close_code == 4401
     await silent.close()
-    await until(lambda: daemon.app[SECURITY].handshakes.in_use == 0)
+    await until(lambda: daemon.app[STATE].security.handshakes.in_use == 0)
     ws = await http.ws_connect(daemon.ws_url, headers=daemon.auth)
     await ws.close()
 

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from mcp_local_provider.agent.backends.echo import EchoBackend
-from mcp_local_provider.security import SECURITY
+from mcp_local_provider.http.state import STATE
 from tests.fakes import Daemon, until
 from tests.security.helpers import (
     chat_body,
@@ -45,7 +45,7 @@ async def test_body_over_the_limit_is_413(start_daemon: Any, http: aiohttp.Clien
 
 
 async def test_default_body_limit_is_10_mib(daemon: Daemon, http: aiohttp.ClientSession) -> None:
-    assert daemon.app[SECURITY].config.max_body_bytes == 10 * 1024 * 1024
+    assert daemon.app[STATE].security.config.max_body_bytes == 10 * 1024 * 1024
     body = io.BytesIO(chat_body("x" * (10 * 1024 * 1024 + 1)))
     async with http.post(daemon.url + "/v1/chat/completions", data=body, headers=JSON) as r:
         assert r.status == 413
@@ -193,7 +193,7 @@ async def test_requests_beyond_max_in_flight_are_503(
 ) -> None:
     daemon = await start_daemon(max_in_flight=1)
     await daemon.start_agent(EchoBackend(delay=0.1))
-    security = daemon.app[SECURITY]
+    security = daemon.app[STATE].security
     slow = asyncio.create_task(post_chat(daemon, http, chat_body("one two three four five")))
     await until(lambda: security.in_flight == 1)
     async with http.post(

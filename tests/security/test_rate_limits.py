@@ -11,11 +11,11 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from mcp_local_provider import errors
 from mcp_local_provider.agent.backends.echo import EchoBackend
-from mcp_local_provider.middlewares import error_response
-from mcp_local_provider.ratelimit import TokenBucket, usage_tokens
-from mcp_local_provider.security import SECURITY
+from mcp_local_provider.core import errors
+from mcp_local_provider.http.middleware.errors import error_response
+from mcp_local_provider.http.state import STATE
+from mcp_local_provider.policy.rate_limits import TokenBucket, usage_tokens
 from tests.fakes import until
 from tests.security.helpers import audit_lines, chat_body
 
@@ -166,7 +166,7 @@ async def test_a_limited_session_does_not_hold_up_another(
     await daemon.start_agent(agent_id="second")
     statuses = [(await chat(http, daemon.url))[0] for _ in range(3)]
     assert statuses == [200, 200, 429]
-    assert daemon.app[SECURITY].throttle.requests_per_minute == 1
+    assert daemon.app[STATE].security.throttle.requests_per_minute == 1
 
 
 async def test_429_on_an_ollama_route_is_in_the_ollama_shape(

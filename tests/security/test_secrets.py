@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from mcp_local_provider.agent import AgentClient
 from mcp_local_provider.agent.backends.echo import EchoBackend
-from mcp_local_provider.tokens import fingerprint
+from mcp_local_provider.policy.tokens import fingerprint
 from tests.fakes import wait_for
 from tests.security.helpers import raw_exchange, raw_request
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from mcp_local_provider.registry import Registry, SessionLimits, SessionState, hash_token
+from mcp_local_provider.core.registry import Registry, SessionLimits, SessionState, hash_token
 from tests.fakes import Daemon, until
 from tests.security.helpers import chat_body, granted_raw_agent
 

@@ -6,10 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import BackendError
-from ..emulation import Prompt
-from ..events import Event, Finish, InvokeRequest, ReasoningDelta
-from .cli import SYSTEM_ARG_LIMIT, CliBackend, OutputParser, text_blocks, usage_from
+from mcp_local_provider.agent.backend import BackendError
+from mcp_local_provider.agent.backends.cli import (
+    SYSTEM_ARG_LIMIT,
+    CliBackend,
+    OutputParser,
+    text_blocks,
+    usage_from,
+)
+from mcp_local_provider.agent.emulation import Prompt
+from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest, ReasoningDelta
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -28,7 +34,7 @@ class ClaudeParser(OutputParser):
         # Text streamed since the last whole assistant message (which repeats it).
         self._streamed = False
 
-    def feed(self, event: dict[str, Any]) -> list[Event]:
+    def feed(self, event: dict[str, Any]) -> list[BackendEvent]:
         kind = event.get("type")
         if kind == "stream_event":
             return self._stream_event(event.get("event") or {})
@@ -42,7 +48,7 @@ class ClaudeParser(OutputParser):
             return self._result(event)
         return []
 
-    def _stream_event(self, event: dict[str, Any]) -> list[Event]:
+    def _stream_event(self, event: dict[str, Any]) -> list[BackendEvent]:
         kind = event.get("type")
         if kind == "content_block_delta":
             delta = event.get("delta") or {}
@@ -57,7 +63,7 @@ class ClaudeParser(OutputParser):
                 self.stop_reason = str(reason)
         return []
 
-    def _result(self, event: dict[str, Any]) -> list[Event]:
+    def _result(self, event: dict[str, Any]) -> list[BackendEvent]:
         self.done = True
         subtype = str(event.get("subtype") or "")
         if subtype == "error_max_turns":

@@ -11,12 +11,12 @@ from typing import Any
 
 import structlog
 
-from ...config import BackendSettings
-from ...protocol import ModelSpec
-from ..backend import Backend, BackendError
-from ..emulation import Prompt, flatten
-from ..events import Event, Finish, InvokeRequest, TextDelta
-from ..process import CliProcess, find_binary
+from mcp_local_provider.agent.backend import Backend, BackendError
+from mcp_local_provider.agent.emulation import Prompt, flatten
+from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest, TextDelta
+from mcp_local_provider.agent.process import CliProcess, find_binary
+from mcp_local_provider.core.config import BackendSettings
+from mcp_local_provider.core.protocol import ModelSpec
 
 log = structlog.get_logger("mcp_local_provider.agent.cli")
 
@@ -67,16 +67,16 @@ class OutputParser(ABC):
         self._last_message = ""
 
     @abstractmethod
-    def feed(self, event: dict[str, Any]) -> list[Event]: ...
+    def feed(self, event: dict[str, Any]) -> list[BackendEvent]: ...
 
-    def text(self, text: str) -> list[Event]:
+    def text(self, text: str) -> list[BackendEvent]:
         """A token-level delta."""
         if not text:
             return []
         self.sent += text
         return [TextDelta(text)]
 
-    def message(self, text: str) -> list[Event]:
+    def message(self, text: str) -> list[BackendEvent]:
         """A whole message. A repeat of the previous one is dropped, and a message that extends
         the previous one sends only what is new (some CLIs repeat or accumulate messages)."""
         last, self._last_message = self._last_message, text
@@ -86,7 +86,7 @@ class OutputParser(ABC):
             return self.text(text[len(last) :])
         return self.text(text)
 
-    def final(self, text: Any) -> list[Event]:
+    def final(self, text: Any) -> list[BackendEvent]:
         """The final text of a result: send whatever part of it was not sent yet."""
         if not isinstance(text, str) or not text:
             return []
@@ -95,7 +95,7 @@ class OutputParser(ABC):
         log.info("cli_result_differs", cli=self.cli, sent=len(self.sent), final=len(text))
         return []
 
-    def end(self, code: int, stderr: str) -> list[Event]:
+    def end(self, code: int, stderr: str) -> list[BackendEvent]:
         """The output is over and the CLI exited with ``code``."""
         if self.done:
             return []
@@ -186,7 +186,7 @@ class CliBackend(Backend):
             await self.start()
         return flatten(request)
 
-    async def run(self, request: InvokeRequest) -> AsyncIterator[Event]:
+    async def run(self, request: InvokeRequest) -> AsyncIterator[BackendEvent]:
         prompt = await self._ready(request)
         parser = self.parser()
         stdin = self.stdin_text(prompt).encode()

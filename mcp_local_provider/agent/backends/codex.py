@@ -15,12 +15,12 @@ from collections.abc import AsyncIterator
 from contextlib import suppress
 from typing import Any
 
-from ... import __version__
-from ..backend import BackendError
-from ..emulation import Prompt
-from ..events import Event, Finish, InvokeRequest, ReasoningDelta
-from ..process import CliProcess
-from .cli import CliBackend, OutputParser, usage_from
+from mcp_local_provider import __version__
+from mcp_local_provider.agent.backend import BackendError
+from mcp_local_provider.agent.backends.cli import CliBackend, OutputParser, usage_from
+from mcp_local_provider.agent.emulation import Prompt
+from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest, ReasoningDelta
+from mcp_local_provider.agent.process import CliProcess
 
 CLIENT_INFO = {"name": "mcp_local_provider", "title": "mcp-local-provider", "version": __version__}
 REASONING_DELTAS = ("item/reasoning/summaryTextDelta", "item/reasoning/textDelta")
@@ -38,7 +38,7 @@ class CodexParser(OutputParser):
         self.error: str | None = None
         self._items: dict[str, str] = {}  # agent message id -> text streamed for it
 
-    def feed(self, event: dict[str, Any]) -> list[Event]:
+    def feed(self, event: dict[str, Any]) -> list[BackendEvent]:
         method = event.get("method")
         params = event.get("params") or {}
         if method == "item/agentMessage/delta":
@@ -61,8 +61,8 @@ class CodexParser(OutputParser):
             return self._turn_completed(params.get("turn") or {})
         return []
 
-    def _delta(self, item: str, text: str) -> list[Event]:
-        out: list[Event] = []
+    def _delta(self, item: str, text: str) -> list[BackendEvent]:
+        out: list[BackendEvent] = []
         if item not in self._items:
             self._items[item] = ""
             if self.sent:  # a new message: keep it apart from the last one
@@ -70,7 +70,7 @@ class CodexParser(OutputParser):
         self._items[item] += text
         return out + self.text(text)
 
-    def _completed(self, item: str, text: str) -> list[Event]:
+    def _completed(self, item: str, text: str) -> list[BackendEvent]:
         streamed = self._items.get(item)
         if streamed is None:
             return self._delta(item, text)
@@ -87,7 +87,7 @@ class CodexParser(OutputParser):
                 counts.get("cachedInputTokens"),
             )
 
-    def _turn_completed(self, turn: dict[str, Any]) -> list[Event]:
+    def _turn_completed(self, turn: dict[str, Any]) -> list[BackendEvent]:
         self.done = True
         status = turn.get("status")
         if status == "completed":
@@ -111,7 +111,7 @@ class CodexBackend(CliBackend):
     def parser(self) -> OutputParser:
         return CodexParser()
 
-    async def run(self, request: InvokeRequest) -> AsyncIterator[Event]:
+    async def run(self, request: InvokeRequest) -> AsyncIterator[BackendEvent]:
         prompt = await self._ready(request)
         parser = CodexParser()
         ids = itertools.count(1)

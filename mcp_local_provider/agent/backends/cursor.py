@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import BackendError
-from ..emulation import Prompt
-from ..events import Event, Finish, InvokeRequest
-from .cli import CliBackend, OutputParser, text_blocks
+from mcp_local_provider.agent.backend import BackendError
+from mcp_local_provider.agent.backends.cli import CliBackend, OutputParser, text_blocks
+from mcp_local_provider.agent.emulation import Prompt
+from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest
 
 
 class CursorParser(OutputParser):
     cli = "cursor-agent"
 
-    def feed(self, event: dict[str, Any]) -> list[Event]:
+    def feed(self, event: dict[str, Any]) -> list[BackendEvent]:
         kind = event.get("type")
         if kind == "assistant":
             message = event.get("message") or {}

@@ -14,9 +14,16 @@ import re
 import struct
 from collections.abc import AsyncIterator
 
-from ...protocol import ModelSpec
-from ..backend import Backend
-from ..events import Embeddings, Event, Finish, InvokeRequest, TextDelta, text_of
+from mcp_local_provider.agent.backend import Backend
+from mcp_local_provider.agent.events import (
+    BackendEvent,
+    Embeddings,
+    Finish,
+    InvokeRequest,
+    TextDelta,
+    text_of,
+)
+from mcp_local_provider.core.protocol import ModelSpec
 
 _PIECES = re.compile(r"\s*\S+\s*|\s+")
 SUFFIX_MARKER = "<|suffix|>"
@@ -77,7 +84,7 @@ class EchoBackend(Backend):
         )
         return last_user, " ".join(texts)
 
-    async def run(self, request: InvokeRequest) -> AsyncIterator[Event]:
+    async def run(self, request: InvokeRequest) -> AsyncIterator[BackendEvent]:
         if request.kind == "embedding":
             words = sum(count_words(t) for t in request.input)
             yield Embeddings(

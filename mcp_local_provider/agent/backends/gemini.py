@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import BackendError
-from ..emulation import Prompt
-from ..events import Event, Finish, InvokeRequest
-from .cli import CliBackend, OutputParser, failure, usage_from
+from mcp_local_provider.agent.backend import BackendError
+from mcp_local_provider.agent.backends.cli import CliBackend, OutputParser, failure, usage_from
+from mcp_local_provider.agent.emulation import Prompt
+from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest
 
 EXIT_MEANINGS = {
     41: ("gemini is not signed in (exit 41); run `gemini` once to sign in", "backend_unavailable"),
@@ -32,7 +32,7 @@ class GeminiParser(OutputParser):
         self.error: str | None = None
         self.usage: dict[str, Any] | None = None
 
-    def feed(self, event: dict[str, Any]) -> list[Event]:
+    def feed(self, event: dict[str, Any]) -> list[BackendEvent]:
         kind = event.get("type")
         if kind == "message" and event.get("role") == "assistant":
             content = str(event.get("content") or "")
@@ -55,7 +55,7 @@ class GeminiParser(OutputParser):
             self.error = str(message or self.error or "unknown error")
         return []
 
-    def end(self, code: int, stderr: str) -> list[Event]:
+    def end(self, code: int, stderr: str) -> list[BackendEvent]:
         if self.done:
             return []
         if code == EXIT_TURN_LIMIT:

@@ -16,18 +16,18 @@ from typing import Any
 
 import aiohttp
 
-from ...config import BackendSettings
-from ...protocol import MODEL_NAME_PATTERN, ModelSpec
-from ..backend import Backend, BackendError
-from ..events import (
+from mcp_local_provider.agent.backend import Backend, BackendError
+from mcp_local_provider.agent.events import (
+    BackendEvent,
     Embeddings,
-    Event,
     Finish,
     InvokeRequest,
     ReasoningDelta,
     TextDelta,
     ToolCallDelta,
 )
+from mcp_local_provider.core.config import BackendSettings
+from mcp_local_provider.core.protocol import MODEL_NAME_PATTERN, ModelSpec
 
 #: What an upstream model can do is unknown here: everything is passed on, and the upstream
 #: answers what it cannot do with an error.
@@ -149,7 +149,7 @@ class OpenAIBackend(Backend):
             **streaming,
         }
 
-    async def run(self, request: InvokeRequest) -> AsyncIterator[Event]:
+    async def run(self, request: InvokeRequest) -> AsyncIterator[BackendEvent]:
         if self._http is None:
             await self.start()
         assert self._http is not None
@@ -191,7 +191,7 @@ class _StreamRelay:
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
 
-    def line(self, raw: bytes) -> list[Event]:
+    def line(self, raw: bytes) -> list[BackendEvent]:
         if not raw.startswith(b"data:"):
             return []  # blank lines, comments, "event:" and "id:" fields
         data = raw[5:].strip()
@@ -213,7 +213,7 @@ class _StreamRelay:
         choice = choices[0]
         if choice.get("finish_reason"):
             self.finish_reason = str(choice["finish_reason"])
-        events: list[Event] = []
+        events: list[BackendEvent] = []
         delta = choice.get("delta")
         if not isinstance(delta, dict):  # the legacy completions stream
             if choice.get("text"):
@@ -245,7 +245,7 @@ def _tool_call(call: dict[str, Any], index: int = 0) -> ToolCallDelta:
     )
 
 
-def _whole(body: Any, kind: str) -> list[Event]:
+def _whole(body: Any, kind: str) -> list[BackendEvent]:
     """Events for an upstream that answered with one JSON body instead of a stream."""
     if not isinstance(body, dict):
         raise BackendError("the upstream's answer is not a JSON object", "upstream_error")
@@ -256,7 +256,7 @@ def _whole(body: Any, kind: str) -> list[Event]:
         data = sorted(body.get("data") or (), key=lambda d: d.get("index", 0))
         return [Embeddings([list(d.get("embedding") or ()) for d in data], usage)]
     choice = (body.get("choices") or [{}])[0]
-    events: list[Event] = []
+    events: list[BackendEvent] = []
     message = choice.get("message") or {}
     text = choice.get("text") if kind == "completion" else message.get("content")
     if text:

@@ -1,1 +1,0 @@
-"""The aiohttp shell: one module of routes per API family."""

@@ -1,0 +1,96 @@
+"""A call to an agent: what an HTTP request asks (``Call``), its timeouts, and its record while
+in flight (``CallRecord``), which observers receive once it is settled. No I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcp_local_provider.core import errors
+from mcp_local_provider.core.protocol import AnswerFrame, ModelResult
+from mcp_local_provider.core.registry import Session
+from mcp_local_provider.core.scope import RequestScope, new_request_id
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    first_chunk: float
+    idle: float
+    total: float
+    reconnect_grace: float
+
+
+@dataclass
+class Call:
+    """One HTTP request, in the agent protocol's terms."""
+
+    kind: str  # "chat" | "completion" | "embedding"
+    model: str
+    payload: dict[str, Any]
+    stream: bool = False
+    scope: str = "inference"
+    #: Capabilities the serving session must declare for ``model`` (see models.py).
+    needs: tuple[str, ...] = ()
+    session_hint: str | None = None
+    request_id: str = field(default_factory=new_request_id)
+    #: The HTTP request this call serves, if any (its scope collects how the call went).
+    request: RequestScope | None = None
+
+
+class Failure:
+    """An error that ends a call, queued behind the frames that arrived before it."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: errors.ProviderError) -> None:
+        self.error = error
+
+
+class CallRecord:
+    """A call in flight: the queue the agent's frames land in, and how it ended.
+
+    Observers (metrics, audit) receive it once, when the call is settled.
+    """
+
+    __slots__ = (
+        "assigned_at",
+        "call",
+        "cancel_reason",
+        "done",
+        "ended",
+        "first_event_at",
+        "frames",
+        "last_frame_at",
+        "outcome",
+        "queue",
+        "queued_at",
+        "session",
+        "timeout_phase",
+        "usage",
+    )
+
+    def __init__(self, call: Call, session: Session) -> None:
+        self.call = call
+        self.session = session
+        self.queue: asyncio.Queue[AnswerFrame | Failure] = asyncio.Queue()
+        self.done = False  # the agent sent its last frame, or the call was failed
+        self.cancel_reason = "client_disconnected"
+        self.assigned_at = time.monotonic()  # when the session was chosen, just before the invoke
+        self.queued_at = self.assigned_at  # when the call began looking for a session (set by open)
+        self.first_event_at: float | None = None
+        #: When the agent's final frame reached the daemon (None if it never did).
+        self.last_frame_at: float | None = None
+        self.ended: float | None = None
+        self.frames = 0
+        self.usage: dict[str, Any] | None = None
+        #: "ok", an error code ("timeout", "agent_error", "agent_disconnected",
+        #: "session_ended", "shutting_down"), or "client_disconnected".
+        self.outcome: str | None = None
+        #: For a "timeout" outcome: "first_chunk", "idle" or "total".
+        self.timeout_phase: str | None = None
+
+
+def is_terminal(frame: AnswerFrame) -> bool:
+    return isinstance(frame, ModelResult) or frame.finish_reason is not None

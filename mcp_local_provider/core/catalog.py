@@ -1,0 +1,183 @@
+"""The model catalog: which model names the daemon answers to, and what each can do. No I/O.
+
+Names come from the models active agent sessions advertised in ``hello``, plus the aliases in
+the config's ``[models.aliases]`` table. ``foo`` and ``foo:latest`` are one name (as in Ollama),
+and names compare without regard to case. Responses echo the name the client sent; the agent is
+always asked for its own name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from mcp_local_provider.core import errors
+from mcp_local_provider.core.protocol import ModelSpec
+from mcp_local_provider.core.registry import Registry, Session, SessionState
+
+#: Capabilities an agent may declare for a model, and what each lets a client do.
+CAPABILITIES = {
+    "chat": "chat",
+    "completion": "text completion",
+    "fim": "fill-in-the-middle completion (a suffix)",
+    "tools": "tool calls",
+    "embedding": "embeddings",
+    "vision": "images in messages",
+    "thinking": "reasoning output",
+}
+#: Other spellings agents use for the same capabilities.
+_SYNONYMS = {
+    "insert": "fim",
+    "infill": "fim",
+    "suffix": "fim",
+    "embeddings": "embedding",
+    "embed": "embedding",
+    "tool": "tools",
+    "tool_calls": "tools",
+    "reasoning": "thinking",
+    "image": "vision",
+    "images": "vision",
+}
+LATEST = ":latest"
+NO_SESSION = "no agent session is active: start an agent (mcp-local-provider agent) and approve it"
+
+
+def capability(name: str) -> str:
+    """The canonical spelling of a capability name."""
+    lowered = name.strip().lower()
+    return _SYNONYMS.get(lowered, lowered)
+
+
+def capabilities_of(spec: ModelSpec) -> frozenset[str]:
+    return frozenset(capability(c) for c in spec.capabilities)
+
+
+def name_key(name: str) -> str:
+    """What two names must share to be the same model: ``Foo:latest`` is ``foo``."""
+    lowered = name.lower()
+    return lowered[: -len(LATEST)] if lowered.endswith(LATEST) else lowered
+
+
+def tagged(name: str) -> str:
+    """Ollama's display form: a name always carries a tag (``foo`` -> ``foo:latest``)."""
+    return name if ":" in name.rsplit("/", 1)[-1] else name + LATEST
+
+
+def session_can(session: Session, model: str, needed: str) -> bool:
+    """Whether ``session`` declares capability ``needed`` for its model called ``model``."""
+    return any(m.name == model and needed in capabilities_of(m) for m in session.models)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One name the daemon answers to."""
+
+    name: str  # as listed: the agent's own name, or the alias
+    target: str  # the agent's name for the model
+    capabilities: frozenset[str]
+    context_length: int
+    created: float  # when the first session serving it was created (Unix seconds)
+    alias: bool = False
+
+    @property
+    def digest(self) -> str:
+        """A stable 64-hex digest; names for the same agent model share it."""
+        return hashlib.sha256(name_key(self.target).encode()).hexdigest()
+
+    def supports(self, needed: str) -> bool:
+        return needed in self.capabilities
+
+
+class Catalog:
+    """The names served right now, computed from the registry on each call (it is small)."""
+
+    def __init__(
+        self, registry: Registry, aliases: Mapping[str, str], default_context_length: int
+    ) -> None:
+        self.registry = registry
+        self.aliases = dict(aliases)
+        self.default_context_length = default_context_length
+
+    def _served(self) -> dict[str, Entry]:
+        """Agent models of active sessions by name key, merged across sessions."""
+        served: dict[str, Entry] = {}
+        for session in self.registry.in_state(SessionState.ACTIVE):
+            for spec in session.models:
+                served[name_key(spec.name)] = self._merge(
+                    served.get(name_key(spec.name)), spec, session.created_at
+                )
+        return served
+
+    def _merge(self, old: Entry | None, spec: ModelSpec, created: float) -> Entry:
+        length = spec.context_length or self.default_context_length
+        if old is None:
+            return Entry(spec.name, spec.name, capabilities_of(spec), length, created)
+        return Entry(
+            old.name,
+            old.target,
+            old.capabilities | capabilities_of(spec),
+            max(old.context_length, length),
+            min(old.created, created),
+        )
+
+    def entries(self) -> list[Entry]:
+        """Every name served now: agents' models first, then aliases whose target is served."""
+        served = self._served()
+        alias_keys = {name_key(a) for a in self.aliases}
+        listed = [e for key, e in served.items() if key not in alias_keys]
+        for alias, target in self.aliases.items():
+            entry = served.get(name_key(target))
+            if entry is not None:
+                listed.append(_as_alias(entry, alias))
+        return listed
+
+    def find(self, requested: str) -> Entry | None:
+        key = name_key(requested)
+        served = self._served()
+        for alias, target in self.aliases.items():
+            if name_key(alias) == key:
+                entry = served.get(name_key(target))
+                return None if entry is None else _as_alias(entry, alias)
+        return served.get(key)
+
+    def resolve(self, requested: str, needs: Iterable[str] = ()) -> Entry:
+        """The entry for ``requested``; raises ModelNotFound, or Unsupported naming the
+        first capability in ``needs`` the model lacks."""
+        entry = self.find(requested)
+        if entry is None and not self.registry.in_state(SessionState.ACTIVE):
+            raise errors.NoActiveSession(NO_SESSION)
+        if entry is None:
+            raise errors.ModelNotFound(self._not_found(requested))
+        require(entry, requested, needs)
+        return entry
+
+    def _not_found(self, requested: str) -> str:
+        key = name_key(requested)
+        target = next((t for a, t in self.aliases.items() if name_key(a) == key), None)
+        if target is not None:
+            return (
+                f"model {requested!r} not found: it is an alias of {target!r}, "
+                "which no active agent session serves"
+            )
+        names = sorted({e.name for e in self.entries()})
+        if not names:
+            return f"model {requested!r} not found: no active agent session serves any model"
+        return f"model {requested!r} not found; models served now: {', '.join(names)}"
+
+
+def require(entry: Entry, requested: str, needs: Iterable[str]) -> None:
+    """Raise Unsupported naming the first capability in ``needs`` that ``entry`` lacks."""
+    for needed in needs:
+        if not entry.supports(needed):
+            raise errors.Unsupported(
+                f"model {requested!r} does not support {CAPABILITIES.get(needed, needed)}: "
+                f"its agent does not declare the {needed!r} capability",
+                param="model",
+            )
+
+
+def _as_alias(entry: Entry, alias: str) -> Entry:
+    return Entry(
+        alias, entry.target, entry.capabilities, entry.context_length, entry.created, alias=True
+    )

@@ -1,0 +1,52 @@
+"""Which part of the daemon a request is for: one classifier and one route name, used alike by
+the guards, the error shapes, the metrics labels, the access log and the audit log."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from mcp_local_provider.core.scope import UNMATCHED
+
+OPENAI = "openai"
+OLLAMA = "ollama"
+AGENT = "agent"
+CONTROL = "control"
+HEALTH = "health"
+METRICS = "metrics"
+OTHER = "other"
+#: Families whose requests come from editors (CORS, API keys, ``status`` traffic).
+EDITOR_FAMILIES = frozenset({OPENAI, OLLAMA})
+#: Probes and scrapes share one metrics label.
+_METRIC_LABELS = {HEALTH: "ops", METRICS: "ops"}
+
+
+def route_family(path: str) -> str:
+    """The family of a path (or a route template): one of the names above."""
+    if path == "/v1" or path.startswith("/v1/"):
+        return OPENAI
+    if path == "/api" or path.startswith("/api/"):
+        return OLLAMA
+    if path == "/agent":
+        return AGENT
+    if path == "/control" or path.startswith("/control/"):
+        return CONTROL
+    if path in ("/", "/health") or path.startswith("/health/"):
+        return HEALTH
+    if path == "/metrics":
+        return METRICS
+    return OTHER
+
+
+def metric_label(family: str) -> str:
+    """The ``family`` label of the request metrics."""
+    return _METRIC_LABELS.get(family, family)
+
+
+def route_template(request: web.Request) -> str:
+    """The matched route's template (``/control/sessions/{session_id}/approve``), never the
+    raw path or its query, so logs and labels only ever hold the app's routes and
+    ``unmatched``."""
+    resource = request.match_info.route.resource
+    if resource is None or request.match_info.http_exception is not None:
+        return UNMATCHED
+    return resource.canonical

@@ -1,0 +1,176 @@
+"""Logs and metrics around every request: the outermost middleware.
+
+It sees every request, including those another middleware refused, with its final status. It
+opens the request's ``RequestScope`` (``core/scope.py``), binds ``request_id`` for every log
+line about the request (the router adds ``session_id`` once a session is chosen), counts the
+request and writes one access line. What each call did is recorded by ``obs/calls.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from mcp_local_provider.core.errors import AgentTimeout
+from mcp_local_provider.core.scope import UNMATCHED, RequestScope, new_request_id
+from mcp_local_provider.http.families import (
+    EDITOR_FAMILIES,
+    HEALTH,
+    METRICS,
+    metric_label,
+    route_family,
+    route_template,
+)
+from mcp_local_provider.http.state import MAPPED_ERROR, SCOPE, STATE, State
+from mcp_local_provider.obs.metrics import METHODS, OTHER
+
+access_log = structlog.get_logger("mcp_local_provider.access")
+log = structlog.get_logger("mcp_local_provider.instrumentation")
+
+#: Status for a request whose client went away first (nginx's convention).
+CLIENT_CLOSED = 499
+SWITCHING_PROTOCOLS = 101
+#: Statuses (or error codes) the middleware counts as rejections when no guard said why.
+_REJECTED_BY_STATUS = {400: "validation", 401: "auth", 413: "size", 415: "validation"}
+_REJECTED_BY_CODE = {"rate_limited": "rate_limited"}
+
+
+def install(app: web.Application) -> None:
+    """Tag every response with its request id."""
+    app.on_response_prepare.append(_tag_response)
+
+
+async def _tag_response(request: web.Request, response: web.StreamResponse) -> None:
+    ctx = request.get(SCOPE)
+    if ctx is not None:
+        response.headers["X-Request-Id"] = ctx.request_id
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    state = request.app[STATE]
+    route = route_template(request)
+    ctx = RequestScope(
+        new_request_id(),
+        time.monotonic(),
+        family=route_family(request.path if route == UNMATCHED else route),
+        route=route,
+        method=request.method,
+        peer=request.remote,
+    )
+    family = metric_label(ctx.family)
+    if state.config.access_log:
+        ctx.client = _client(request)
+    request[SCOPE] = ctx
+    # Cleared again when the request ends, so nothing carries over to the next one.
+    structlog.contextvars.bind_contextvars(request_id=ctx.request_id)
+    websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+    if not websocket:
+        state.metrics.request_started(family)
+    status = 500
+    response: web.StreamResponse | None = None
+    try:
+        response = await handler(request)
+        if not response.prepared:
+            # Send it here rather than after the middleware returns, so the duration and
+            # the access line cover the whole response.
+            await response.prepare(request)
+            await response.write_eof()
+        status = response.status
+        return response
+    except (asyncio.CancelledError, ConnectionResetError):
+        # An agent socket is upgraded before its handler first waits, so when its peer hangs
+        # up the connection had been a WebSocket: that is its normal end, not a cancellation.
+        status = SWITCHING_PROTOCOLS if websocket else CLIENT_CLOSED
+        raise
+    except web.HTTPException as exc:  # below 400: error_middleware turns the rest into JSON
+        status = exc.status
+        raise
+    finally:
+        if not websocket:
+            state.metrics.request_ended_in_flight(family)
+        try:
+            _finish(request, state, ctx, status, response)
+        except Exception:  # metrics and logs must never break a request
+            log.exception("request_observer_failed")
+        finally:
+            structlog.contextvars.clear_contextvars()
+
+
+def _finish(
+    request: web.Request,
+    state: State,
+    ctx: RequestScope,
+    status: int,
+    response: web.StreamResponse | None,
+) -> None:
+    metrics = state.metrics
+    family = metric_label(ctx.family)
+    duration = time.monotonic() - ctx.started
+    method = request.method if request.method in METHODS else OTHER
+    metrics.request_finished(
+        family=family,
+        route=ctx.route,
+        method=method,
+        model=ctx.model,
+        status=status,
+        duration=None if status == SWITCHING_PROTOCOLS else duration,
+    )
+    if status == CLIENT_CLOSED:
+        metrics.cancelled.labels(family).inc()
+    error = request.get(MAPPED_ERROR)
+    reason = _REJECTED_BY_STATUS.get(status) or _REJECTED_BY_CODE.get(getattr(error, "code", ""))
+    if reason is not None and ctx.rejected is None:
+        metrics.rejected(reason)
+    if isinstance(error, AgentTimeout) and error.phase == "queue":
+        metrics.timeouts.labels("queue").inc()  # other phases are counted when calls settle
+    if ctx.answered and ctx.agent_from is not None and ctx.agent_to is not None:
+        waited = ctx.agent_to - ctx.agent_from
+        metrics.relay_overhead.labels(family).observe(max(0.0, duration - waited))
+    if ctx.family in EDITOR_FAMILIES:
+        state.traffic.record(status)
+    if state.config.access_log:
+        _access_line(request, ctx, status, duration, response, error)
+
+
+def _client(request: web.Request) -> str:
+    """``host:port`` of the peer, taken when the request starts (the socket may be gone later)."""
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "-"
+
+
+def _access_line(
+    request: web.Request,
+    ctx: RequestScope,
+    status: int,
+    duration: float,
+    response: web.StreamResponse | None,
+    error: object,
+) -> None:
+    """One uvicorn-style line per request: client, method, path (never the query), status."""
+    version = f"{request.version.major}.{request.version.minor}"
+    line = f'{ctx.client} - "{request.method} {request.path} HTTP/{version}" {status}'
+    fields: dict[str, object] = {
+        "method": request.method,
+        "path": request.path,
+        "status": status,
+        "duration_ms": round(duration * 1000, 3),
+    }
+    if ctx.route != request.path:
+        fields["route"] = ctx.route
+    if ctx.model != OTHER:
+        fields["model"] = ctx.model
+    if ctx.outcome is not None:
+        fields["outcome"] = ctx.outcome
+    code = getattr(error, "code", None)
+    if code is not None:
+        fields["error"] = code
+    if response is not None and response.body_length:
+        fields["bytes"] = response.body_length
+    # Probes and scrapes answer 200 or 503 every few seconds: debug only, unless refused.
+    quiet = ctx.family in (HEALTH, METRICS) and not 400 <= status < 500
+    (access_log.debug if quiet else access_log.info)(line, **fields)

@@ -1,0 +1,144 @@
+"""The Ollama API: ``/``, ``/api/version``, ``/api/tags``, ``/api/ps``, ``/api/show``,
+``/api/chat``, ``/api/generate``, ``/api/embed`` and ``/api/embeddings``.
+
+A missing ``stream`` means streaming here (unlike ``/v1/*``). Bodies are read as JSON whatever
+the Content-Type says (litellm sends none).
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from mcp_local_provider.core.call import Call
+from mcp_local_provider.core.catalog import require
+from mcp_local_provider.core.registry import SessionState
+from mcp_local_provider.http.calls import call_for, fetch_embeddings
+from mcp_local_provider.http.state import STATE
+from mcp_local_provider.http.streaming import relay
+from mcp_local_provider.translate.common import parse_body
+from mcp_local_provider.translate.embeddings import (
+    OllamaEmbeddingsRequest,
+    OllamaEmbedRequest,
+    shorten,
+)
+from mcp_local_provider.translate.ollama import models as shapes
+from mcp_local_provider.translate.ollama.chat import ChatRequest, GenerateRequest, ShowRequest
+from mcp_local_provider.translate.ollama.stream import (
+    NDJSON_CONTENT_TYPE,
+    OllamaReply,
+    error_line,
+    loaded,
+)
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/")
+async def root(request: web.Request) -> web.Response:
+    return web.Response(text="Ollama is running")
+
+
+@routes.get("/api/version")
+async def version(request: web.Request) -> web.Response:
+    return web.json_response({"version": shapes.OLLAMA_VERSION})
+
+
+@routes.get("/api/tags")
+async def tags(request: web.Request) -> web.Response:
+    return web.json_response(shapes.tags(request.app[STATE].catalog.entries()))
+
+
+@routes.get("/api/ps")
+async def running(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    connected = [s for s in state.registry.in_state(SessionState.ACTIVE) if s.connected]
+    models = []
+    for entry in state.catalog.entries():
+        expiries = [s.expires_at or 0.0 for s in connected if s.serves(entry.target)]
+        if expiries:
+            models.append(shapes.running(entry, max(expiries)))
+    return web.json_response({"models": models})
+
+
+@routes.post("/api/show")
+async def show(request: web.Request) -> web.Response:
+    asked = parse_body(ShowRequest, await request.read())
+    entry = request.app[STATE].catalog.resolve(asked.model)
+    user_agent = request.headers.get("User-Agent", "")
+    return web.json_response(shapes.show(entry, asked.model, user_agent))
+
+
+@routes.post("/api/chat")
+async def chat(request: web.Request) -> web.StreamResponse:
+    started = time.monotonic_ns()
+    asked = parse_body(ChatRequest, await request.read())
+    needs = asked.needs()
+    entry = request.app[STATE].catalog.resolve(asked.model, needs)
+    if not asked.messages:
+        return web.json_response(loaded(asked.model, "chat", asked.load_reason))
+    call = call_for(request, "chat", entry.target, asked.payload(entry), asked.streaming, needs)
+    return await _answer(request, call, OllamaReply(asked.model, "chat", started=started))
+
+
+@routes.post("/api/generate")
+async def generate(request: web.Request) -> web.StreamResponse:
+    started = time.monotonic_ns()
+    asked = parse_body(GenerateRequest, await request.read())
+    entry = request.app[STATE].catalog.resolve(asked.model)
+    needs = asked.needs(entry)  # which depends on what the model can do (chat or completion)
+    require(entry, asked.model, needs)
+    if asked.loads_only:
+        return web.json_response(loaded(asked.model, "generate", asked.load_reason))
+    kind = asked.kind(entry)
+    call = call_for(request, kind, entry.target, asked.payload(entry), asked.streaming, needs)
+    return await _answer(request, call, OllamaReply(asked.model, "generate", started=started))
+
+
+@routes.post("/api/embed")
+async def embed(request: web.Request) -> web.Response:
+    started = time.monotonic_ns()
+    asked = parse_body(OllamaEmbedRequest, await request.read())
+    entry = request.app[STATE].catalog.resolve(asked.model, ["embedding"])
+    texts = asked.inputs()
+    if not texts:
+        return web.json_response({"model": asked.model, "embeddings": []})
+    found, usage = await fetch_embeddings(request, entry, texts, asked.dimensions)
+    return web.json_response(
+        {
+            "model": asked.model,
+            "embeddings": [shorten(v, asked.dimensions) for v in found],
+            "total_duration": time.monotonic_ns() - started,
+            "prompt_eval_count": usage["prompt_tokens"],
+        }
+    )
+
+
+@routes.post("/api/embeddings")
+async def embeddings(request: web.Request) -> web.Response:
+    asked = parse_body(OllamaEmbeddingsRequest, await request.read())
+    entry = request.app[STATE].catalog.resolve(asked.model, ["embedding"])
+    if not asked.prompt:
+        return web.json_response({"embedding": []})
+    found, _ = await fetch_embeddings(request, entry, [asked.prompt], None)
+    return web.json_response({"embedding": found[0]})
+
+
+# -- shared steps -------------------------------------------------------------------------
+
+
+async def _answer(request: web.Request, call: Call, reply: OllamaReply) -> web.StreamResponse:
+    async with request.app[STATE].router.open(call) as events:
+        if call.stream:
+            return await relay(
+                request,
+                events,
+                content_type=NDJSON_CONTENT_TYPE,
+                encode=reply.encode,
+                finish=reply.finish,
+                encode_error=error_line,
+            )
+        async for event in events:
+            reply.add(event)
+        return web.json_response(reply.body())  # inside: a bad answer counts as the call's

@@ -1,0 +1,95 @@
+"""``serve``: start-up, the main loop (wait for a signal), and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable
+
+import structlog
+from aiohttp import web
+
+from mcp_local_provider import __version__
+from mcp_local_provider.core.config import Config
+from mcp_local_provider.core.sessions import Hub
+from mcp_local_provider.http.app import create_app, stop_serving
+from mcp_local_provider.http.listeners import (
+    ConnectionGate,
+    ListenError,
+    runner_options,
+    start_sites,
+)
+from mcp_local_provider.http.state import STATE
+from mcp_local_provider.policy.hosts import is_loopback_host
+from mcp_local_provider.policy.tokens import fingerprint, load_or_create
+
+log = structlog.get_logger("mcp_local_provider.server")
+
+
+#: Sets up how the user is asked about pending agents, given the hub and the approval mode;
+#: returns what to call on shutdown (or None).
+Consent = Callable[[Hub, str], Callable[[], None] | None]
+
+
+async def serve(config: Config, *, approval: str, consent: Consent | None = None) -> int:
+    """Run the daemon until SIGINT or SIGTERM; returns the process exit code."""
+    token, token_path = load_or_create(config)
+    app = create_app(config, bridge_token=token, approval=approval)
+    close_consent = consent(app[STATE].hub, approval) if consent is not None else None
+
+    runner = web.AppRunner(
+        app,
+        handler_cancellation=True,
+        shutdown_timeout=2.0,  # in-flight calls were drained already (stop_serving)
+        **runner_options(config),
+    )
+    await runner.setup()
+    if not is_loopback_host(config.host):
+        print(
+            f"mcp-local-provider: WARNING: listening on {config.host}, reachable from other "
+            "machines; every editor request needs an API key",
+            file=sys.stderr,
+        )
+        log.warning("REMOTE_ACCESS_ON", host=config.host, api_keys="required")
+    try:
+        sites = await start_sites(runner, config, ConnectionGate(config.max_connections))
+    except ListenError as exc:
+        await runner.cleanup()
+        print(f"mcp-local-provider: {exc}", file=sys.stderr)
+        return 1
+
+    log.info(
+        "listening",
+        url=sites[0].name,
+        also=[site.name for site in sites[1:]],
+        version=__version__,
+        approval=approval,
+        token_file=str(token_path) if token_path else "(from config)",
+        token_fingerprint=fingerprint(token),
+    )
+    if approval == "auto":
+        log.warning(
+            "AUTO_APPROVAL_ON",
+            message="every agent that knows the bridge token is approved without asking; "
+            "use this only for development and tests",
+        )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        log.info("shutting_down", in_flight=app[STATE].router.in_flight)
+        if close_consent is not None:
+            close_consent()
+        for site in sites:
+            await site.stop()  # no new connections
+        await stop_serving(app, config.shutdown_grace)
+        await runner.cleanup()
+        log.info("stopped")
+    return 0

@@ -1,0 +1,108 @@
+"""What the handlers share: the app's ``State`` and every key the HTTP layer stores under.
+
+``build_state`` wires the daemon together once per app, each collaborator handed to the next
+through its constructor: the defences and metrics first, then the registry, the router (with
+the defences' checks and rate limits and the observers of settled calls), the hub (with the
+observers of session events) and the model catalog.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from mcp_local_provider.core import errors
+from mcp_local_provider.core.call import Timeouts
+from mcp_local_provider.core.catalog import Catalog
+from mcp_local_provider.core.config import Config
+from mcp_local_provider.core.registry import Registry, Session, SessionLimits
+from mcp_local_provider.core.router import Router
+from mcp_local_provider.core.scope import RequestScope
+from mcp_local_provider.core.sessions import Hub
+from mcp_local_provider.obs.calls import live_figures, observe_call
+from mcp_local_provider.obs.metrics import Metrics
+from mcp_local_provider.obs.traffic import Traffic
+from mcp_local_provider.policy import defences
+from mcp_local_provider.policy.defences import Security
+
+
+@dataclass
+class State:
+    """Everything the handlers share, built once per app."""
+
+    config: Config
+    bridge_token: str
+    approval: str
+    registry: Registry
+    router: Router
+    hub: Hub
+    catalog: Catalog
+    security: Security
+    #: This app's collectors; ``metrics.registry`` is what ``GET /metrics`` exposes.
+    metrics: Metrics
+    #: ``time.time()`` when the app was built (uptime, ``start_time_seconds``).
+    started_at: float = field(default_factory=time.time)
+    sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
+    traffic: Traffic = field(default_factory=Traffic)
+    #: ``/health/deep`` components by name; each returns ``health.component(...)``.
+    health_checks: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
+
+
+STATE = web.AppKey("state", State)
+#: The request's scope, opened by the outermost middleware (see ``core/scope.py``).
+SCOPE = web.RequestKey("request_scope", RequestScope)
+#: The error a request ended with, for the access log and metrics (set by ``error_response``).
+MAPPED_ERROR = web.RequestKey("mapped_error", errors.ProviderError)
+
+
+def build_state(config: Config, bridge_token: str, approval: str) -> State:
+    """The daemon's parts for one app; reads the API keys file and the audit key."""
+    security = defences.build(config)
+    metrics = Metrics(CollectorRegistry())
+    security.audit.on_failed_line = metrics.audit_write_failed
+    registry = Registry(
+        SessionLimits(
+            allowed_scopes=tuple(config.allowed_scopes),
+            default_ttl_seconds=config.default_ttl_seconds,
+            max_ttl_seconds=config.max_ttl_seconds,
+            max_requests=config.max_requests,
+            max_concurrency=config.max_concurrency,
+        )
+    )
+    router = Router(
+        registry,
+        Timeouts(
+            first_chunk=config.first_chunk_timeout,
+            idle=config.idle_timeout,
+            total=config.total_timeout,
+            reconnect_grace=config.reconnect_grace,
+        ),
+        checks=[security.check_call],
+        observers=[functools.partial(observe_call, metrics), security.throttle.settled],
+        throttle=security.throttle,
+        queue_limit=config.max_queued_requests,
+    )
+
+    def count_event(action: str, _session: Session, _details: dict[str, Any]) -> None:
+        metrics.session_event(action)
+
+    hub = Hub(
+        registry,
+        router,
+        approval=approval,
+        approval_timeout=config.approval_timeout,
+        observers=[count_event, security.session_event],
+    )
+    catalog = Catalog(registry, config.models.aliases, config.models.default_context_length)
+    state = State(config, bridge_token, approval, registry, router, hub, catalog, security, metrics)
+    state.health_checks["audit"] = security.audit_health
+    metrics.start_time.set(state.started_at)
+    metrics.track(functools.partial(live_figures, registry, router))
+    return state

@@ -1,0 +1,63 @@
+"""Relaying an agent's frames to an HTTP client as a stream, one write per frame."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import structlog
+from aiohttp import web
+
+from mcp_local_provider.core import errors
+from mcp_local_provider.core.protocol import AnswerFrame
+
+log = structlog.get_logger("mcp_local_provider.relay")
+
+
+async def relay(
+    request: web.Request,
+    events: AsyncIterator[AnswerFrame],
+    *,
+    content_type: str,
+    encode: Callable[[AnswerFrame], bytes],
+    finish: Callable[[], bytes],
+    encode_error: Callable[[errors.ProviderError], bytes],
+) -> web.StreamResponse:
+    """Stream ``events`` to the client.
+
+    The status line is sent with the first frame, so a failure before it (no agent, timeout,
+    agent error) still gets a proper HTTP error. A failure after it is written in-band with
+    ``encode_error`` and the stream is closed without its normal ending.
+    """
+    response: web.StreamResponse | None = None
+    try:
+        async for event in events:
+            if response is None:
+                response = web.StreamResponse(
+                    headers={
+                        "Content-Type": content_type,
+                        "Cache-Control": "no-cache",
+                        "X-Accel-Buffering": "no",
+                    }
+                )
+                await response.prepare(request)
+            data = encode(event)
+            if data:  # a frame may have nothing to show yet (a tool-call fragment, say)
+                await response.write(data)
+        if response is None:  # pragma: no cover - the router always ends with a frame or error
+            raise errors.AgentFailed("the agent ended the request without an answer")
+        await response.write(finish())
+    except errors.ProviderError as exc:
+        if response is None:
+            raise
+        await response.write(encode_error(exc))
+    except (ConnectionError, asyncio.CancelledError):
+        raise  # the client went away: nothing more can be written
+    except Exception:
+        if response is None:
+            raise
+        # The status line is out: a second response cannot follow, so say it in-band.
+        log.exception("relay_failed", path=request.path)
+        await response.write(encode_error(errors.AgentFailed("the agent's answer was malformed")))
+    await response.write_eof()
+    return response

@@ -1,0 +1,137 @@
+"""Logging: one event per line, JSON off a TTY (or with ``log_format = "json"``), readable on one.
+
+structlog events are rendered and written directly (the cheap path: an access line is written
+for every request); records from the standard library (aiohttp, asyncio) get the same fields
+and renderer through a logging handler, so a JSON log never has a stray plain-text line in it.
+Every line carries ``timestamp``, ``level``, ``logger`` and ``event``; lines about a request
+also carry ``request_id`` and, once a session is chosen, ``session_id`` (bound by the request
+middleware and the router). Values under keys that could hold a prompt or a secret are
+replaced with ``"[redacted]"`` as a last line of defence; nothing should log them at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+from structlog.stdlib import ProcessorFormatter
+
+from mcp_local_provider.core.config import Config
+
+#: Keys whose values never reach a log line.
+REDACTED_KEYS = frozenset(
+    {
+        "authorization",
+        "api_key",
+        "bridge_token",
+        "content",
+        "input",
+        "messages",
+        "password",
+        "prompt",
+        "secret",
+        "session_token",
+        "suffix",
+        "token",
+    }
+)
+REDACTED = "[redacted]"
+
+
+def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in REDACTED_KEYS.intersection(event):
+        event[key] = REDACTED
+    return event
+
+
+_LEADING = ("timestamp", "level", "logger", "event", "request_id", "session_id")
+
+
+def lead(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
+    """Put the fields a reader scans for first, so JSON lines line up."""
+    ordered = {key: event[key] for key in _LEADING if key in event}
+    ordered.update(event)
+    return ordered
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Ours, so a second ``configure`` replaces it instead of adding another."""
+
+
+class _LineWriter:
+    """What structlog logs to: one rendered line at a time, and the logger's name."""
+
+    __slots__ = ("name", "stream")
+
+    def __init__(self, stream: TextIO, name: str) -> None:
+        self.stream = stream
+        self.name = name
+
+    def msg(self, message: str) -> None:
+        self.stream.write(message + "\n")
+        self.stream.flush()
+
+    debug = info = warning = warn = error = err = critical = exception = fatal = log = msg
+
+
+def _writer_factory(stream: TextIO) -> Callable[..., _LineWriter]:
+    def make(*args: Any) -> _LineWriter:
+        return _LineWriter(stream, str(args[0]) if args else "")
+
+    return make
+
+
+def configure(config: Config, stream: TextIO | None = None) -> logging.Handler:
+    """Send every log line to ``stream`` (stderr by default) at ``config.log_level``."""
+    stream = stream or sys.stderr
+    level = getattr(logging, config.log_level.upper())
+    use_json = config.log_format == "json" or (config.log_format == "auto" and not _isatty(stream))
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact,
+    ]
+    rendering: list[structlog.types.Processor] = []
+    if use_json:
+        rendering += [
+            structlog.processors.format_exc_info,
+            lead,
+            structlog.processors.JSONRenderer(),
+        ]
+    else:
+        rendering.append(structlog.dev.ConsoleRenderer(colors=_isatty(stream)))
+    structlog.configure(
+        processors=[*shared, *rendering],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=_writer_factory(stream),
+        cache_logger_on_first_use=False,
+    )
+    handler = _Handler(stream)
+    handler.setFormatter(
+        ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[ProcessorFormatter.remove_processors_meta, *rendering],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _Handler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    # Libraries speak up from warnings on (unless debugging); our own loggers at the level asked.
+    root.setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))
+    logging.getLogger("mcp_local_provider").setLevel(level)
+    # The request middleware writes the access lines; aiohttp's own would carry query strings.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    return handler
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (ValueError, OSError):
+        return False

@@ -1,0 +1,296 @@
+"""OpenAI chat completions <-> agent protocol payloads and frames."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mcp_local_provider.core import errors
+from mcp_local_provider.core.codec import dumps
+from mcp_local_provider.core.protocol import MODEL_NAME_PATTERN, ModelResult, ModelStreamChunk
+from mcp_local_provider.translate.common import frame_delta, frame_usage, merge_tool_call
+
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+def _model_name(value: str) -> str:
+    if not MODEL_NAME_PATTERN.match(value):
+        raise ValueError("must be 1-200 letters, digits and . _ : @ / + -")
+    return value
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class SamplingRequest(BaseModel):
+    """What chat and legacy completions requests share. Fields not modelled here pass
+    through to the agent under ``parameters``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    stream: bool | None = False
+    stream_options: dict[str, Any] | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    stop: str | list[str] | None = None
+    n: int | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int | None) -> int | None:
+        if value is not None and value != 1:
+            raise ValueError("only n=1 is supported (one choice per request)")
+        return value
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, value: str | list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        stops = [value] if isinstance(value, str) else value
+        if len(stops) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return stops
+
+    @property
+    def wants_usage(self) -> bool:
+        return bool(self.stream and (self.stream_options or {}).get("include_usage"))
+
+
+class ChatRequest(SamplingRequest):
+    """``POST /v1/chat/completions``."""
+
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        return _model_name(value)
+
+    def needs(self) -> list[str]:
+        needs = ["chat"]
+        if (self.model_extra or {}).get("tools"):
+            needs.append("tools")
+        if any(_has_image(m.content) for m in self.messages):
+            needs.append("vision")
+        return needs
+
+    def payload(self, target: str | None = None) -> dict[str, Any]:
+        """The agent's payload; ``target`` is the agent's name for the model."""
+        parameters: dict[str, Any] = {
+            "max_tokens": self.max_tokens or self.max_completion_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": self.stop,
+            "stream": bool(self.stream),
+        }
+        for key, value in (self.model_extra or {}).items():
+            parameters.setdefault(key, value)
+        return {
+            "kind": "chat",
+            "model": target or self.model,
+            "messages": [m.model_dump(exclude_none=True) for m in self.messages],
+            "parameters": parameters,
+        }
+
+
+def _has_image(content: Any) -> bool:
+    return isinstance(content, list) and any(
+        isinstance(part, dict) and part.get("type") in ("image_url", "input_image")
+        for part in content
+    )
+
+
+def sse(body: dict[str, Any]) -> bytes:
+    """One SSE event: a ``data:`` line only (an ``event:`` field confuses the OpenAI SDKs)."""
+    return b"data: " + dumps(body).encode() + b"\n\n"
+
+
+def completion_id() -> str:
+    return "chatcmpl-" + secrets.token_hex(12)
+
+
+def error_body(error: errors.ProviderError) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": error.message,
+            "type": error.type,
+            "param": error.param,
+            "code": error.code,
+        }
+    }
+
+
+class ChatStream:
+    """Turns agent frames into ``chat.completion.chunk`` SSE events, one event per frame.
+
+    Tool calls go out as OpenAI streams them: each call's ``id``, ``type`` and ``name`` once,
+    on its first fragment, then ``arguments`` as string fragments (Void joins every fragment
+    it sees, so a repeated name would garble it). The finish reason is ``tool_calls`` when
+    the agent called a tool and said ``stop``.
+    """
+
+    __slots__ = ("created", "id", "model", "sent_role", "tools_started", "usage", "want_usage")
+
+    def __init__(self, model: str, want_usage: bool) -> None:
+        self.id = completion_id()
+        self.created = int(time.time())
+        self.model = model
+        self.sent_role = False
+        self.want_usage = want_usage
+        self.usage: dict[str, Any] | None = None
+        self.tools_started: dict[int, bool] = {}  # index -> whether its name was sent
+
+    def _event(self, choices: list[dict[str, Any]], usage: Any = None) -> bytes:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
+        if usage is not None:
+            body["usage"] = usage
+        return sse(body)
+
+    def _choice(self, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+        if not self.sent_role:
+            delta = {"role": "assistant", **delta}
+            self.sent_role = True
+        return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+
+    def _tool_delta(self, position: int, call: dict[str, Any]) -> dict[str, Any]:
+        index = call.get("index")
+        index = index if isinstance(index, int) else position
+        function = call.get("function") or {}
+        arguments = function.get("arguments")
+        if arguments is None:
+            arguments = ""
+        elif not isinstance(arguments, str):
+            arguments = dumps(arguments)
+        out: dict[str, Any] = {"index": index}
+        out_function: dict[str, Any] = {}
+        if index not in self.tools_started:
+            self.tools_started[index] = False
+            out["id"] = call.get("id") or tool_call_id()
+            out["type"] = "function"
+        if not self.tools_started[index] and function.get("name"):
+            self.tools_started[index] = True
+            out_function["name"] = function["name"]
+        out_function["arguments"] = arguments
+        out["function"] = out_function
+        return out
+
+    def encode(self, event: ModelStreamChunk | ModelResult) -> bytes:
+        """The SSE bytes for one agent frame; the last one carries the finish reason."""
+        delta, finish_reason = frame_delta(event)
+        usage = frame_usage(event)
+        if usage is not None:
+            self.usage = usage
+        out = dict(delta)
+        calls = delta.get("tool_calls")
+        if calls is not None:
+            out["tool_calls"] = [
+                self._tool_delta(i, c) for i, c in enumerate(calls) if isinstance(c, dict)
+            ]
+            if not out["tool_calls"]:
+                del out["tool_calls"]
+        if finish_reason == "stop" and self.tools_started:
+            finish_reason = "tool_calls"
+        if not out and finish_reason is None and self.sent_role:
+            return b""
+        return self._event([self._choice(out, finish_reason)])
+
+    def finish(self) -> bytes:
+        """What follows the last frame: the usage chunk if asked for, then ``[DONE]``."""
+        if self.want_usage:
+            return self._event([], self.usage or no_usage()) + SSE_DONE
+        return SSE_DONE
+
+
+def stream_error(error: errors.ProviderError) -> bytes:
+    """A mid-stream failure: an event with an ``error`` object; no ``[DONE]`` follows."""
+    return sse(error_body(error))
+
+
+def tool_call_id() -> str:
+    return "call_" + secrets.token_hex(12)
+
+
+def no_usage() -> dict[str, int]:
+    return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+
+class ChatAggregate:
+    """Folds agent frames into one ``chat.completion`` for a non-streaming client."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.tool_calls: list[dict[str, Any]] = []
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] | None = None
+
+    def add(self, event: ModelStreamChunk | ModelResult) -> None:
+        delta, finish_reason = frame_delta(event)
+        if delta.get("content"):
+            self.content.append(str(delta["content"]))
+        if delta.get("reasoning_content"):
+            self.reasoning.append(str(delta["reasoning_content"]))
+        for call in delta.get("tool_calls") or ():
+            if isinstance(call, dict):
+                merge_tool_call(self.tool_calls, call)
+        if finish_reason is not None:
+            self.finish_reason = finish_reason
+        usage = frame_usage(event)
+        if usage is not None:
+            self.usage = usage
+
+    def body(self) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": "".join(self.content) if self.content or not self.tool_calls else None,
+            "refusal": None,
+        }
+        if self.reasoning:
+            message["reasoning_content"] = "".join(self.reasoning)
+        finish_reason = self.finish_reason or "stop"
+        if self.tool_calls:
+            for call in self.tool_calls:
+                call["id"] = call["id"] or tool_call_id()
+            message["tool_calls"] = self.tool_calls
+            if finish_reason == "stop":
+                finish_reason = "tool_calls"
+        return {
+            "id": completion_id(),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model,
+            "choices": [
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
+            ],
+            "usage": self.usage or no_usage(),
+        }
+
+
+def models_list(models: list[tuple[str, int]]) -> dict[str, Any]:
+    """``/v1/models`` for (name, created) pairs."""
+    return {"object": "list", "data": [model_entry(name, created) for name, created in models]}
+
+
+def model_entry(name: str, created: int) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": created, "owned_by": "mcp-local-provider"}

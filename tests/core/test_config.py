@@ -1,0 +1,102 @@
+"""Config: defaults, file, environment and flags merged once; bad values stop start-up."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from mcp_local_provider.cli.main import main
+from mcp_local_provider.core.config import Config, ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_listen_on_loopback_11434(tmp_path: Path) -> None:
+    config = load_config(environ={}, cwd=tmp_path)
+    assert (config.host, config.port) == ("127.0.0.1", 11434)
+    assert config.approval is None
+
+
+def test_file_then_env_then_flags_override_in_that_order(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('port = 1000\nhost = "127.0.0.2"\nlog_level = "debug"\n')
+    config = load_config(
+        path,
+        environ={"MCP_LOCAL_PROVIDER_PORT": "2000", "MCP_LOCAL_PROVIDER_HOST": "127.0.0.3"},
+        overrides={"port": 3000, "host": None},
+    )
+    assert config.port == 3000  # flag beats env
+    assert config.host == "127.0.0.3"  # env beats file; an unset flag overrides nothing
+    assert config.log_level == "debug"  # file beats default
+
+
+def test_config_file_in_working_directory_is_read(tmp_path: Path) -> None:
+    (tmp_path / "mcp-local-provider.toml").write_text("port = 4321\n")
+    assert load_config(environ={}, cwd=tmp_path).port == 4321
+
+
+def test_list_settings_come_from_comma_separated_env(tmp_path: Path) -> None:
+    config = load_config(environ={"MCP_LOCAL_PROVIDER_ALLOWED_SCOPES": "inference"}, cwd=tmp_path)
+    assert config.allowed_scopes == ("inference",)
+
+
+def test_invalid_value_names_key_value_and_what_is_allowed(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(environ={"MCP_LOCAL_PROVIDER_APPROVAL": "sometimes"}, cwd=tmp_path)
+    message = str(raised.value)
+    assert "approval" in message and "'sometimes'" in message
+    assert "manual" in message and "auto" in message
+
+
+def test_unknown_setting_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("prot = 1\n")
+    with pytest.raises(ConfigError, match="unknown setting 'prot'"):
+        load_config(path, environ={})
+
+
+def test_broken_toml_is_reported_with_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("port = = 1\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path, environ={})
+
+
+def test_bridge_token_value_is_never_echoed_in_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(overrides={"bridge_token": 12345678}, environ={}, cwd=tmp_path)
+    assert "12345678" not in str(raised.value)
+
+
+def test_example_file_lists_every_setting_with_its_default() -> None:
+    text = (ROOT / "mcp-local-provider.toml").read_text()
+    example = tomllib.loads(text)
+    defaults = Config()
+    for name, field in Config.model_fields.items():
+        shown = f"{name} =" in text or f"[{name}]" in text  # a setting, or a table
+        assert shown, f"{name} is missing from mcp-local-provider.toml"
+        if name in example:
+            value = getattr(defaults, name)
+            expected = list(value) if isinstance(value, tuple) else value
+            if isinstance(value, BaseModel):  # a table; its empty sub-tables may be left out
+                expected = {
+                    k: v for k, v in value.model_dump().items() if v != {} or k in example[name]
+                }
+            assert example[name] == expected, f"{name}: example {example[name]!r} != {expected!r}"
+        else:
+            assert field.default is None or field.default_factory is not None, name
+    # The example, as shipped, is itself a valid configuration.
+    Config.model_validate(example)
+
+
+def test_serve_with_bad_config_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("port = 70000\n")
+    assert main(["serve", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "port = 70000" in err and "Traceback" not in err
