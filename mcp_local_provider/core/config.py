@@ -16,13 +16,13 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from mcp_local_provider.core.protocol import MODEL_NAME_PATTERN
-from mcp_local_provider.policy.hosts import (
+from mcp_local_provider.core.addresses import (
     LOOPBACK_ORIGINS,
     check_host_entry,
     check_origin_entry,
     is_loopback_host,
 )
+from mcp_local_provider.core.protocol import MODEL_NAME_PATTERN
 
 ENV_PREFIX = "MCP_LOCAL_PROVIDER_"
 DEFAULT_CONFIG_NAME = "mcp-local-provider.toml"

@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 
 from mcp_local_provider import __version__
+from mcp_local_provider.core.addresses import is_loopback_host
 from mcp_local_provider.core.config import Config
 from mcp_local_provider.core.sessions import Hub
 from mcp_local_provider.http.app import create_app, stop_serving
@@ -21,7 +22,6 @@ from mcp_local_provider.http.listeners import (
     start_sites,
 )
 from mcp_local_provider.http.state import STATE
-from mcp_local_provider.policy.hosts import is_loopback_host
 from mcp_local_provider.policy.tokens import fingerprint, load_or_create
 
 log = structlog.get_logger("mcp_local_provider.server")

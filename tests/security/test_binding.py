@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from mcp_local_provider.core.addresses import is_loopback_host
 from mcp_local_provider.core.config import ConfigError, load_config
-from mcp_local_provider.policy.hosts import is_loopback_host
 from tests.security.helpers import ipv6_available
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from mcp_local_provider.policy.hosts import HostPolicy, split_host
+from mcp_local_provider.core.addresses import split_host
+from mcp_local_provider.policy.hosts import HostPolicy
 from tests.fakes import Daemon
 from tests.readings import Meter
 from tests.security.helpers import port_of, raw_head, raw_request

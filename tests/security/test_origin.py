@@ -10,8 +10,9 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
+from mcp_local_provider.core.addresses import check_origin_entry
 from mcp_local_provider.core.config import ConfigError, load_config
-from mcp_local_provider.policy.hosts import OriginPolicy, check_origin_entry
+from mcp_local_provider.policy.hosts import OriginPolicy
 from tests.fakes import Daemon
 from tests.readings import Meter
 from tests.security.helpers import CountingEcho, audit_lines, chat_body

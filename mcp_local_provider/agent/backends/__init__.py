@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mcp_local_provider.agent.backend import Backend
-
-if TYPE_CHECKING:
-    from mcp_local_provider.core.config import BackendSettings
+from mcp_local_provider.agent.backends.claude import ClaudeBackend
+from mcp_local_provider.agent.backends.codex import CodexBackend
+from mcp_local_provider.agent.backends.cursor import CursorBackend
+from mcp_local_provider.agent.backends.echo import EchoBackend
+from mcp_local_provider.agent.backends.gemini import GeminiBackend
+from mcp_local_provider.agent.backends.openai import OpenAIBackend
+from mcp_local_provider.core.config import BackendSettings
 
 #: Backends that run an agent CLI.
-CLI_BACKENDS = ("claude", "cursor", "gemini", "codex")
+CLI_BACKENDS: dict[str, type[ClaudeBackend | CursorBackend | GeminiBackend | CodexBackend]] = {
+    "claude": ClaudeBackend,
+    "cursor": CursorBackend,
+    "gemini": GeminiBackend,
+    "codex": CodexBackend,
+}
 
 
 def available() -> list[str]:
@@ -31,30 +38,13 @@ def create(
     """
     kind = settings.kind if settings is not None and settings.kind else name
     if kind == "echo":
-        from mcp_local_provider.agent.backends.echo import EchoBackend
-
         return EchoBackend(models=models or None)
     if kind == "openai":
-        from mcp_local_provider.agent.backends.openai import OpenAIBackend
-
         base_url = options.get("base_url")
         return OpenAIBackend(
             settings, models=models, base_url=base_url if isinstance(base_url, str) else None
         )
-    if kind == "claude":
-        from mcp_local_provider.agent.backends.claude import ClaudeBackend
-
-        return ClaudeBackend(settings, models=models)
-    if kind == "cursor":
-        from mcp_local_provider.agent.backends.cursor import CursorBackend
-
-        return CursorBackend(settings, models=models)
-    if kind == "gemini":
-        from mcp_local_provider.agent.backends.gemini import GeminiBackend
-
-        return GeminiBackend(settings, models=models)
-    if kind == "codex":
-        from mcp_local_provider.agent.backends.codex import CodexBackend
-
-        return CodexBackend(settings, models=models)
+    cli_backend = CLI_BACKENDS.get(kind)
+    if cli_backend is not None:
+        return cli_backend(settings, models=models)
     raise ValueError(f"unknown backend {name!r}; available: {', '.join(available())}")
