@@ -11,10 +11,8 @@ from typing import Any
 import aiohttp
 import structlog
 
-from mcp_local_provider.agent.answer import AnswerFrames
-from mcp_local_provider.agent.backend import Backend, BackendError
-from mcp_local_provider.agent.emulation import closing
-from mcp_local_provider.agent.events import Embeddings, Finish, InvokeRequest
+from mcp_local_provider.agent.backend import Backend
+from mcp_local_provider.agent.serving import RequestRunner
 from mcp_local_provider.core.protocol import (
     CloseCode,
     ModelCancel,
@@ -52,10 +50,6 @@ class _Dropped(Exception):
 
 class _SessionLost(Exception):
     """The daemon no longer knows the session this agent tried to resume (it restarted)."""
-
-
-class _Gone(Exception):
-    """A frame could not be sent: the connection is closed."""
 
 
 class AgentClient:
@@ -110,11 +104,7 @@ class AgentClient:
         self.session_id: str | None = None
         self.granted: dict[str, Any] | None = None
         self.connections = 0
-        #: Requests answered (a finish or an error sent) and requests cancelled.
-        self.served = 0
-        self.cancelled = 0
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._slots = asyncio.Semaphore(max_concurrency)
+        self._requests = RequestRunner(backend, max_concurrency)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
@@ -126,7 +116,17 @@ class AgentClient:
     @property
     def in_flight(self) -> int:
         """Requests being served right now."""
-        return len(self._tasks)
+        return self._requests.in_flight
+
+    @property
+    def served(self) -> int:
+        """Requests answered (a finish or an error sent)."""
+        return self._requests.served
+
+    @property
+    def cancelled(self) -> int:
+        """Requests cancelled before they were answered."""
+        return self._requests.cancelled
 
     async def run(self) -> str:
         await self.backend.start()
@@ -221,11 +221,9 @@ class AgentClient:
                     log.warning("agent_bad_frame", error=str(exc), data=str(msg.data)[:200])
                     continue
                 if isinstance(frame, ModelInvoke):
-                    self._start(ws, frame)
+                    self._requests.start(ws, frame)
                 elif isinstance(frame, ModelCancel):
-                    task = self._tasks.get(frame.id)
-                    if task is not None:
-                        task.cancel()
+                    self._requests.cancel(frame.id)
                 elif isinstance(frame, SessionPending):
                     self.session_id = frame.session_id
                     log.info("agent_pending", session_id=self.session_id)
@@ -242,7 +240,7 @@ class AgentClient:
                     log.warning("agent_daemon_error", message=frame.message)
         finally:
             self._ws = None
-            await self._cancel_all()
+            await self._requests.cancel_all()
             if not ws.closed:
                 await ws.close()
         return self._outcome(ws.close_code, ended, resuming)
@@ -253,7 +251,7 @@ class AgentClient:
         self.granted = details = frame.model_dump()
         granted = frame.max_concurrency
         limit = min(self.max_concurrency, granted) if granted is not None else self.max_concurrency
-        self._slots = asyncio.Semaphore(max(1, limit))
+        self._requests.limit(limit)
         self._resumed_by_us = True
         self._granted_this_connection = True
         self._ready.set()
@@ -279,74 +277,3 @@ class AgentClient:
         if code == CloseCode.PROTOCOL_ERROR:
             raise AgentRefused("the daemon reported a protocol error", code)
         raise _Dropped(f"closed with code {code}")
-
-    # -- requests ----------------------------------------------------------------------------
-
-    def _start(self, ws: aiohttp.ClientWebSocketResponse, frame: ModelInvoke) -> None:
-        try:
-            request = InvokeRequest.from_invoke(frame)
-        except (TypeError, ValueError) as exc:
-            log.warning("agent_bad_invoke", error=str(exc))
-            return
-        if request.id in self._tasks:
-            log.warning("agent_duplicate_invoke", request_id=request.id)
-            return
-        task = asyncio.create_task(self._handle(ws, request))
-        self._tasks[request.id] = task
-
-        def forget(_: asyncio.Task[None]) -> None:
-            self._tasks.pop(request.id, None)
-
-        task.add_done_callback(forget)
-
-    async def _cancel_all(self) -> None:
-        """Cancel the requests in flight and wait until each has cleaned up (even if this
-        wait is itself cancelled: a backend's clean-up stops processes)."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _handle(self, ws: aiohttp.ClientWebSocketResponse, request: InvokeRequest) -> None:
-        frames = AnswerFrames(request.id)
-        try:
-            async with self._slots:
-                await self._answer(ws, request, frames)
-        except asyncio.CancelledError:
-            self.cancelled += 1
-            log.info("agent_request_cancelled", request_id=request.id)
-            raise
-        except _Gone:
-            return
-        except BackendError as exc:
-            await _send_quietly(ws, frames.error(exc.code, exc.message))
-        except Exception as exc:
-            log.exception("backend_failed", request_id=request.id)
-            await _send_quietly(ws, frames.error("backend_error", f"{type(exc).__name__}: {exc}"))
-        self.served += 1
-
-    async def _answer(
-        self, ws: aiohttp.ClientWebSocketResponse, request: InvokeRequest, frames: AnswerFrames
-    ) -> None:
-        """Send each event as it comes; the answer ends at a Finish or Embeddings event."""
-        async with closing(self.backend.serve(request)) as events:
-            async for event in events:
-                frame = frames.frame(event)
-                if frame is not None:
-                    await _send(ws, frame)
-                if isinstance(event, Finish | Embeddings):
-                    return
-        await _send(ws, frames.chunk({}, "stop"))
-
-
-async def _send(ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any]) -> None:
-    try:
-        await ws.send_str(encode(frame))
-    except (ConnectionError, RuntimeError) as exc:
-        raise _Gone(str(exc)) from None
-
-
-async def _send_quietly(ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any]) -> None:
-    with suppress(_Gone):
-        await _send(ws, frame)

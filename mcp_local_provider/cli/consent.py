@@ -11,7 +11,7 @@ from typing import TextIO
 
 import structlog
 
-from mcp_local_provider.core.protocol import printable
+from mcp_local_provider.core.names import printable
 from mcp_local_provider.core.registry import Session, SessionState
 from mcp_local_provider.core.sessions import Hub
 

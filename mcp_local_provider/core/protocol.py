@@ -10,30 +10,20 @@ beside the model that parses it, so the two cannot drift apart.
 
 from __future__ import annotations
 
-import re
 from enum import IntEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from mcp_local_provider.core.codec import dumps
+from mcp_local_provider.core.names import (
+    AGENT_ID_PATTERN,
+    MODEL_NAME_PATTERN,
+    SCOPE_PATTERN,
+    printable,
+)
 
 PROTOCOL_VERSION = 1
-
-# Ids and labels an agent claims are untrusted: keep them short and printable.
-AGENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
-# Model names may hold single "/" separators (namespace/model) but nothing path-like:
-# no "..", no "//", no leading or trailing "/".
-MODEL_NAME_PATTERN = re.compile(r"^(?!.*\.\.)(?!.*//)[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,199}(?<!/)$")
-SCOPE_PATTERN = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
-
-
-def printable(text: str) -> str:
-    """Untrusted text made safe for a terminal or a log: control and format characters
-    (newlines, escape codes, bidi overrides) are shown as escapes."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 class CloseCode(IntEnum):

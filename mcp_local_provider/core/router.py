@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
@@ -24,30 +24,15 @@ from mcp_local_provider.core.call import (
     Timeouts,
     is_terminal,
 )
-from mcp_local_provider.core.catalog import NO_SESSION, session_can
 from mcp_local_provider.core.protocol import (
     AnswerFrame,
     ModelResult,
     invoke_frame,
     model_cancel_frame,
 )
-from mcp_local_provider.core.registry import Registry, Session, SessionState
-
-
-class Throttle(Protocol):
-    """Rate limits the router consults when it gives a session a request."""
-
-    def delay(self, session: Session) -> float:
-        """0 if ``session`` may take a request now, else the seconds until it may."""
-        ...
-
-    def take(self, session: Session) -> None:
-        """``session`` was given a request."""
-        ...
-
-    def headers(self, session: Session) -> dict[str, str]:
-        """Response headers describing ``session``'s limits (``X-RateLimit-*``)."""
-        ...
+from mcp_local_provider.core.registry import Registry, Session
+from mcp_local_provider.core.selection import Throttle, unthrottled
+from mcp_local_provider.core.selection import candidates as select
 
 
 class Router:
@@ -254,10 +239,10 @@ class Router:
         grace_end = time.monotonic() + self.timeouts.reconnect_grace
         first_chunk_end = min(deadline, time.monotonic() + self.timeouts.first_chunk)
         while True:
-            candidates = self._candidates(call)
+            candidates = select(self.registry, call)
             connected = [s for s in candidates if s.connected]
             if self.throttle is not None and connected:
-                connected = self._unthrottled(connected, self.throttle)
+                connected = unthrottled(connected, self.throttle)
             free = [s for s in connected if s.has_free_slot()]
             if free:
                 session = min(free, key=lambda s: (s.in_flight / s.max_concurrency, s.requests))
@@ -292,57 +277,3 @@ class Router:
                         await changed.wait()
             finally:
                 self.waiting -= 1
-
-    @staticmethod
-    def _unthrottled(sessions: list[Session], throttle: Throttle) -> list[Session]:
-        """The sessions under their rate limits; RateLimited if none is."""
-        delays = [(throttle.delay(s), s) for s in sessions]
-        ready = [s for wait, s in delays if wait <= 0]
-        if not ready:
-            wait, soonest = min(delays, key=lambda pair: pair[0])
-            raise errors.RateLimited(
-                "the agent session's rate limit is reached; retry after "
-                f"{max(1, int(wait + 0.999))} s",
-                retry_after=wait,
-                headers=throttle.headers(soonest),
-            )
-        return ready
-
-    def _candidates(self, call: Call) -> list[Session]:
-        now = self.registry.clock()
-        active = [
-            s
-            for s in self.registry.in_state(SessionState.ACTIVE)
-            if s.expires_at is None or s.expires_at > now  # the sweeper may not have run yet
-        ]
-        if call.session_hint is not None:
-            hinted = [s for s in active if s.id == call.session_hint]
-            if not hinted:
-                raise errors.NotFound(
-                    f"session {call.session_hint!r} is not an active session",
-                    param="X-MCP-Session",
-                )
-            active = hinted
-        if not active:
-            raise errors.NoActiveSession(NO_SESSION)
-        serving = [s for s in active if s.serves(call.model)]
-        if not serving:
-            raise errors.ModelNotFound(f"model {call.model!r} is not served by an active session")
-        scoped = [s for s in serving if call.scope in s.scopes]
-        if not scoped:
-            raise errors.ScopeNotGranted(
-                f"no active agent session serving {call.model!r} was granted the "
-                f"{call.scope!r} scope"
-            )
-        for needed in call.needs:
-            scoped = [s for s in scoped if session_can(s, call.model, needed)]
-            if not scoped:
-                raise errors.Unsupported(
-                    f"no active agent session declares the {needed!r} capability for "
-                    f"{call.model!r}",
-                    param="model",
-                )
-        usable = [s for s in scoped if not s.exhausted]
-        if not usable:
-            raise errors.LimitReached("every matching agent session has used up its max_requests")
-        return usable

@@ -26,7 +26,8 @@ from mcp_local_provider.core.registry import Registry, Session, SessionLimits
 from mcp_local_provider.core.router import Router
 from mcp_local_provider.core.scope import RequestScope
 from mcp_local_provider.core.sessions import Hub
-from mcp_local_provider.obs.calls import live_figures, observe_call
+from mcp_local_provider.obs.calls import observe_call
+from mcp_local_provider.obs.figures import live_figures
 from mcp_local_provider.obs.metrics import Metrics
 from mcp_local_provider.obs.traffic import Traffic
 from mcp_local_provider.policy import defences

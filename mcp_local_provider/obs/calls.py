@@ -12,25 +12,12 @@ import logging
 import structlog
 
 from mcp_local_provider.core.call import CallRecord
-from mcp_local_provider.core.registry import Registry, SessionState
-from mcp_local_provider.core.router import Router
-from mcp_local_provider.obs.metrics import OTHER, OUTCOMES, Figures, Metrics
+from mcp_local_provider.obs.labels import OTHER, OUTCOMES
+from mcp_local_provider.obs.metrics import Metrics
 
 log = structlog.get_logger("mcp_local_provider.instrumentation")
 #: Its level decides whether per-call debug lines are built at all (see ``logs.configure``).
 _debug = logging.getLogger("mcp_local_provider.instrumentation")
-
-
-def live_figures(registry: Registry, router: Router) -> Figures:
-    """Sessions, agents and calls right now (gauges, health, status)."""
-    active = registry.in_state(SessionState.ACTIVE)
-    return Figures(
-        pending_sessions=registry.count(SessionState.PENDING),
-        active_sessions=len(active),
-        connected_agents=sum(1 for s in active if s.connected),
-        calls_in_flight=router.in_flight,
-        dropped_frames=router.dropped_frames,
-    )
 
 
 def observe_call(metrics: Metrics, pending: CallRecord) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcp_local_provider.obs.metrics import Figures
+from mcp_local_provider.obs.figures import Figures
 
 HEALTHY = "healthy"
 DEGRADED = "degraded"

@@ -11,8 +11,8 @@ else is recorded once per request or per call, when it ends.
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -23,94 +23,21 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from mcp_local_provider import __version__
 from mcp_local_provider.core.scope import RequestScope
-
-PREFIX = "mcp_local_provider_"
-
-#: Why a guard refused a request (``rejected_total{reason}``).
-REJECT_REASONS = ("host", "origin", "auth", "size", "validation", "rate_limited")
-#: Session events (``session_events_total{event}``), as the hub names them.
-SESSION_EVENTS = (
-    "pending",
-    "approved",
-    "registered",
-    "denied",
-    "revoked",
-    "expired",
-    "resumed",
-    "disconnected",
+from mcp_local_provider.obs.figures import Figures, LiveGauges
+from mcp_local_provider.obs.labels import (
+    CLOSE_CODES,
+    DURATION_BUCKETS,
+    OTHER,
+    OVERHEAD_BUCKETS,
+    PREFIX,
+    REJECT_REASONS,
+    SESSION_EVENTS,
+    TIMEOUT_PHASES,
+    TTFT_BUCKETS,
 )
-#: Where a call can time out (``timeouts_total{phase}``).
-TIMEOUT_PHASES = ("queue", "first_chunk", "idle", "total")
-#: How a call handed to an agent ended (``relay_calls_total{outcome}``).
-OUTCOMES = (
-    "ok",
-    "agent_error",
-    "timeout",
-    "agent_disconnected",
-    "session_ended",
-    "shutting_down",
-    "client_disconnected",
-)
-#: WebSocket close codes an agent connection can end with; anything else is ``other``.
-CLOSE_CODES = frozenset({1000, 1001, 1006, 1009, 1011, 4400, 4401, 4403, 4408, 4409})
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-OTHER = "other"
-
-# Seconds. Requests run from milliseconds (health, models) to minutes (long generations).
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
-# The daemon's own share of a request should be well under a millisecond.
-OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
-
-
-class Figures(NamedTuple):
-    """What the gauges read from the daemon at scrape time."""
-
-    pending_sessions: int
-    active_sessions: int
-    connected_agents: int
-    calls_in_flight: int
-    dropped_frames: int
-
-
-class _Live(Collector):
-    """Gauges read when Prometheus scrapes, so nothing has to keep them up to date."""
-
-    def __init__(self, read: Callable[[], Figures]) -> None:
-        self.read = read
-
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        figures = self.read()
-        sessions = GaugeMetricFamily(
-            PREFIX + "sessions", "Agent sessions by state.", labels=["state"]
-        )
-        sessions.add_metric(["pending"], figures.pending_sessions)
-        sessions.add_metric(["active"], figures.active_sessions)
-        yield sessions
-        yield GaugeMetricFamily(
-            PREFIX + "agents_connected",
-            "Active sessions whose agent is connected right now.",
-            value=figures.connected_agents,
-        )
-        yield GaugeMetricFamily(
-            PREFIX + "relay_calls_in_flight",
-            "Calls handed to an agent and not yet settled.",
-            value=figures.calls_in_flight,
-        )
-        yield CounterMetricFamily(
-            PREFIX + "dropped_frames",
-            "Agent frames dropped because their call had already ended.",
-            value=figures.dropped_frames,
-        )
-
-    def describe(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        # Describing without reading keeps registration free of side effects.
-        return iter(())
 
 
 class _ModelSeries:
@@ -314,7 +241,7 @@ class Metrics:
 
     def track(self, read: Callable[[], Figures]) -> None:
         """Expose the session, agent and in-flight gauges, read by ``read`` at scrape time."""
-        self.registry.register(_Live(read))
+        self.registry.register(LiveGauges(read))
 
     def rejected(self, reason: str, scope: RequestScope | None = None) -> None:
         """Count a request a guard refused. ``reason`` is one of ``REJECT_REASONS``.

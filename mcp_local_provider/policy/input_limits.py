@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcp_local_provider.core import errors
-from mcp_local_provider.core.protocol import MODEL_NAME_PATTERN
+from mcp_local_provider.core.names import MODEL_NAME_PATTERN
 from mcp_local_provider.policy.digest import system_text
 
 #: Session ids as the registry makes them (``sess-`` and 16 hex digits).

@@ -136,9 +136,9 @@ async def test_client_disconnect_cancels_the_library_agents_task(
         daemon.url + CHAT, json={**body(stream=True, text=text), "model": "echo"}
     ) as response:
         await response.content.readuntil(b"\n\n")
-        await until(lambda: len(client._tasks) == 1)
+        await until(lambda: client.in_flight == 1)
     # Leaving the block closes the connection mid-stream.
-    await until(lambda: not client._tasks)
+    await until(lambda: not client.in_flight)
     await until(lambda: daemon.state.router.in_flight == 0)
 
 

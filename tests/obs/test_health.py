@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 
 from mcp_local_provider.obs import health
-from mcp_local_provider.obs.metrics import Figures
+from mcp_local_provider.obs.figures import Figures
 from tests.fakes import Daemon, until
 
 

@@ -16,7 +16,8 @@ from aiohttp import web
 from mcp_local_provider.core import errors
 from mcp_local_provider.http.app import create_app
 from mcp_local_provider.http.state import SCOPE, STATE
-from mcp_local_provider.obs.metrics import REJECT_REASONS, Metrics
+from mcp_local_provider.obs.labels import REJECT_REASONS
+from mcp_local_provider.obs.metrics import Metrics
 from tests.fakes import BRIDGE_TOKEN, Daemon, RawAgent, make_config, until
 from tests.readings import CHAT, Meter, chat, granted_raw_agent
 

@@ -27,7 +27,8 @@ from mcp_local_provider.agent.events import (
     ToolCallDelta,
 )
 from mcp_local_provider.core.config import BackendSettings
-from mcp_local_provider.core.protocol import MODEL_NAME_PATTERN, ModelSpec
+from mcp_local_provider.core.names import MODEL_NAME_PATTERN
+from mcp_local_provider.core.protocol import ModelSpec
 
 #: What an upstream model can do is unknown here: everything is passed on, and the upstream
 #: answers what it cannot do with an error.

@@ -26,7 +26,7 @@ from mcp_local_provider.http.families import (
     route_template,
 )
 from mcp_local_provider.http.state import MAPPED_ERROR, SCOPE, STATE, State
-from mcp_local_provider.obs.metrics import METHODS, OTHER
+from mcp_local_provider.obs.labels import METHODS, OTHER
 
 access_log = structlog.get_logger("mcp_local_provider.access")
 log = structlog.get_logger("mcp_local_provider.instrumentation")

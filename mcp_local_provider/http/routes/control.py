@@ -7,7 +7,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mcp_local_provider.core.protocol import AGENT_ID_PATTERN, SCOPE_PATTERN, ModelSpec, printable
+from mcp_local_provider.core.names import AGENT_ID_PATTERN, SCOPE_PATTERN, printable
+from mcp_local_provider.core.protocol import ModelSpec
 from mcp_local_provider.http.auth import require_bridge_token
 from mcp_local_provider.http.state import STATE
 from mcp_local_provider.translate.common import parse_body

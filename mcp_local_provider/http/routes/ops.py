@@ -14,7 +14,7 @@ from mcp_local_provider import __version__
 from mcp_local_provider.core.registry import SessionState
 from mcp_local_provider.http.state import STATE, State
 from mcp_local_provider.obs import health
-from mcp_local_provider.obs.calls import live_figures
+from mcp_local_provider.obs.figures import live_figures
 
 routes = web.RouteTableDef()
 

@@ -9,7 +9,7 @@ from aiohttp import web
 from mcp_local_provider import __version__
 from mcp_local_provider.http.auth import require_bridge_token
 from mcp_local_provider.http.state import STATE
-from mcp_local_provider.obs.calls import live_figures
+from mcp_local_provider.obs.figures import live_figures
 
 routes = web.RouteTableDef()
 

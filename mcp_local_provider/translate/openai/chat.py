@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.codec import dumps
-from mcp_local_provider.core.protocol import MODEL_NAME_PATTERN, ModelResult, ModelStreamChunk
+from mcp_local_provider.core.names import MODEL_NAME_PATTERN
+from mcp_local_provider.core.protocol import ModelResult, ModelStreamChunk
 from mcp_local_provider.translate.common import frame_delta, frame_usage, merge_tool_call
 
 SSE_DONE = b"data: [DONE]\n\n"

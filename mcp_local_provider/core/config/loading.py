@@ -1,0 +1,140 @@
+"""Loading the one Config: built-in defaults, then the TOML file (``--config PATH``, else
+``./mcp-local-provider.toml`` if present), then environment variables
+``MCP_LOCAL_PROVIDER_<FIELD>``, then command-line flags, later ones winning. Every problem is
+one ``ConfigError`` line naming the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from mcp_local_provider.core.addresses import is_loopback_host
+from mcp_local_provider.core.config.daemon import Config
+
+ENV_PREFIX = "MCP_LOCAL_PROVIDER_"
+DEFAULT_CONFIG_NAME = "mcp-local-provider.toml"
+
+
+class ConfigError(Exception):
+    """A setting is invalid; the message names the key, the value and what is allowed."""
+
+
+def _describe_error(err: dict[str, Any], source: Mapping[str, Any]) -> str:
+    key = ".".join(str(p) for p in err["loc"]) or "(config)"
+    top = err["loc"][0] if err["loc"] else None
+    if err["type"] == "extra_forbidden":
+        allowed = ", ".join(sorted(_table_of(err["loc"][:-1]).model_fields))
+        return f"unknown setting {key!r}; known settings: {allowed}"
+    value = err.get("input")
+    if len(err["loc"]) == 1:
+        value = source.get(str(top), value)
+    if key in ("bridge_token", "api_keys") or key.startswith("api_keys."):
+        value = "***"
+    return f"{key} = {value!r}: {err['msg']}"
+
+
+def _table_of(loc: tuple[Any, ...]) -> type[BaseModel]:
+    """The settings model of the table at ``loc`` (e.g. ("agent", "backends", "claude"))."""
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            continue  # a key of a dict of tables, such as a backend's name
+        inner = field.annotation
+        if get_origin(inner) is dict:
+            inner = get_args(inner)[1]
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            model = inner
+    return model
+
+
+def _is_table(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, field in Config.model_fields.items():
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is None or raw == "":
+            continue
+        annotation = str(field.annotation)
+        if _is_table(field.annotation):
+            continue  # a table ([models], [agent]): set it in the file
+        if "tuple" in annotation:
+            values[name] = [part.strip() for part in raw.split(",") if part.strip()]
+        else:
+            values[name] = raw
+    return values
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Config:
+    """Merge file, environment and overrides (flags) into one validated Config.
+
+    Raises ConfigError with a one-line, human message on any problem.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    if path is None:
+        candidate = (cwd or Path.cwd()) / DEFAULT_CONFIG_NAME
+        path = candidate if candidate.is_file() else None
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                values.update(tomllib.load(fh))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {str(path)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {str(path)!r} cannot be read: {exc.strerror}") from None
+    values.update(_from_env(environ))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        config = Config.model_validate(values)
+    except ValidationError as exc:
+        where = f" (in {path})" if path is not None else ""
+        problems = "; ".join(_describe_error(e, values) for e in exc.errors())  # type: ignore[arg-type]
+        raise ConfigError(f"invalid configuration{where}: {problems}") from None
+    if config.default_ttl_seconds > config.max_ttl_seconds:
+        raise ConfigError(
+            f"default_ttl_seconds = {config.default_ttl_seconds} is more than "
+            f"max_ttl_seconds = {config.max_ttl_seconds}"
+        )
+    check_exposure(config)
+    return config
+
+
+def check_exposure(config: Config) -> None:
+    """Refuse a non-loopback ``host`` unless ``allow_remote`` is set, and then without keys."""
+    if is_loopback_host(config.host):
+        return
+    if not config.allow_remote:
+        raise ConfigError(
+            f"host = {config.host!r} is not a loopback address: the daemon would be reachable "
+            "from other machines. Set allow_remote = true (and api_keys) if that is intended"
+        )
+    if not config.keys_configured:
+        raise ConfigError(
+            f"host = {config.host!r} with allow_remote = true needs API keys: "
+            "set api_keys or api_keys_file"
+        )
+
+
+def stdin_is_tty() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (ValueError, OSError):
+        return False

@@ -1,0 +1,80 @@
+"""Which sessions may take a call: active, serving the model, granted the scope, declaring the
+capabilities, under their limits. No I/O."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from mcp_local_provider.core import errors
+from mcp_local_provider.core.call import Call
+from mcp_local_provider.core.catalog import NO_SESSION, session_can
+from mcp_local_provider.core.registry import Registry, Session, SessionState
+
+
+class Throttle(Protocol):
+    """Rate limits the router consults when it gives a session a request."""
+
+    def delay(self, session: Session) -> float:
+        """0 if ``session`` may take a request now, else the seconds until it may."""
+        ...
+
+    def take(self, session: Session) -> None:
+        """``session`` was given a request."""
+        ...
+
+    def headers(self, session: Session) -> dict[str, str]:
+        """Response headers describing ``session``'s limits (``X-RateLimit-*``)."""
+        ...
+
+
+def unthrottled(sessions: list[Session], throttle: Throttle) -> list[Session]:
+    """The sessions under their rate limits; RateLimited if none is."""
+    delays = [(throttle.delay(s), s) for s in sessions]
+    ready = [s for wait, s in delays if wait <= 0]
+    if not ready:
+        wait, soonest = min(delays, key=lambda pair: pair[0])
+        raise errors.RateLimited(
+            f"the agent session's rate limit is reached; retry after {max(1, int(wait + 0.999))} s",
+            retry_after=wait,
+            headers=throttle.headers(soonest),
+        )
+    return ready
+
+
+def candidates(registry: Registry, call: Call) -> list[Session]:
+    """The active sessions that may serve ``call``, or the error that says why none may."""
+    now = registry.clock()
+    active = [
+        s
+        for s in registry.in_state(SessionState.ACTIVE)
+        if s.expires_at is None or s.expires_at > now  # the sweeper may not have run yet
+    ]
+    if call.session_hint is not None:
+        hinted = [s for s in active if s.id == call.session_hint]
+        if not hinted:
+            raise errors.NotFound(
+                f"session {call.session_hint!r} is not an active session",
+                param="X-MCP-Session",
+            )
+        active = hinted
+    if not active:
+        raise errors.NoActiveSession(NO_SESSION)
+    serving = [s for s in active if s.serves(call.model)]
+    if not serving:
+        raise errors.ModelNotFound(f"model {call.model!r} is not served by an active session")
+    scoped = [s for s in serving if call.scope in s.scopes]
+    if not scoped:
+        raise errors.ScopeNotGranted(
+            f"no active agent session serving {call.model!r} was granted the {call.scope!r} scope"
+        )
+    for needed in call.needs:
+        scoped = [s for s in scoped if session_can(s, call.model, needed)]
+        if not scoped:
+            raise errors.Unsupported(
+                f"no active agent session declares the {needed!r} capability for {call.model!r}",
+                param="model",
+            )
+    usable = [s for s in scoped if not s.exhausted]
+    if not usable:
+        raise errors.LimitReached("every matching agent session has used up its max_requests")
+    return usable
