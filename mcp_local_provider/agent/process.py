@@ -5,6 +5,9 @@ working directory, gets its prompt on stdin (argv has length limits and shows up
 and writes NDJSON events on stdout. Stderr is kept (its tail goes into error messages). On
 cancellation the whole group gets SIGINT, then SIGKILL after a short grace, so nothing the CLI
 started outlives the request.
+
+One module past 300 lines on purpose: starting the process group, reading its streams and
+stopping it are one life cycle whose clean-up must see every part it started.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ class Call:
     payload: dict[str, Any]
     stream: bool = False
     scope: str = "inference"
-    #: Capabilities the serving session must declare for ``model`` (see models.py).
+    #: Capabilities the serving session must declare for ``model`` (see ``catalog.py``).
     needs: tuple[str, ...] = ()
     session_hint: str | None = None
     request_id: str = field(default_factory=new_request_id)

@@ -1,5 +1,5 @@
 """The errors a request can end with. Each knows its HTTP status; the shell maps it to the
-route family's error shape once (see ``middlewares.py``)."""
+route family's error shape once (see ``http/middleware/errors.py``)."""
 
 from __future__ import annotations
 

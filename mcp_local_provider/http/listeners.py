@@ -188,7 +188,14 @@ class _Refusal(asyncio.Protocol):
 
 
 class _Site(web.BaseSite):
-    """A TCP listener whose connections pass through the ConnectionGate."""
+    """A TCP listener whose connections pass through the ConnectionGate.
+
+    aiohttp has no public hook that wraps the protocol factory of a site (``TCPSite`` and
+    ``SockSite`` hand ``runner.server`` to ``create_server`` themselves), so this site does
+    that one step itself and relies on ``BaseSite``'s ``_runner`` and ``_server`` attributes,
+    unchanged since aiohttp 3.0. The binding tests (tests/security/test_binding.py) fail if an
+    upgrade changes them.
+    """
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, gate: ConnectionGate) -> None:
         super().__init__(runner)

@@ -1,4 +1,4 @@
-"""How healthy each part of the daemon is, from figures gathered by ``api/ops.py``. No I/O.
+"""How healthy each part of the daemon is, from figures gathered by ``http/routes/ops.py``. No I/O.
 
 Each component is ``{"status": "healthy" | "degraded" | "unhealthy", "reason": str | None,
 ...figures}``; the daemon as a whole is as bad as its worst component.

@@ -220,7 +220,7 @@ class Metrics:
         queue_wait: float,
         agent_time: float | None,
     ) -> None:
-        """One call handed to an agent ended (see ``instrumentation.observe_call``)."""
+        """One call handed to an agent ended (see ``obs/calls.py``)."""
         series = self._models.get(model)
         if series is None:
             series = self._models[model] = _ModelSeries(self, model)

@@ -8,6 +8,11 @@ can never contain a newline of its own: a forged line is impossible), and writes
 with mode 0600 and rotated by size. If a write fails the log turns unhealthy, callers refuse
 new requests (fail closed), and the thread keeps trying every ``retry_interval`` seconds; lines
 that arrive meanwhile are kept (up to ``max_backlog``) and written once it recovers.
+
+Why not ``logging``'s ``QueueListener`` and ``RotatingFileHandler``: a handler reports a failed
+write to ``handleError`` and moves on, so the log could not fail closed (refuse requests while
+lines are being lost) nor keep the lines that arrive during the outage; and its rotation does
+not notice a file moved away by logrotate, which the writer here checks before each batch.
 """
 
 from __future__ import annotations
