@@ -13,6 +13,7 @@ import structlog
 
 from mcp_local_provider.agent.backend import Backend
 from mcp_local_provider.agent.serving import RequestRunner
+from mcp_local_provider.core.addresses import unreachable
 from mcp_local_provider.core.protocol import (
     CloseCode,
     ModelCancel,
@@ -150,9 +151,7 @@ class AgentClient:
                     if self._stopping.is_set():
                         break
                     if not (self.reconnect and self.connections):
-                        raise AgentRefused(
-                            f"cannot reach the daemon at {self.url}: {exc}"
-                        ) from None
+                        raise AgentRefused(unreachable(self.url, exc)) from None
                 finally:
                     self._ready.clear()
                 if self._granted_this_connection:

@@ -15,7 +15,7 @@ from mcp_local_provider.agent.backend import Backend
 from mcp_local_provider.agent.backends import create
 from mcp_local_provider.agent.check import check
 from mcp_local_provider.cli.common import EXIT_ERROR, CliError, http_url
-from mcp_local_provider.core.config import Config
+from mcp_local_provider.core.config import Config, ConfigError
 from mcp_local_provider.obs.logs import configure
 from mcp_local_provider.policy.tokens import TokenError, read_existing
 
@@ -38,8 +38,8 @@ async def run(args: argparse.Namespace, config: Config) -> int:
     settings = settings.model_copy(update={k: v for k, v in flags.items() if v is not None})
     try:
         backend = create(name, models=args.models, settings=settings)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+    except ValueError as exc:  # an unknown backend name: a configuration error (exit 2)
+        raise ConfigError(str(exc)) from None
     if args.check:
         try:
             works = await check(backend, lambda line: print(line, flush=True))

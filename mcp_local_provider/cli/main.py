@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = commands.add_parser("serve", help="run the daemon", description="Run the daemon.")
+    serve.set_defaults(command_parser=serve)
     add_common(serve)
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 11434)")
@@ -39,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="list, approve, deny or revoke agent sessions",
         description="List, approve, deny or revoke agent sessions of a running daemon.",
     )
+    sessions.set_defaults(command_parser=sessions)
     actions = sessions.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, text in (
         ("list", "list sessions"),
@@ -47,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("revoke", "end a session now"),
     ):
         action = actions.add_parser(name, help=text, description=text.capitalize() + ".")
+        action.set_defaults(command_parser=action)
         if name != "list":
             action.add_argument("session_id", metavar="ID")
         add_common(action)
@@ -59,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Show a running daemon: version, uptime, recent requests and errors, "
         "and its pending and active sessions.",
     )
+    status.set_defaults(command_parser=status)
     add_common(status)
     status.add_argument("--url", help="daemon URL (default from the config)")
     status.add_argument("--json", action="store_true", help="print JSON (one line per refresh)")
@@ -76,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run an agent that serves requests",
         description="Connect an agent to the daemon, wait for approval, and serve requests.",
     )
+    agent.set_defaults(command_parser=agent)
     add_common(agent)
     agent.add_argument(
         "--backend",
@@ -127,6 +133,7 @@ def _mcp_parser(commands: Any) -> None:
         "Claude Code, VS Code, ...) can serve as the local model. Needs the MCP extra: "
         "pip install 'mcp-local-provider[mcp]'. See docs/mcp.md.",
     )
+    mcp.set_defaults(command_parser=mcp)
     mcp.add_argument(
         "--sampling",
         action="store_true",
@@ -162,7 +169,10 @@ def _positive(text: str) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # refused with the usage of the command they were given to
+        getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     # Each command's module is imported only when it runs, so ``--help`` and light commands
     # start fast (the daemon and the agents pull in aiohttp, pydantic models, backends).
     try:
@@ -195,4 +205,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``status --watch | head``): nothing left to say to anyone.
+        _silence_stdout()
+        return 0
     return EXIT_USAGE  # pragma: no cover - argparse requires a command
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

@@ -8,6 +8,7 @@ import json
 import aiohttp
 
 from mcp_local_provider.cli.common import CliError, http_url, session_table
+from mcp_local_provider.core.addresses import unreachable
 from mcp_local_provider.core.config import Config
 from mcp_local_provider.policy.tokens import TokenError, read_existing
 
@@ -30,7 +31,7 @@ async def run(args: argparse.Namespace, config: Config) -> int:
             body = await r.json(content_type=None)
             status = r.status
     except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
-        raise CliError(f"cannot reach the daemon at {base}: {exc or type(exc).__name__}") from None
+        raise CliError(unreachable(base, exc)) from None
     if status >= 400:
         error = body.get("error") if isinstance(body, dict) else None
         message = error.get("message") if isinstance(error, dict) else error

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 import aiohttp
 
 from mcp_local_provider.cli.common import CliError, http_url, session_table
+from mcp_local_provider.core.addresses import unreachable
 from mcp_local_provider.core.config import Config
 from mcp_local_provider.policy.tokens import TokenError, read_existing
 
@@ -58,7 +59,7 @@ async def fetch(base: str, token: str) -> dict[str, Any]:
             body = await r.json(content_type=None)
             status = r.status
     except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
-        raise CliError(f"cannot reach the daemon at {base}: {exc or type(exc).__name__}") from None
+        raise CliError(unreachable(base, exc)) from None
     if status >= 400 or not isinstance(body, dict):
         error = body.get("error") if isinstance(body, dict) else None
         message = error.get("message") if isinstance(error, dict) else error

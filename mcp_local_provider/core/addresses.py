@@ -97,3 +97,14 @@ def check_origin_entry(entry: str) -> str:
     elif parse_origin(entry) is None:
         raise ValueError(f"{entry!r} is not an origin (scheme://host[:port|:*])")
     return entry.lower()
+
+
+def unreachable(url: str, exc: BaseException) -> str:
+    """Why the daemon at ``url`` could not be reached, with what to do about it."""
+    cause = getattr(exc, "os_error", exc)  # aiohttp wraps the socket's error
+    if isinstance(cause, ConnectionRefusedError):
+        return (
+            f"cannot reach the daemon at {url}: nothing is listening there; start it with "
+            "`mcp-local-provider serve` (or point --url at where it runs)"
+        )
+    return f"cannot reach the daemon at {url}: {exc or type(exc).__name__}"

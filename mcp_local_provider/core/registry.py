@@ -124,7 +124,11 @@ class Session:
             "reason": self.reason,
             "ttl_seconds": self.ttl_seconds,
             "expires_at": self.expires_at_iso(),
-            "expires_in": None if self.expires_at is None else max(0.0, self.expires_at - now),
+            "expires_in": (
+                max(0.0, self.expires_at - now)
+                if self.expires_at is not None and self.state is SessionState.ACTIVE
+                else None
+            ),
             "requests": self.requests,
             "max_requests": self.max_requests,
             "in_flight": self.in_flight,

@@ -34,6 +34,8 @@ OUTCOMES = (
 CLOSE_CODES = frozenset({1000, 1001, 1006, 1009, 1011, 4400, 4401, 4403, 4408, 4409})
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OTHER = "other"
+#: The ``family`` label of the request metrics (probes and scrapes are both ``ops``).
+FAMILIES = ("openai", "ollama", "agent", "control", "ops", OTHER)
 
 # Seconds. Requests run from milliseconds (health, models) to minutes (long generations).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)

@@ -30,6 +30,7 @@ from mcp_local_provider.obs.figures import Figures, LiveGauges
 from mcp_local_provider.obs.labels import (
     CLOSE_CODES,
     DURATION_BUCKETS,
+    FAMILIES,
     OTHER,
     OVERHEAD_BUCKETS,
     PREFIX,
@@ -168,6 +169,13 @@ class Metrics:
         self.audit_write_failures = counter(
             "audit_write_failures", "Audit records that could not be written."
         )
+        # Series whose labels are known in advance start at 0, so a fresh daemon's dashboard
+        # shows 0 rather than "No data"; per-model series cannot (the dashboard's queries end
+        # in ``or vector(0)`` instead).
+        for family in FAMILIES:
+            self.cancelled.labels(family)
+        for code in (*sorted(CLOSE_CODES), OTHER):
+            self.agent_connections_closed.labels(str(code))
         for reason in REJECT_REASONS:
             self._rejected.labels(reason)
         for event in SESSION_EVENTS:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
 from mcp_local_provider.cli.main import main
 from mcp_local_provider.core.config import Config
@@ -17,16 +14,6 @@ from tests.clis import FakeCli
 from tests.fakes import BRIDGE_TOKEN
 
 AGENTS_DOC = Path(__file__).resolve().parents[2] / "docs" / "agents.md"
-
-
-@pytest.fixture(autouse=True)
-def _keep_the_suites_log_setup() -> Iterator[None]:
-    """main() sets up logging for the whole process; put the test suite's set-up back."""
-    saved = structlog.get_config()
-    handlers = logging.getLogger().handlers[:]
-    yield
-    structlog.configure(**saved)
-    logging.getLogger().handlers[:] = handlers
 
 
 def config_file(tmp_path: Path, fake: FakeCli, backend: str, **knobs: object) -> Path:
@@ -71,10 +58,10 @@ def test_check_names_a_missing_cli(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "FAIL  start: " in capsys.readouterr().out
 
 
-def test_an_unknown_backend_is_one_line_with_the_choices(
+def test_an_unknown_backend_is_a_configuration_error_in_one_line_with_the_choices(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["agent", "--backend", "nope", "--check"]) == 1
+    assert main(["agent", "--backend", "nope", "--check"]) == 2
     err = capsys.readouterr().err
     assert "unknown backend 'nope'; available: echo, openai, claude, cursor, gemini, codex" in err
     assert err.count("\n") == 1

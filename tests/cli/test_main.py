@@ -102,7 +102,57 @@ def test_sessions_without_a_daemon_says_so(
         ]
     )
     assert code == 1
-    assert "cannot reach the daemon" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cannot reach the daemon" in err
+    assert "nothing is listening there; start it with `mcp-local-provider serve`" in err
+    assert "ssl:default" not in err
+
+
+def test_agent_without_a_daemon_says_to_start_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"ws://127.0.0.1:{free_port()}/agent"
+    code = main(["agent", "--url", url, "--token-file", token_file(tmp_path)])
+    assert code == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert f"cannot reach the daemon at {url}: nothing is listening there" in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [
+        (["serve", "--prot", "1"], "usage: mcp-local-provider serve"),
+        (["sessions", "list", "--bogus"], "usage: mcp-local-provider sessions list"),
+        (["agent", "--modle", "x"], "usage: mcp-local-provider agent"),
+    ],
+)
+def test_an_unknown_option_shows_the_usage_of_its_command(
+    argv: list[str], usage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(usage)
+    assert (
+        f"unrecognized arguments: {' '.join(argv[-2:] if argv[-1] != '--bogus' else argv[-1:])}"
+        in err
+    )
+
+
+def test_status_watch_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_LOCAL_PROVIDER_")}
+    argv = [sys.executable, "-m", "mcp_local_provider", "status", "--watch", "0.05"]
+    argv += ["--url", f"http://127.0.0.1:{free_port()}", "--token-file", token_file(tmp_path)]
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert b"cannot reach the daemon" in proc.stdout.readline()
+        proc.stdout.close()  # like `| head -1`
+        _, err = proc.communicate(timeout=20)
+    assert b"Traceback" not in err, err.decode()
+    assert proc.returncode == 0
 
 
 def test_missing_token_file_is_explained(

@@ -151,8 +151,8 @@ async def test_requests_go_only_to_sessions_serving_the_model(
         )
 
 
-def test_an_unknown_key_in_the_models_table_names_the_known_ones(tmp_path: Path) -> None:
+def test_an_unknown_key_in_the_models_table_names_the_likely_one(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[models]\nalias = {}\n")
-    with pytest.raises(ConfigError, match="known settings: aliases, default_context_length"):
+    with pytest.raises(ConfigError, match="unknown setting 'models.alias'; did you mean 'aliases'"):
         load_config(path, environ={})

@@ -51,11 +51,42 @@ def test_invalid_value_names_key_value_and_what_is_allowed(tmp_path: Path) -> No
     assert "manual" in message and "auto" in message
 
 
-def test_unknown_setting_is_refused(tmp_path: Path) -> None:
+def test_unknown_setting_is_refused_with_the_likely_one(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("prot = 1\n")
-    with pytest.raises(ConfigError, match="unknown setting 'prot'"):
+    with pytest.raises(ConfigError) as raised:
         load_config(path, environ={})
+    message = str(raised.value)
+    assert "unknown setting 'prot'; did you mean 'port'?" in message
+    assert "allowed_origins" not in message  # not every setting
+
+
+def test_unknown_setting_like_none_points_to_the_example_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("zzzz = 1\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert "the example mcp-local-provider.toml lists all" in str(raised.value)
+
+
+def test_unknown_key_in_a_small_table_lists_that_table(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[models]\nzzzz = 1\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert "known settings: aliases, default_context_length" in str(raised.value)
+
+
+def test_a_bad_value_from_the_environment_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(environ={"MCP_LOCAL_PROVIDER_PORT": "abc"}, cwd=tmp_path)
+    assert "port = 'abc' (from MCP_LOCAL_PROVIDER_PORT)" in str(raised.value)
+
+
+def test_a_bad_value_from_a_flag_names_the_flag(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(overrides={"port": 0}, environ={}, cwd=tmp_path)
+    assert "port = 0 (from --port)" in str(raised.value)
 
 
 def test_broken_toml_is_reported_with_the_path(tmp_path: Path) -> None:

@@ -137,3 +137,12 @@ def test_describe_never_shows_the_token() -> None:
     view = session.describe(reg.clock())
     assert token not in str(view) and session.token_hash not in str(view)
     assert view["state"] == "active" and view["models"] == ["m"]
+
+
+def test_only_an_active_session_counts_down_to_its_expiry() -> None:
+    reg = registry()
+    session, _ = reg.approve(pending(reg).id)
+    assert session.describe(reg.clock())["expires_in"] > 0
+    reg.end(session.id, SessionState.REVOKED)
+    view = session.describe(reg.clock())
+    assert view["expires_in"] is None and view["expires_at"] is not None

@@ -130,3 +130,40 @@ def test_systemd_unit_runs_serve_with_settings_the_daemon_accepts() -> None:
         settings[name.removeprefix(ENV_PREFIX).lower()] = value
     assert settings, "the unit sets no environment"
     Config.model_validate(settings)  # each one is a real setting with a valid value
+
+
+async def sampled_names(daemon: Daemon, http: aiohttp.ClientSession) -> set[str]:
+    """The sample names ``daemon``'s second scrape carries (Prometheus scrapes every few
+    seconds, and a scrape is counted once it has been answered)."""
+    for _ in range(2):
+        async with http.get(daemon.url + "/metrics") as response:
+            text = await response.text()
+    return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+async def test_every_panel_shows_a_value_on_a_fresh_daemon(
+    daemon: Daemon, http: aiohttp.ClientSession
+) -> None:
+    sampled = await sampled_names(daemon, http)
+    empty = [
+        expr
+        for expr in queries(dashboard())
+        if "label_values" not in expr
+        and not set(METRIC_NAME.findall(expr)) <= sampled
+        and not expr.endswith(" or vector(0)")
+    ]
+    assert not empty, f"panels with no data on a fresh daemon: {empty}"
+
+
+async def test_series_with_labels_known_in_advance_start_at_zero(
+    daemon: Daemon, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(daemon.url + "/metrics") as response:
+        text = await response.text()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+    assert samples[("mcp_local_provider_requests_cancelled_total", (("family", "openai"),))] == 0
+    assert samples[("mcp_local_provider_agent_connections_closed_total", (("code", "4408"),))] == 0

@@ -5,6 +5,7 @@ one ``ConfigError`` line naming the key, the value and what is allowed."""
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 import tomllib
@@ -25,18 +26,35 @@ class ConfigError(Exception):
     """A setting is invalid; the message names the key, the value and what is allowed."""
 
 
-def _describe_error(err: dict[str, Any], source: Mapping[str, Any]) -> str:
+#: A table with at most this many settings is listed in full after an unknown key.
+_LISTED = 12
+
+
+def _describe_error(
+    err: dict[str, Any], source: Mapping[str, Any], origins: Mapping[str, str]
+) -> str:
     key = ".".join(str(p) for p in err["loc"]) or "(config)"
-    top = err["loc"][0] if err["loc"] else None
+    top = str(err["loc"][0]) if err["loc"] else ""
+    origin = f" ({origins[top]})" if top in origins else ""
     if err["type"] == "extra_forbidden":
-        allowed = ", ".join(sorted(_table_of(err["loc"][:-1]).model_fields))
-        return f"unknown setting {key!r}; known settings: {allowed}"
+        return f"unknown setting {key!r}{origin}; {_known(err['loc'])}"
     value = err.get("input")
     if len(err["loc"]) == 1:
-        value = source.get(str(top), value)
+        value = source.get(top, value)
     if key in ("bridge_token", "api_keys") or key.startswith("api_keys."):
         value = "***"
-    return f"{key} = {value!r}: {err['msg']}"
+    return f"{key} = {value!r}{origin}: {err['msg']}"
+
+
+def _known(loc: tuple[Any, ...]) -> str:
+    """What to say after an unknown key: the likely one, else the table's settings if few."""
+    fields = sorted(_table_of(loc[:-1]).model_fields)
+    likely = difflib.get_close_matches(str(loc[-1]), fields, n=1, cutoff=0.6)
+    if likely:
+        return f"did you mean {likely[0]!r}?"
+    if len(fields) <= _LISTED:
+        return f"known settings: {', '.join(fields)}"
+    return f"the example {DEFAULT_CONFIG_NAME} lists all {len(fields)} settings"
 
 
 def _table_of(loc: tuple[Any, ...]) -> type[BaseModel]:
@@ -59,6 +77,7 @@ def _is_table(annotation: Any) -> bool:
 
 
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Settings from ``MCP_LOCAL_PROVIDER_<FIELD>`` variables (tables only from the file)."""
     values: dict[str, Any] = {}
     for name, field in Config.model_fields.items():
         raw = environ.get(ENV_PREFIX + name.upper())
@@ -100,13 +119,21 @@ def load_config(
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
         except OSError as exc:
             raise ConfigError(f"config file {str(path)!r} cannot be read: {exc.strerror}") from None
-    values.update(_from_env(environ))
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    from_env = _from_env(environ)
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    values.update(from_env)
+    values.update(flags)
+    # Where each top-level value came from, so an error can say which source to fix.
+    origins = {key: f"from {ENV_PREFIX}{key.upper()}" for key in from_env}
+    origins.update({key: f"from --{key.replace('_', '-')}" for key in flags})
     try:
         config = Config.model_validate(values)
     except ValidationError as exc:
         where = f" (in {path})" if path is not None else ""
-        problems = "; ".join(_describe_error(e, values) for e in exc.errors())  # type: ignore[arg-type]
+        problems = "; ".join(
+            _describe_error(e, values, origins)  # type: ignore[arg-type]
+            for e in exc.errors()
+        )
         raise ConfigError(f"invalid configuration{where}: {problems}") from None
     if config.default_ttl_seconds > config.max_ttl_seconds:
         raise ConfigError(
