@@ -15,8 +15,9 @@ from mcp_local_provider.http.middleware import observe
 from mcp_local_provider.http.middleware.audit import audit_lifecycle, audit_middleware
 from mcp_local_provider.http.middleware.errors import error_middleware
 from mcp_local_provider.http.middleware.guard import guard_middleware, on_response_prepare
+from mcp_local_provider.http.openapi import document
 from mcp_local_provider.http.routes import agent, control, ollama, openai, ops, status
-from mcp_local_provider.http.state import STATE, build_state
+from mcp_local_provider.http.state import OPENAPI, STATE, build_state
 
 log = structlog.get_logger("mcp_local_provider.app")
 
@@ -42,6 +43,10 @@ def create_app(
     app.on_response_prepare.append(on_response_prepare)
     for routes in (openai, ollama, agent, control, ops, status):
         app.add_routes(routes.routes)
+    app[OPENAPI] = document(
+        [*openai.operations, *ollama.operations, *control.operations, *status.operations,
+         *ops.operations]
+    )  # fmt: skip
     app.cleanup_ctx.append(audit_lifecycle)
     app.cleanup_ctx.append(_sweeper)
     app.on_shutdown.append(_shutdown)

@@ -59,6 +59,8 @@ class State:
 STATE = web.AppKey("state", State)
 #: The request's scope, opened by the outermost middleware (see ``core/scope.py``).
 SCOPE = web.RequestKey("request_scope", RequestScope)
+#: The app's OpenAPI document (``http/openapi.py``), built once.
+OPENAPI = web.AppKey("openapi", dict[str, Any])
 #: The error a request ended with, for the access log and metrics (set by ``error_response``).
 MAPPED_ERROR = web.RequestKey("mapped_error", errors.ProviderError)
 

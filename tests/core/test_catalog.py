@@ -154,5 +154,7 @@ async def test_requests_go_only_to_sessions_serving_the_model(
 def test_an_unknown_key_in_the_models_table_names_the_likely_one(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[models]\nalias = {}\n")
-    with pytest.raises(ConfigError, match="unknown setting 'models.alias'; did you mean 'aliases'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown setting 'models\.alias'; did you mean 'aliases'"
+    ):
         load_config(path, environ={})

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mcp_local_provider.core.names import AGENT_ID_PATTERN, SCOPE_PATTERN, printable
 from mcp_local_provider.core.protocol import ModelSpec
 from mcp_local_provider.http.auth import require_bridge_token
+from mcp_local_provider.http.openapi import Operation
 from mcp_local_provider.http.state import STATE
 from mcp_local_provider.translate.common import parse_body
 
@@ -60,6 +61,27 @@ class RevokeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     session_id: str
+
+
+operations = [
+    Operation("get", "/control/sessions", "Every session", bridge_token=True),
+    Operation(
+        "post", "/control/sessions/{session_id}/approve", "Approve a session", bridge_token=True
+    ),
+    Operation("post", "/control/sessions/{session_id}/deny", "Deny a session", bridge_token=True),
+    Operation(
+        "post", "/control/sessions/{session_id}/revoke", "End a session now", bridge_token=True
+    ),
+    Operation(
+        "post",
+        "/control/register",
+        "Pre-register a session",
+        RegisterRequest,
+        bridge_token=True,
+        status=201,
+    ),
+    Operation("post", "/control/revoke", "End a session by id", RevokeRequest, bridge_token=True),
+]
 
 
 def _view(request: web.Request, session_id: str) -> dict[str, Any]:

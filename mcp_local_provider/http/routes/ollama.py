@@ -15,6 +15,7 @@ from mcp_local_provider.core.call import Call
 from mcp_local_provider.core.catalog import require
 from mcp_local_provider.core.registry import SessionState
 from mcp_local_provider.http.calls import call_for, fetch_embeddings
+from mcp_local_provider.http.openapi import Operation
 from mcp_local_provider.http.state import STATE
 from mcp_local_provider.http.streaming import relay
 from mcp_local_provider.translate.common import parse_body
@@ -33,6 +34,30 @@ from mcp_local_provider.translate.ollama.stream import (
 )
 
 routes = web.RouteTableDef()
+STREAMED = ("application/json", NDJSON_CONTENT_TYPE)
+operations = [
+    Operation("get", "/", "Liveness, as Ollama answers it", media_types=("text/plain",)),
+    Operation("get", "/api/version", "The Ollama version this daemon speaks"),
+    Operation("get", "/api/tags", "The models agents serve"),
+    Operation("get", "/api/ps", "The models whose agent is connected"),
+    Operation("post", "/api/show", "One model's details", ShowRequest),
+    Operation(
+        "post",
+        "/api/chat",
+        "Chat",
+        ChatRequest,
+        media_types=STREAMED,
+    ),
+    Operation(
+        "post",
+        "/api/generate",
+        "Completion",
+        GenerateRequest,
+        media_types=STREAMED,
+    ),
+    Operation("post", "/api/embed", "Embeddings", OllamaEmbedRequest),
+    Operation("post", "/api/embeddings", "Embeddings (the older route)", OllamaEmbeddingsRequest),
+]
 
 
 @routes.get("/")

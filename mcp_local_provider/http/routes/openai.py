@@ -13,6 +13,7 @@ from aiohttp import web
 
 from mcp_local_provider.core.protocol import AnswerFrame
 from mcp_local_provider.http.calls import call_for, fetch_embeddings
+from mcp_local_provider.http.openapi import Operation
 from mcp_local_provider.http.state import STATE
 from mcp_local_provider.http.streaming import relay
 from mcp_local_provider.translate.common import parse_body
@@ -28,6 +29,26 @@ from mcp_local_provider.translate.openai.chat import (
 from mcp_local_provider.translate.openai.completions import CompletionReply, CompletionRequest
 
 routes = web.RouteTableDef()
+STREAMED = ("application/json", "text/event-stream")
+operations = [
+    Operation(
+        "post",
+        "/v1/chat/completions",
+        "Chat completion",
+        ChatRequest,
+        media_types=STREAMED,
+    ),
+    Operation(
+        "post",
+        "/v1/completions",
+        "Text completion",
+        CompletionRequest,
+        media_types=STREAMED,
+    ),
+    Operation("post", "/v1/embeddings", "Embeddings", OpenAIEmbeddingRequest),
+    Operation("get", "/v1/models", "The models agents serve"),
+    Operation("get", "/v1/models/{model}", "One model"),
+]
 
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 

@@ -12,11 +12,19 @@ from prometheus_client.exposition import choose_encoder
 
 from mcp_local_provider import __version__
 from mcp_local_provider.core.registry import SessionState
-from mcp_local_provider.http.state import STATE, State
+from mcp_local_provider.http.openapi import Operation
+from mcp_local_provider.http.state import OPENAPI, STATE, State
 from mcp_local_provider.obs import health
 from mcp_local_provider.obs.figures import live_figures
 
 routes = web.RouteTableDef()
+operations = [
+    Operation("get", "/health", "Liveness"),
+    Operation("get", "/health/deep", "Each component's health and why"),
+    Operation("get", "/health/ready", "Whether an agent can serve"),
+    Operation("get", "/metrics", "Prometheus metrics", media_types=("text/plain",)),
+    Operation("get", "/openapi.json", "This document"),
+]
 
 
 def _counts(state: State) -> dict[str, int]:
@@ -110,3 +118,9 @@ async def metrics(request: web.Request) -> web.Response:
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
     body = encode(request.app[STATE].metrics.registry)
     return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+@routes.get("/openapi.json")
+async def openapi_document(request: web.Request) -> web.Response:
+    """The OpenAPI document of every route but the agent socket."""
+    return web.json_response(request.app[OPENAPI])

@@ -8,10 +8,14 @@ from aiohttp import web
 
 from mcp_local_provider import __version__
 from mcp_local_provider.http.auth import require_bridge_token
+from mcp_local_provider.http.openapi import Operation
 from mcp_local_provider.http.state import STATE
 from mcp_local_provider.obs.figures import live_figures
 
 routes = web.RouteTableDef()
+operations = [
+    Operation("get", "/control/status", "What `mcp-local-provider status` shows", bridge_token=True)
+]
 
 
 @routes.get("/control/status")
