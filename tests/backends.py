@@ -80,3 +80,34 @@ def failing_midway(model: str = "flaky") -> ScriptedBackend:
         [TextDelta("partial "), BackendError("upstream fell over", "upstream_error")],
         model=model,
     )
+
+
+class ToolRoundTrip(Backend):
+    """Calls one tool, then answers with what the tool returned: a whole tool round trip.
+
+    Records every request, so a test can check the tool result came back to the agent.
+    """
+
+    name = "round-trip"
+
+    def __init__(self, tool: str, arguments: str, model: str = "roundtrip") -> None:
+        self.tool = tool
+        self.arguments = arguments
+        self.model = model
+        self.requests: list[InvokeRequest] = []
+
+    def models(self) -> list[ModelSpec]:
+        return [ModelSpec(name=self.model, capabilities=("chat", "tools"), context_length=65536)]
+
+    async def run(self, request: InvokeRequest) -> AsyncIterator[BackendEvent]:
+        self.requests.append(request)
+        results = [m for m in request.messages if m.get("role") == "tool"]
+        if results:
+            content = results[-1].get("content")
+            text = content if isinstance(content, str) else str(content)
+            yield TextDelta("The tool said: " + text.strip())
+            yield Finish("stop", USAGE)
+            return
+        yield ToolCallDelta(0, id=f"call_{len(self.requests)}", name=self.tool)
+        yield ToolCallDelta(0, arguments=self.arguments)
+        yield Finish("tool_calls", USAGE)

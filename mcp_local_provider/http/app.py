@@ -16,7 +16,16 @@ from mcp_local_provider.http.middleware.audit import audit_lifecycle, audit_midd
 from mcp_local_provider.http.middleware.errors import error_middleware
 from mcp_local_provider.http.middleware.guard import guard_middleware, on_response_prepare
 from mcp_local_provider.http.openapi import document
-from mcp_local_provider.http.routes import agent, control, ollama, openai, ops, status
+from mcp_local_provider.http.routes import (
+    agent,
+    anthropic,
+    control,
+    ollama,
+    openai,
+    ops,
+    responses,
+    status,
+)
 from mcp_local_provider.http.state import OPENAPI, STATE, build_state
 
 log = structlog.get_logger("mcp_local_provider.app")
@@ -41,11 +50,11 @@ def create_app(
     app[STATE] = state
     observe.install(app)
     app.on_response_prepare.append(on_response_prepare)
-    for routes in (openai, ollama, agent, control, ops, status):
+    for routes in (openai, anthropic, responses, ollama, agent, control, ops, status):
         app.add_routes(routes.routes)
     app[OPENAPI] = document(
-        [*openai.operations, *ollama.operations, *control.operations, *status.operations,
-         *ops.operations]
+        [*openai.operations, *anthropic.operations, *responses.operations, *ollama.operations,
+         *control.operations, *status.operations, *ops.operations]
     )  # fmt: skip
     app.cleanup_ctx.append(audit_lifecycle)
     app.cleanup_ctx.append(_sweeper)

@@ -8,6 +8,7 @@ from aiohttp import web
 from mcp_local_provider.core.scope import UNMATCHED
 
 OPENAI = "openai"
+ANTHROPIC = "anthropic"
 OLLAMA = "ollama"
 AGENT = "agent"
 CONTROL = "control"
@@ -15,13 +16,15 @@ HEALTH = "health"
 METRICS = "metrics"
 OTHER = "other"
 #: Families whose requests come from editors (CORS, API keys, ``status`` traffic).
-EDITOR_FAMILIES = frozenset({OPENAI, OLLAMA})
+EDITOR_FAMILIES = frozenset({OPENAI, ANTHROPIC, OLLAMA})
 #: Probes and scrapes share one metrics label.
 _METRIC_LABELS = {HEALTH: "ops", METRICS: "ops"}
 
 
 def route_family(path: str) -> str:
     """The family of a path (or a route template): one of the names above."""
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        return ANTHROPIC  # Anthropic's Messages API lives under OpenAI's /v1 prefix
     if path == "/v1" or path.startswith("/v1/"):
         return OPENAI
     if path == "/api" or path.startswith("/api/"):

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from mcp_local_provider import __version__
-from mcp_local_provider.http.families import CONTROL, OLLAMA, OPENAI, route_family
+from mcp_local_provider.http.families import ANTHROPIC, CONTROL, OLLAMA, OPENAI, route_family
 
 _REF = "#/components/schemas/{model}"
 
@@ -53,6 +53,18 @@ _ERRORS: dict[str, dict[str, Any]] = {
             }
         },
     },
+    ANTHROPIC: {
+        "type": "object",
+        "required": ["type", "error"],
+        "properties": {
+            "type": {"const": "error"},
+            "error": {
+                "type": "object",
+                "required": ["type", "message"],
+                "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
     OLLAMA: {
         "type": "object",
         "required": ["error"],
@@ -70,7 +82,12 @@ _ERRORS: dict[str, dict[str, Any]] = {
         },
     },
 }
-_ERROR_NAMES = {OPENAI: "OpenAIError", OLLAMA: "OllamaError", CONTROL: "ControlError"}
+_ERROR_NAMES = {
+    OPENAI: "OpenAIError",
+    ANTHROPIC: "AnthropicError",
+    OLLAMA: "OllamaError",
+    CONTROL: "ControlError",
+}
 
 
 def document(operations: Iterable[Operation]) -> dict[str, Any]:
@@ -110,7 +127,8 @@ def document(operations: Iterable[Operation]) -> dict[str, Any]:
             "title": "mcp-local-provider",
             "version": __version__,
             "description": "A local model server whose answers come from approved AI agents: "
-            "the OpenAI API under /v1, the Ollama API under /api, and the control API.",
+            "the OpenAI API under /v1 (chat completions and Responses), Anthropic's Messages "
+            "API at /v1/messages, the Ollama API under /api, and the control API.",
         },
         "servers": [{"url": "http://127.0.0.1:11434"}],
         "paths": paths,

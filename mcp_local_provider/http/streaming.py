@@ -4,14 +4,44 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
 
 import structlog
 from aiohttp import web
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.protocol import AnswerFrame
+from mcp_local_provider.http.state import STATE
 
 log = structlog.get_logger("mcp_local_provider.relay")
+
+
+async def ticking(
+    events: AsyncIterator[AnswerFrame], interval: float
+) -> AsyncIterator[AnswerFrame | None]:
+    """``events``, with a None each time ``interval`` seconds pass without one. The wait for
+    the next frame is never cancelled by a tick, only when the stream is abandoned."""
+    iterator = aiter(events)
+    waiting: asyncio.Future[AnswerFrame] | None = None
+    try:
+        while True:
+            if waiting is None:
+                waiting = asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({waiting}, timeout=interval)
+            if not done:
+                yield None
+                continue
+            arrived, waiting = waiting, None
+            try:
+                event = arrived.result()
+            except StopAsyncIteration:
+                return
+            yield event
+    finally:
+        if waiting is not None:
+            waiting.cancel()
+            with suppress(BaseException):
+                await waiting
 
 
 async def relay(
@@ -22,16 +52,25 @@ async def relay(
     encode: Callable[[AnswerFrame], bytes],
     finish: Callable[[], bytes],
     encode_error: Callable[[errors.ProviderError], bytes],
+    keepalive: bytes = b"",
 ) -> web.StreamResponse:
     """Stream ``events`` to the client.
 
     The status line is sent with the first frame, so a failure before it (no agent, timeout,
     agent error) still gets a proper HTTP error. A failure after it is written in-band with
-    ``encode_error`` and the stream is closed without its normal ending.
+    ``encode_error`` and the stream is closed without its normal ending. With ``keepalive``,
+    those bytes are written whenever the agent is silent for ``stream_ping_interval``.
     """
     response: web.StreamResponse | None = None
+    frames: AsyncIterator[AnswerFrame | None] = events
+    if keepalive:
+        frames = ticking(events, request.app[STATE].config.stream_ping_interval)
     try:
-        async for event in events:
+        async for event in frames:
+            if event is None:
+                if response is not None:
+                    await response.write(keepalive)
+                continue
             if response is None:
                 response = web.StreamResponse(
                     headers={

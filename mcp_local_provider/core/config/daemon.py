@@ -111,6 +111,9 @@ class Config(BaseModel):
     first_chunk_timeout: float = Field(120, gt=0, description="wait for the agent's first chunk")
     idle_timeout: float = Field(60, gt=0, description="longest gap between chunks")
     total_timeout: float = Field(600, gt=0, description="longest request, start to end")
+    stream_ping_interval: float = Field(
+        10, gt=0, description="a ping event on Anthropic streams after this much agent silence"
+    )
 
     # Model names
     models: ModelsConfig = Field(

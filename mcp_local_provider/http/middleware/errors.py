@@ -10,8 +10,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from mcp_local_provider.core import errors
-from mcp_local_provider.http.families import OLLAMA, OPENAI, route_family
+from mcp_local_provider.http.families import ANTHROPIC, OLLAMA, OPENAI, route_family
 from mcp_local_provider.http.state import MAPPED_ERROR
+from mcp_local_provider.translate.anthropic import reply as anthropic_shapes
 from mcp_local_provider.translate.openai import chat as openai_shapes
 
 log = structlog.get_logger("mcp_local_provider.http")
@@ -34,6 +35,8 @@ def error_body(path: str, error: errors.ProviderError) -> dict[str, Any]:
     kind = route_family(path)
     if kind == OPENAI:
         return openai_shapes.error_body(error)
+    if kind == ANTHROPIC:
+        return anthropic_shapes.error_body(error)
     if kind == OLLAMA:
         return {"error": error.message}
     return {"error": {"message": error.message, "code": error.code}}

@@ -1,5 +1,6 @@
 """The OpenAI-compatible routes: ``/v1/chat/completions``, ``/v1/completions``,
-``/v1/embeddings``, ``/v1/models`` and ``/v1/models/{id}``.
+``/v1/embeddings``, ``/v1/models`` and ``/v1/models/{id}`` (the last two in Anthropic's shape
+for clients that send ``anthropic-version``).
 
 A missing ``stream`` means "don't stream" here; the body decides, never the Accept header
 (openai-node 4.x sends ``Accept: application/json`` on streams too).
@@ -16,6 +17,7 @@ from mcp_local_provider.http.calls import call_for, fetch_embeddings
 from mcp_local_provider.http.openapi import Operation
 from mcp_local_provider.http.state import STATE
 from mcp_local_provider.http.streaming import relay
+from mcp_local_provider.translate.anthropic.reply import model_info, models_page
 from mcp_local_provider.translate.common import parse_body
 from mcp_local_provider.translate.embeddings import OpenAIEmbeddingRequest, openai_body, shorten
 from mcp_local_provider.translate.openai.chat import (
@@ -115,14 +117,26 @@ async def embeddings(request: web.Request) -> web.Response:
     return web.json_response(openai_body(asked.model, found, asked.encoding_format, usage))
 
 
+#: Sent by every Anthropic client; the model routes then answer in Anthropic's shape.
+ANTHROPIC_VERSION = "anthropic-version"
+
+
 @routes.get("/v1/models")
 async def list_models(request: web.Request) -> web.Response:
     entries = request.app[STATE].catalog.entries()
-    return web.json_response(models_list([(e.name, int(e.created)) for e in entries]))
+    if ANTHROPIC_VERSION in request.headers:
+        return web.json_response(
+            models_page([(e.name, e.created, e.context_length) for e in entries])
+        )
+    return web.json_response(
+        models_list([(e.name, int(e.created), e.context_length) for e in entries])
+    )
 
 
 @routes.get("/v1/models/{model:.+}")
 async def get_model(request: web.Request) -> web.Response:
     name = request.match_info["model"]
     entry = request.app[STATE].catalog.resolve(name)
-    return web.json_response(model_entry(name, int(entry.created)))
+    if ANTHROPIC_VERSION in request.headers:
+        return web.json_response(model_info(name, entry.created, entry.context_length))
+    return web.json_response(model_entry(name, int(entry.created), entry.context_length))

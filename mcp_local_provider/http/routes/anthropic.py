@@ -1,0 +1,81 @@
+"""The Anthropic Messages routes: ``POST /v1/messages`` and ``/v1/messages/count_tokens``.
+
+Claude Code calls them with ``ANTHROPIC_BASE_URL`` pointing at the daemon, adding ``?beta=true``
+and ``anthropic-version``/``anthropic-beta`` headers: any version and any beta list are accepted
+(features the agent cannot honour are dropped; see ``translate/anthropic``). Errors leave in
+Anthropic's shape (``http/middleware/errors.py``).
+"""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+
+from mcp_local_provider.http.calls import call_for, plan
+from mcp_local_provider.http.openapi import Operation
+from mcp_local_provider.http.state import STATE
+from mcp_local_provider.http.streaming import relay
+from mcp_local_provider.translate.anthropic.reply import (
+    PING,
+    MessageAggregate,
+    MessageStream,
+    count_body,
+    stream_error,
+)
+from mcp_local_provider.translate.anthropic.request import CountRequest, MessagesRequest
+from mcp_local_provider.translate.common import parse_body
+from mcp_local_provider.translate.estimate import payload_tokens
+
+routes = web.RouteTableDef()
+operations = [
+    Operation(
+        "post",
+        "/v1/messages",
+        "Anthropic Messages",
+        MessagesRequest,
+        media_types=("application/json", "text/event-stream"),
+    ),
+    Operation("post", "/v1/messages/count_tokens", "Anthropic token count", CountRequest),
+]
+log = structlog.get_logger("mcp_local_provider.anthropic")
+
+SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
+
+
+@routes.post("/v1/messages")
+async def messages(request: web.Request) -> web.StreamResponse:
+    asked = parse_body(MessagesRequest, await request.read())
+    if asked.ignored:
+        log.debug("fields_ignored", fields=asked.ignored)
+    entry, payload, needs = plan(request, asked)
+    estimate = payload_tokens(payload)
+    call = call_for(request, "chat", entry.target, payload, bool(asked.stream), needs)
+    async with request.app[STATE].router.open(call) as events:
+        if call.stream:
+            stream = MessageStream(asked.model, estimate)
+            response = await relay(
+                request,
+                events,
+                content_type=SSE_CONTENT_TYPE,
+                encode=stream.encode,
+                finish=stream.finish,
+                encode_error=stream_error,
+                keepalive=PING,
+            )
+            usage = stream.usage
+        else:
+            aggregate = MessageAggregate(asked.model, estimate)
+            async for event in events:
+                aggregate.add(event)
+            response = web.json_response(aggregate.body())
+            usage = aggregate.usage
+    if usage.estimated:
+        log.info("usage_estimated", input_tokens=usage.input_tokens)
+    return response
+
+
+@routes.post("/v1/messages/count_tokens")
+async def count_tokens(request: web.Request) -> web.Response:
+    asked = parse_body(CountRequest, await request.read())
+    _, payload, _ = plan(request, asked)
+    return web.json_response(count_body(payload_tokens(payload)))

@@ -1,0 +1,1 @@
+"""The Anthropic Messages dialect: requests in (``request``), answers out (``reply``)."""

@@ -1,0 +1,1 @@
+"""The OpenAI Responses dialect: requests in (``request``), answers out (``reply``)."""

@@ -1,0 +1,163 @@
+"""The real Claude Code and Codex CLIs, headless, using the daemon as their model server: a turn,
+and a tool round trip (the agent calls the CLI's own tool, the CLI runs it and sends the result
+back). Skipped when node or npm is missing; installs the pinned CLIs from the committed lockfile
+in tests/coding_clients with ``npm ci`` the first time. Neither needs a login."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.backends import ToolRoundTrip
+from tests.fakes import Daemon
+
+CLIENTS_DIR = Path(__file__).resolve().parents[1] / "coding_clients"
+BIN = CLIENTS_DIR / "node_modules" / ".bin"
+SECRET = "sunflower-42"
+
+
+@pytest.fixture(scope="module")
+def coding_clients() -> Path:
+    npm = shutil.which("npm")
+    if shutil.which("node") is None or npm is None:
+        pytest.skip("node and npm are needed to run Claude Code and Codex")
+    lock = CLIENTS_DIR / "package-lock.json"
+    installed = CLIENTS_DIR / "node_modules" / ".package-lock.json"
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=CLIENTS_DIR,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
+    return BIN
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "hello.txt").write_text(SECRET + "\n")
+    (tmp_path / "home").mkdir()
+    return work
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """Only what the CLI needs: no settings, keys or logins of the person running the tests."""
+    return {"PATH": os.environ.get("PATH", ""), "HOME": str(home), "LANG": "C.UTF-8", **extra}
+
+
+async def run(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+def test_the_lockfile_names_no_registry_host() -> None:
+    lock = (CLIENTS_DIR / "package-lock.json").read_text()
+    assert '"resolved"' not in lock
+    assert "omit-lockfile-registry-resolved=true" in (CLIENTS_DIR / ".npmrc").read_text()
+
+
+# -- Claude Code -----------------------------------------------------------------------------
+
+
+async def claude(bin_dir: Path, daemon: Daemon, workdir: Path, *args: str) -> list[Any]:
+    env = clean_env(
+        workdir.parent / "home",
+        ANTHROPIC_BASE_URL=daemon.url,
+        ANTHROPIC_API_KEY="local",
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+        DISABLE_AUTOUPDATER="1",
+    )
+    argv = [str(bin_dir / "claude"), "-p", *args, "--output-format", "stream-json", "--verbose"]
+    code, out, err = await run(argv, workdir, env)
+    assert code == 0, f"claude failed ({code}):\n{out[-3000:]}\n{err[-3000:]}"
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+async def test_claude_code_completes_a_turn(
+    echo_daemon: Daemon, coding_clients: Path, workdir: Path
+) -> None:
+    lines = await claude(coding_clients, echo_daemon, workdir, "say hi", "--model", "echo")
+    result = lines[-1]
+    assert result["type"] == "result" and result["subtype"] == "success", result
+    assert result["result"].endswith("say hi")  # the echo agent repeats the prompt
+
+
+async def test_claude_code_runs_a_tool_the_agent_calls(
+    daemon: Daemon, coding_clients: Path, workdir: Path
+) -> None:
+    path = workdir / "hello.txt"
+    backend = ToolRoundTrip("Read", json.dumps({"file_path": str(path)}))
+    await daemon.start_agent(backend)
+    lines = await claude(
+        coding_clients, daemon, workdir, "what is in hello.txt?", "--model", "roundtrip"
+    )
+    result = lines[-1]
+    assert result["subtype"] == "success", result
+    assert SECRET in result["result"]
+    tool_message = next(m for m in backend.requests[-1].messages if m["role"] == "tool")
+    assert tool_message["tool_call_id"] == "call_1"
+    assert SECRET in json.dumps(tool_message["content"])
+
+
+# -- Codex CLI -------------------------------------------------------------------------------
+
+
+async def codex(bin_dir: Path, daemon: Daemon, workdir: Path, model: str, prompt: str) -> str:
+    codex_home = workdir.parent / "codex-home"
+    codex_home.mkdir(exist_ok=True)
+    (codex_home / "config.toml").write_text(
+        f'model = "{model}"\n'
+        'model_provider = "local"\n\n'
+        "[model_providers.local]\n"
+        'name = "mcp-local-provider"\n'
+        f'base_url = "{daemon.url}/v1"\n'
+        'wire_api = "responses"\n'
+        'env_key = "LOCAL_PROVIDER_API_KEY"\n'
+    )
+    env = clean_env(
+        workdir.parent / "home", CODEX_HOME=str(codex_home), LOCAL_PROVIDER_API_KEY="local"
+    )
+    argv = [str(bin_dir / "codex"), "exec", "--skip-git-repo-check", prompt]
+    code, out, err = await run(argv, workdir, env)
+    assert code == 0, f"codex failed ({code}):\n{out[-3000:]}\n{err[-3000:]}"
+    return out
+
+
+async def test_codex_completes_a_turn(
+    echo_daemon: Daemon, coding_clients: Path, workdir: Path
+) -> None:
+    out = await codex(coding_clients, echo_daemon, workdir, "echo", "say hi")
+    assert out.strip().endswith("say hi")
+
+
+async def test_codex_runs_a_tool_the_agent_calls(
+    daemon: Daemon, coding_clients: Path, workdir: Path
+) -> None:
+    backend = ToolRoundTrip("exec_command", json.dumps({"cmd": "cat hello.txt"}))
+    await daemon.start_agent(backend)
+    out = await codex(coding_clients, daemon, workdir, "roundtrip", "what is in hello.txt?")
+    assert out.strip().startswith("The tool said:")
+    assert SECRET in out  # Codex ran `cat hello.txt` and sent its output back
+    tool_message = next(m for m in backend.requests[-1].messages if m["role"] == "tool")
+    assert tool_message["tool_call_id"] == "call_1"
