@@ -18,6 +18,7 @@ from mcp_local_provider.agent.backends import create
 from mcp_local_provider.agent.process import CliProcess
 from tests import real_clis
 from tests.clis import chat, collect, group_alive
+from tests.conftest import StartDaemon
 from tests.fakes import until
 from tests.model_api import FAIL, SILENT, ModelApi, Reply, Seen, model_api
 
@@ -176,3 +177,20 @@ async def test_claude_retrying_a_failing_model_api_gives_up_at_the_idle_timeout(
     assert "its model API failed (500)" in raised.value.message
     assert len(model_api.answering()) >= 2  # it did retry
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_an_editor_streams_an_answer_from_the_real_cli_through_the_daemon(
+    name: str, model_api: ModelApi, tmp_path: Path, start_daemon: StartDaemon, openai_client: Any
+) -> None:
+    daemon = await start_daemon(first_chunk_timeout=30)  # a CLI's start takes seconds
+    model_api.default = Reply(("Hello", " from", " the", " model"), delay=0.2)
+    agent = backend(name, model_api, tmp_path)
+    await daemon.start_agent(agent)
+    model = agent.models()[0].name
+    stream = await openai_client(daemon).chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Say hello."}], stream=True
+    )
+    pieces = [c.choices[0].delta.content async for c in stream if c.choices]
+    assert [p for p in pieces if p] == ["Hello", " from", " the", " model"]
+    await agent.close()
