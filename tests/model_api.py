@@ -39,6 +39,9 @@ class Reply:
     silent: bool = False
     #: Reasoning sent before the answer (Anthropic: a thinking block; Responses: a summary).
     reasoning: str = ""
+    #: Instead of text, a call of this tool (``name`` or, for Codex's MCP tools,
+    #: ``namespace.name``) with these arguments.
+    tool_call: tuple[str, dict[str, Any]] | None = None
 
     @classmethod
     def text(cls, text: str, *, pieces: int = 1, delay: float = 0.0) -> Reply:
@@ -169,6 +172,9 @@ class ModelApi:
             return web.json_response(message)
         stream = await _sse(request)
         await _event(stream, "message_start", {"type": "message_start", "message": message})
+        if reply.tool_call is not None:
+            await _anthropic_tool_use(stream, *reply.tool_call)
+            return stream
         index = 0
         if reply.reasoning:
             await _anthropic_thinking(stream, reply.reasoning)
@@ -211,6 +217,10 @@ class ModelApi:
         output: list[dict[str, Any]] = []
         if reply.reasoning:
             output.append(await _responses_reasoning(stream, reply.reasoning))
+        if reply.tool_call is not None:
+            output.append(await _responses_call(stream, len(output), *reply.tool_call))
+            await _responses_completed(stream, response, output)
+            return stream
         item: dict[str, Any] = {
             "id": "msg_mock",
             "type": "message",
@@ -247,16 +257,7 @@ class ModelApi:
         done = {"type": "response.output_item.done", "output_index": at, "item": item}
         await _event(stream, "response.output_item.done", done)
         output.append(item)
-        usage = {
-            "input_tokens": USAGE[0],
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": USAGE[1],
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": sum(USAGE),
-        }
-        response = {**response, "status": "completed", "output": output, "usage": usage}
-        completed = {"type": "response.completed", "response": response}
-        await _event(stream, "response.completed", completed)
+        await _responses_completed(stream, response, output)
         return stream
 
     async def _gemini(self, request: web.Request) -> web.StreamResponse:
@@ -275,6 +276,12 @@ class ModelApi:
         if (failed := await self._failed_or_silent(reply)) is not None:
             return failed
         stream = await _sse(request)
+        if reply.tool_call is not None:
+            call = {"functionCall": {"name": reply.tool_call[0], "args": reply.tool_call[1]}}
+            chunk = _gemini_chunk("", USAGE[0], USAGE[1], model)
+            chunk["candidates"][0]["content"]["parts"] = [call]
+            await stream.write(f"data: {json.dumps(chunk)}\r\n\r\n".encode())
+            return stream
         count = len(reply.pieces)
         i = 0
         async for piece in _pieces(reply):
@@ -284,6 +291,26 @@ class ModelApi:
             await stream.write(f"data: {json.dumps(chunk)}\r\n\r\n".encode())
             seen.sent.append(time.monotonic())
         return stream
+
+
+async def _anthropic_tool_use(
+    stream: web.StreamResponse, name: str, arguments: dict[str, Any]
+) -> None:
+    """Block 0: a call of tool ``name``; the message stops for it."""
+    block = {"type": "tool_use", "id": "toolu_mock", "name": name, "input": {}}
+    start = {"type": "content_block_start", "index": 0, "content_block": block}
+    await _event(stream, "content_block_start", start)
+    delta = {"type": "input_json_delta", "partial_json": json.dumps(arguments)}
+    data = {"type": "content_block_delta", "index": 0, "delta": delta}
+    await _event(stream, "content_block_delta", data)
+    await _event(stream, "content_block_stop", {"type": "content_block_stop", "index": 0})
+    done = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+        "usage": {"output_tokens": USAGE[1]},
+    }
+    await _event(stream, "message_delta", done)
+    await _event(stream, "message_stop", {"type": "message_stop"})
 
 
 async def _anthropic_thinking(stream: web.StreamResponse, text: str) -> None:
@@ -298,6 +325,42 @@ async def _anthropic_thinking(stream: web.StreamResponse, text: str) -> None:
         data = {"type": "content_block_delta", "index": 0, "delta": delta}
         await _event(stream, "content_block_delta", data)
     await _event(stream, "content_block_stop", {"type": "content_block_stop", "index": 0})
+
+
+async def _responses_call(
+    stream: web.StreamResponse, at: int, name: str, arguments: dict[str, Any]
+) -> dict[str, Any]:
+    """Output item ``at``: a function call (``namespace.name`` for a namespaced tool)."""
+    namespace, _, function = name.rpartition(".")
+    item: dict[str, Any] = {
+        "id": "fc_mock",
+        "type": "function_call",
+        "status": "completed",
+        "call_id": "call_mock",
+        "name": function,
+        "arguments": json.dumps(arguments),
+    }
+    if namespace:
+        item["namespace"] = namespace
+    added = {"type": "response.output_item.added", "output_index": at, "item": item}
+    await _event(stream, "response.output_item.added", added)
+    done = {"type": "response.output_item.done", "output_index": at, "item": item}
+    await _event(stream, "response.output_item.done", done)
+    return item
+
+
+async def _responses_completed(
+    stream: web.StreamResponse, response: dict[str, Any], output: list[dict[str, Any]]
+) -> None:
+    usage = {
+        "input_tokens": USAGE[0],
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": USAGE[1],
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": sum(USAGE),
+    }
+    response = {**response, "status": "completed", "output": output, "usage": usage}
+    await _event(stream, "response.completed", {"type": "response.completed", "response": response})
 
 
 async def _responses_reasoning(stream: web.StreamResponse, text: str) -> dict[str, Any]:
