@@ -183,7 +183,8 @@ async def test_claude_retrying_a_failing_model_api_gives_up_at_the_idle_timeout(
 async def test_an_editor_streams_an_answer_from_the_real_cli_through_the_daemon(
     name: str, model_api: ModelApi, tmp_path: Path, start_daemon: StartDaemon, openai_client: Any
 ) -> None:
-    daemon = await start_daemon(first_chunk_timeout=30)  # a CLI's start takes seconds
+    # A CLI's start takes seconds, more on a busy machine.
+    daemon = await start_daemon(first_chunk_timeout=30, idle_timeout=30, total_timeout=60)
     model_api.default = Reply(("Hello", " from", " the", " model"), delay=0.2)
     agent = backend(name, model_api, tmp_path)
     await daemon.start_agent(agent)
