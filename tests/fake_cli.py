@@ -5,7 +5,8 @@ It records each run (argv, stdin, working directory, process group) as JSON in
 ``$FAKE_CLI_RECORD/<pid>.json`` and replays the NDJSON lines of ``$FAKE_CLI_FIXTURE`` on stdout,
 one every ``$FAKE_CLI_DELAY`` seconds. Other knobs: ``FAKE_CLI_STDERR`` (text written to
 stderr), ``FAKE_CLI_EXIT`` (exit code), ``FAKE_CLI_CHILD=1`` (start a long-lived child in the
-same process group), ``FAKE_CLI_IGNORE_SIGINT=1`` (only SIGKILL stops it).
+same process group), ``FAKE_CLI_IGNORE_SIGINT=1`` (only SIGKILL stops it), ``FAKE_CLI_HANG=1``
+(stay silent after the fixture instead of exiting).
 
 Under the name ``codex`` it plays ``codex app-server``: it answers ``initialize``,
 ``thread/start`` and ``turn/start`` (``FAKE_CODEX_FAIL=<method>`` makes that call fail), then
@@ -91,6 +92,8 @@ def single_prompt() -> None:
         if DELAY:
             time.sleep(DELAY)
         emit(line)
+    if ENV.get("FAKE_CLI_HANG"):
+        time.sleep(3600)
     finish()
 
 

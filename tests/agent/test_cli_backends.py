@@ -74,9 +74,9 @@ async def test_reasoning_is_sent_as_reasoning_deltas(fake_cli: FakeCli, name: st
 async def test_claude_retrying_a_failing_model_api_is_no_progress(
     fake_cli: FakeCli, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Claude Code prints a retry event every 0.3 s here (the recording, replayed faster): the
-    # idle timeout still fires, and says why.
-    backend = fake_cli.backend("claude", "api_retry", delay=0.3, idle_timeout=0.8)
+    # Claude Code prints a retry event every 0.3 s here (the recording, replayed faster, then
+    # silence): the idle timeout fires after the last progress, and says why.
+    backend = fake_cli.backend("claude", "api_retry", delay=0.3, idle_timeout=0.8, hang=True)
     with pytest.raises(BackendError) as raised:
         await collect(backend.serve(chat()))
     assert raised.value.code == "timeout"

@@ -120,7 +120,7 @@ async def test_each_piece_reaches_the_backend_as_the_model_sends_it(
     name: str, model_api: ModelApi, tmp_path: Path
 ) -> None:
     pieces = ("one ", "two ", "three ", "four")
-    model_api.default = Reply(pieces, delay=0.4)
+    model_api.default = Reply(pieces, delay=0.5)
     arrived: list[float] = []
     async for event in backend(name, model_api, tmp_path).serve(chat("Count.")):
         if isinstance(event, TextDelta):
@@ -128,9 +128,11 @@ async def test_each_piece_reaches_the_backend_as_the_model_sends_it(
             assert event.text == pieces[len(arrived) - 1]
     (asked,) = model_api.answering()
     assert len(arrived) == len(pieces)
-    lags = [got - sent for got, sent in zip(arrived, asked.sent, strict=True)]
-    # Each piece arrives long before the next is sent (0.4 s later): nothing is buffered.
-    assert max(lags) < 0.3, lags
+    # Each piece reaches the backend before the model sends the next one: nothing is buffered.
+    assert all(got < sent for got, sent in zip(arrived, asked.sent[1:], strict=False)), (
+        arrived,
+        asked.sent,
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
