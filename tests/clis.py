@@ -53,6 +53,7 @@ class FakeCli:
         stderr: str | None = None,
         child: bool = False,
         ignore_sigint: bool = False,
+        hang: bool = False,
         env: dict[str, str] | None = None,
         **fields: Any,
     ) -> BackendSettings:
@@ -67,6 +68,8 @@ class FakeCli:
             knobs["FAKE_CLI_STDERR"] = stderr
         if child:
             knobs["FAKE_CLI_CHILD"] = "1"
+        if hang:
+            knobs["FAKE_CLI_HANG"] = "1"
         if ignore_sigint:
             knobs["FAKE_CLI_IGNORE_SIGINT"] = "1"
         fields.setdefault("cancel_grace", 0.3)

@@ -10,8 +10,10 @@ import structlog
 
 from mcp_local_provider.http.app import create_app
 from mcp_local_provider.http.listeners import runner_options
+from tests import real_clis
 from tests.clis import FakeCli
 from tests.fakes import BRIDGE_TOKEN, Daemon, RawAgent, make_config
+from tests.model_api import ModelApi
 
 StartDaemon = Callable[..., Awaitable[Daemon]]
 
@@ -144,3 +146,21 @@ async def daemon_process(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     yield start
     for process in started:
         await process.stop()
+
+
+@pytest.fixture(scope="session")
+def agent_clis() -> Path:
+    """The real agent CLIs, installed from tests/agent_clis with ``npm ci`` the first time
+    (skipped when node or npm is missing); returns the folder of their executables."""
+    reason = real_clis.install()
+    if reason is not None:
+        pytest.skip(reason)
+    return real_clis.BIN
+
+
+@pytest.fixture
+async def model_api() -> AsyncIterator[ModelApi]:
+    """A mock model API on a loopback port for the real agent CLIs (tests/model_api.py)."""
+    api = await ModelApi().start()
+    yield api
+    await api.stop()

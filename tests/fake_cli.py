@@ -5,11 +5,14 @@ It records each run (argv, stdin, working directory, process group) as JSON in
 ``$FAKE_CLI_RECORD/<pid>.json`` and replays the NDJSON lines of ``$FAKE_CLI_FIXTURE`` on stdout,
 one every ``$FAKE_CLI_DELAY`` seconds. Other knobs: ``FAKE_CLI_STDERR`` (text written to
 stderr), ``FAKE_CLI_EXIT`` (exit code), ``FAKE_CLI_CHILD=1`` (start a long-lived child in the
-same process group), ``FAKE_CLI_IGNORE_SIGINT=1`` (only SIGKILL stops it).
+same process group), ``FAKE_CLI_IGNORE_SIGINT=1`` (only SIGKILL stops it), ``FAKE_CLI_HANG=1``
+(stay silent after the fixture instead of exiting).
 
 Under the name ``codex`` it plays ``codex app-server``: it answers ``initialize``,
 ``thread/start`` and ``turn/start`` (``FAKE_CODEX_FAIL=<method>`` makes that call fail), then
-replays the fixture's notifications; ``turn/interrupt`` ends the turn as ``interrupted``.
+replays the fixture's notifications, answering ``turn/start`` only after the fixture's
+``turn/started`` (the real server's order can be that too); ``turn/interrupt`` ends the turn
+as ``interrupted``.
 """
 
 from __future__ import annotations
@@ -89,6 +92,8 @@ def single_prompt() -> None:
         if DELAY:
             time.sleep(DELAY)
         emit(line)
+    if ENV.get("FAKE_CLI_HANG"):
+        time.sleep(3600)
     finish()
 
 
@@ -139,12 +144,22 @@ def app_server() -> None:
         elif method == "thread/start":
             reply(message, {"thread": {"id": "thr_1"}})
         elif method == "turn/start":
-            reply(
-                message,
-                {"turn": {"id": "turn_1", "status": "inProgress", "items": [], "error": None}},
-            )
             turn = message
-    for line in fixture_lines():
+    lines = fixture_lines()
+    started = [json.loads(line) for line in lines if '"turn/started"' in line]
+    turn_id = started[0]["params"]["turn"]["id"] if started else "turn_1"
+    # The real server may announce the turn before it answers turn/start: so does the fake.
+    answered = False
+
+    def answer_turn() -> None:
+        nonlocal answered
+        answered = True
+        result = {"turn": {"id": turn_id, "status": "inProgress", "items": [], "error": None}}
+        reply(turn, result)
+
+    if not started:
+        answer_turn()
+    for line in lines:
         message = receive(timeout=DELAY)
         if message is not None and message.get("method") == "turn/interrupt":
             RECORD["interrupted"] = True
@@ -152,11 +167,13 @@ def app_server() -> None:
             emit(json.dumps({"id": message["id"], "result": {}}))
             completed = {
                 "threadId": "thr_1",
-                "turn": {"id": "turn_1", "status": "interrupted", "items": [], "error": None},
+                "turn": {"id": turn_id, "status": "interrupted", "items": [], "error": None},
             }
             emit(json.dumps({"method": "turn/completed", "params": completed}))
             break
         emit(line)
+        if not answered and '"turn/started"' in line:
+            answer_turn()
     if int(ENV.get("FAKE_CLI_EXIT") or 0):
         finish()
     while True:  # like the real server: serve until stdin closes

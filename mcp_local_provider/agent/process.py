@@ -19,7 +19,7 @@ import shutil
 import signal
 import tempfile
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
@@ -72,6 +72,7 @@ class CliProcess:
         idle_timeout: float | None = None,
         timeout: float | None = None,
         cancel_grace: float = 0.5,
+        progress: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
         self.argv = list(argv)
         self.stdin_data = stdin
@@ -81,6 +82,9 @@ class CliProcess:
         self.idle_timeout = idle_timeout
         self.timeout = timeout
         self.cancel_grace = cancel_grace
+        #: Whether an event is progress (resets the idle clock); by default every event is. A
+        #: CLI retrying a failing model API prints events that are not.
+        self.progress = progress or (lambda event: True)
         #: Output lines that were not JSON objects with a string ``type`` (skipped).
         self.malformed = 0
         #: Set once the answer is complete: on close the CLI may then exit on its own first.
@@ -249,13 +253,19 @@ class CliProcess:
         """Each JSON object on stdout with a string ``type`` (or JSON-RPC ``method``/``id``).
 
         Blank lines are ignored; anything else that does not parse is skipped and counted in
-        ``malformed``. Raises BackendError if the CLI is silent for ``idle_timeout``.
+        ``malformed``. Raises BackendError if the CLI makes no progress (see ``progress``) for
+        ``idle_timeout``.
         """
         assert self.proc is not None and self.proc.stdout is not None
         stdout = self.proc.stdout
         loop = asyncio.get_running_loop()
+        last_progress, stalled = loop.time(), False
         while True:
-            wait, why = self.idle_timeout, f"printed nothing for {self.idle_timeout} s"
+            wait, why = None, ""
+            if self.idle_timeout is not None:
+                wait = max(last_progress + self.idle_timeout - loop.time(), 0)
+                did = "made no progress" if stalled else "printed nothing"
+                why = f"{did} for {self.idle_timeout} s"
             if self._deadline is not None:
                 left = self._deadline - loop.time()
                 if wait is None or left < wait:
@@ -282,6 +292,10 @@ class CliProcess:
             ):
                 self._skip("not an event object", line)
                 continue
+            if self.progress(event):
+                last_progress, stalled = loop.time(), False
+            else:
+                stalled = True
             yield event
 
     def _skip(self, why: str, line: bytes = b"") -> None:

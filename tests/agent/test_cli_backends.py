@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,8 @@ import pytest
 
 from mcp_local_provider.agent import BackendError, Finish, InvokeRequest, ReasoningDelta, TextDelta
 from mcp_local_provider.agent.backends import create
-from tests.clis import ANSWER, FakeCli, chat, collect, group_alive
+from mcp_local_provider.agent.backends.gemini import GeminiParser
+from tests.clis import ANSWER, FIXTURES, FakeCli, chat, collect, group_alive
 from tests.fakes import until
 
 CLIS = ["claude", "cursor", "gemini", "codex"]
@@ -61,16 +65,73 @@ async def test_message_level_output_is_one_delta(fake_cli: FakeCli, name: str) -
     assert isinstance(events[-1], Finish) and events[-1].reason == "stop"
 
 
-async def test_codex_reasoning_summaries_are_reasoning_deltas(fake_cli: FakeCli) -> None:
-    events = await collect(fake_cli.backend("codex").serve(chat()))
+@pytest.mark.parametrize("name", ["claude", "codex"])
+async def test_reasoning_is_sent_as_reasoning_deltas(fake_cli: FakeCli, name: str) -> None:
+    events = await collect(fake_cli.backend(name).serve(chat()))
     assert [e.text for e in events if isinstance(e, ReasoningDelta)] == ["Greeting the user."]
 
 
-ERRORS = {
-    "claude": "claude reported an error: API Error: 529 Overloaded",
+async def test_claude_retrying_a_failing_model_api_is_no_progress(
+    fake_cli: FakeCli, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Claude Code prints a retry event every 0.3 s here (the recording, replayed faster, then
+    # silence): the idle timeout fires after the last progress, and says why.
+    backend = fake_cli.backend("claude", "api_retry", delay=0.3, idle_timeout=0.8, hang=True)
+    with pytest.raises(BackendError) as raised:
+        await collect(backend.serve(chat()))
+    assert raised.value.code == "timeout"
+    assert re.fullmatch(
+        r"claude made no progress for 0\.8 s: its model API failed \(500\); "
+        r"retry \d of 10 was pending",
+        raised.value.message,
+    )
+    assert any("cli_model_retry" in r.getMessage() for r in caplog.records)
+
+
+def test_gemini_usage_is_the_answering_calls_not_the_routing_calls(fake_cli: FakeCli) -> None:
+    parser = GeminiParser()
+    lines = (FIXTURES / "gemini" / "happy.ndjson").read_text().splitlines()
+    events = [e for line in lines for e in parser.feed(json.loads(line))]
+    stats = json.loads(lines[-1])["stats"]
+    assert len(stats["models"]) == 2 and stats["input_tokens"] == 35  # routing + answer
+    finish = events[-1]
+    assert isinstance(finish, Finish)
+    assert finish.usage == {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}
+
+
+def test_gemini_usage_that_includes_the_routing_call_says_so() -> None:
+    parser = GeminiParser()
+    parser.feed({"type": "init", "model": "auto"})
+    stats = {"input_tokens": 35, "output_tokens": 14, "models": {"gemini-x": {}}}
+    events = parser.feed({"type": "result", "status": "success", "stats": stats})
+    assert events == [
+        Finish(
+            "stop",
+            {
+                "prompt_tokens": 35,
+                "completion_tokens": 14,
+                "total_tokens": 49,
+                "includes_overhead": True,
+            },
+        )
+    ]
+
+
+def test_gemini_usage_with_a_chosen_model_is_all_the_answers() -> None:
+    parser = GeminiParser()
+    parser.feed({"type": "init", "model": "gemini-2.5-flash"})
+    stats = {"input_tokens": 12, "output_tokens": 9, "models": {"gemini-2.5-flash": {}}}
+    events = parser.feed({"type": "result", "status": "success", "stats": stats})
+    assert events == [
+        Finish("stop", {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21})
+    ]
+
+
+ERRORS = {  # the start of each error, as recorded against a model API answering 500
+    "claude": "claude reported an error: API Error: 500 mock failure.",
     "cursor": "cursor-agent reported an error: You have reached your usage limit",
-    "gemini": "gemini reported an error: Quota exceeded for quota metric",
-    "codex": "codex reported an error: stream disconnected before completion",
+    "gemini": 'gemini reported an error: [API Error: {"type":"error","error":{"type":"api_error"',
+    "codex": "codex reported an error: We\u2019re currently experiencing high demand",
 }
 
 
@@ -78,8 +139,10 @@ ERRORS = {
 async def test_an_error_result_is_a_backend_error(fake_cli: FakeCli, name: str) -> None:
     exit_code = 1 if name in ("gemini", "cursor") else 0
     with pytest.raises(BackendError) as raised:
-        await collect(fake_cli.backend(name, "error_result", exit=exit_code).serve(chat()))
-    assert raised.value.message == ERRORS[name]
+        events = fake_cli.backend(name, "error_result", exit=exit_code).serve(chat())
+        async for event in events:
+            assert not isinstance(event, TextDelta), "the error reached the editor as text"
+    assert raised.value.message.startswith(ERRORS[name])
 
 
 @pytest.mark.parametrize("name", CLIS)
@@ -238,7 +301,8 @@ async def test_gemini_headless_argv_keeps_the_prompt_off_the_command_line(
     fake_cli: FakeCli,
 ) -> None:
     await collect(fake_cli.backend("gemini").serve(chat()))
-    assert fake_cli.last()["argv"] == ["-o", "stream-json", "-p", ""]
+    argv = fake_cli.last()["argv"]
+    assert argv[:3] + argv[4:] == ["-o", "stream-json", "--policy", "-p", ""]
 
 
 async def test_gemini_exit_53_is_the_turn_limit_and_ends_with_length(fake_cli: FakeCli) -> None:
@@ -264,7 +328,7 @@ async def test_codex_starts_a_read_only_ephemeral_thread_that_never_asks(fake_cl
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
     await collect(fake_cli.backend("codex").serve(chat(messages=messages)))
     run = fake_cli.last()
-    assert run["argv"] == ["app-server"]
+    assert run["argv"][0] == "app-server"
     methods = [c.get("method") for c in run["calls"]]
     assert methods[:4] == ["initialize", "initialized", "thread/start", "turn/start"]
     thread = run["calls"][2]["params"]
@@ -287,7 +351,7 @@ async def test_extra_args_and_the_chosen_model_are_passed(fake_cli: FakeCli, nam
     run = fake_cli.last()
     if name == "codex":
         assert run["calls"][2]["params"]["model"] == "fast-model"
-        assert run["argv"] == ["app-server", "--extra", "1"]
+        assert run["argv"][0] == "app-server" and run["argv"][-2:] == ["--extra", "1"]
     else:
         flag = "-m" if name == "gemini" else "--model"
         assert run["argv"][run["argv"].index(flag) + 1] == "fast-model"
@@ -331,3 +395,58 @@ async def test_a_missing_cli_fails_at_start() -> None:
     backend.binary = "definitely-not-installed-cli"  # type: ignore[attr-defined]
     with pytest.raises(BackendError, match="not found on PATH"):
         await backend.start()
+
+
+async def test_claude_allowed_tools_are_switched_on_and_approved(fake_cli: FakeCli) -> None:
+    await collect(fake_cli.backend("claude", agent_tools=("Read", "Grep")).serve(chat()))
+    argv = fake_cli.last()["argv"]
+    assert argv[argv.index("--tools") + 1] == "Read,Grep"
+    assert argv[argv.index("--allowedTools") + 1] == "Read,Grep"
+    assert "--max-turns" not in argv
+
+
+async def test_codex_switches_its_own_tools_off_on_its_command_line(fake_cli: FakeCli) -> None:
+    await collect(fake_cli.backend("codex").serve(chat()))
+    assert fake_cli.last()["argv"] == [
+        "app-server",
+        "-c", "features.shell_tool=false",
+        "-c", 'web_search="disabled"',
+        "-c", "features.multi_agent=false",
+        "-c", "features.goals=false",
+    ]  # fmt: skip
+
+
+async def test_codex_allowed_tool_groups_stay_on(fake_cli: FakeCli) -> None:
+    await collect(fake_cli.backend("codex", agent_tools=("shell", "goals")).serve(chat()))
+    argv = fake_cli.last()["argv"]
+    assert "features.shell_tool=false" not in argv and "features.goals=false" not in argv
+    assert 'web_search="disabled"' in argv
+
+
+@pytest.mark.parametrize(("name", "tools"), [("codex", ("exec_command",)), ("cursor", ("Read",))])
+async def test_own_tools_a_cli_cannot_allow_are_refused_at_start(
+    fake_cli: FakeCli, name: str, tools: tuple[str, ...]
+) -> None:
+    with pytest.raises(BackendError) as raised:
+        await fake_cli.backend(name, agent_tools=tools).start()
+    assert raised.value.code == "backend_unavailable"
+
+
+async def test_gemini_policy_denies_every_tool_but_the_allowed_ones(fake_cli: FakeCli) -> None:
+    backend = fake_cli.backend("gemini", agent_tools=("read_file",))
+    await collect(backend.serve(chat()))
+    argv = fake_cli.last()["argv"]
+    policy = Path(argv[argv.index("--policy") + 1])
+    assert policy_rules(policy) == [
+        {"toolName": "*", "decision": "deny", "priority": 900},
+        {"toolName": "read_file", "decision": "allow", "priority": 901},
+    ]
+    await backend.close()
+    assert policy_rules(policy) is None  # removed with the backend
+
+
+def policy_rules(path: Path) -> list[dict[str, Any]] | None:
+    if not path.exists():
+        return None
+    rules: list[dict[str, Any]] = tomllib.loads(path.read_text())["rule"]
+    return rules

@@ -1,46 +1,33 @@
 """The real Claude Code and Codex CLIs, headless, using the daemon as their model server: a turn,
 and a tool round trip (the agent calls the CLI's own tool, the CLI runs it and sends the result
 back). Skipped when node or npm is missing; installs the pinned CLIs from the committed lockfile
-in tests/coding_clients with ``npm ci`` the first time. Neither needs a login."""
+in tests/agent_clis with ``npm ci`` the first time. Neither needs a login."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests import real_clis
 from tests.backends import ToolRoundTrip
 from tests.fakes import Daemon
 
-CLIENTS_DIR = Path(__file__).resolve().parents[1] / "coding_clients"
-BIN = CLIENTS_DIR / "node_modules" / ".bin"
 SECRET = "sunflower-42"
 
 
 @pytest.fixture(scope="module")
 def coding_clients() -> Path:
-    npm = shutil.which("npm")
-    if shutil.which("node") is None or npm is None:
-        pytest.skip("node and npm are needed to run Claude Code and Codex")
-    lock = CLIENTS_DIR / "package-lock.json"
-    installed = CLIENTS_DIR / "node_modules" / ".package-lock.json"
-    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=CLIENTS_DIR,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
-    return BIN
+    """The folder of the installed CLIs' commands (tests/agent_clis, shared with the tests that
+    run them as agents)."""
+    problem = real_clis.install()
+    if problem is not None:
+        pytest.skip(problem)
+    return real_clis.BIN
 
 
 @pytest.fixture
@@ -69,12 +56,6 @@ async def run(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
     assert process.returncode is not None
     return process.returncode, stdout.decode(), stderr.decode()
-
-
-def test_the_lockfile_names_no_registry_host() -> None:
-    lock = (CLIENTS_DIR / "package-lock.json").read_text()
-    assert '"resolved"' not in lock
-    assert "omit-lockfile-registry-resolved=true" in (CLIENTS_DIR / ".npmrc").read_text()
 
 
 # -- Claude Code -----------------------------------------------------------------------------

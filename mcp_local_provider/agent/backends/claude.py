@@ -1,10 +1,17 @@
-"""Claude Code in headless mode (``claude -p --output-format stream-json``), tools disabled, one
-turn. Token deltas come from the wrapped stream events; usage and the stop reason from the
-result event."""
+"""Claude Code in headless mode (``claude -p --output-format stream-json``), one turn with its
+tools off (``--tools ""``) unless ``agent_tools`` names some. Token deltas come from the wrapped
+stream events; usage and the stop reason from the result event.
+
+When its model API fails, Claude Code retries (ten times over minutes by default) and prints a
+``system/api_retry`` event before each retry. Those are logged, and are not progress: the idle
+timeout still ends a run that only retries.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+import structlog
 
 from mcp_local_provider.agent.backend import BackendError
 from mcp_local_provider.agent.backends.cli import (
@@ -16,6 +23,8 @@ from mcp_local_provider.agent.backends.cli import (
 )
 from mcp_local_provider.agent.emulation import Prompt
 from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest, ReasoningDelta
+
+log = structlog.get_logger("mcp_local_provider.agent.claude")
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -34,11 +43,32 @@ class ClaudeParser(OutputParser):
         # Text streamed since the last whole assistant message (which repeats it).
         self._streamed = False
 
+    def progress(self, event: dict[str, Any]) -> bool:
+        if event.get("type") != "system" or event.get("subtype") != "api_retry":
+            return True
+        status = event.get("error_status") or event.get("error") or "no response"
+        self.stalled = (
+            f"its model API failed ({status}); retry {event.get('attempt')} of "
+            f"{event.get('max_retries')} was pending"
+        )
+        log.warning(
+            "cli_model_retry",
+            cli=self.cli,
+            attempt=event.get("attempt"),
+            max_retries=event.get("max_retries"),
+            retry_delay_ms=event.get("retry_delay_ms"),
+            error_status=event.get("error_status"),
+            error=event.get("error"),
+        )
+        return False
+
     def feed(self, event: dict[str, Any]) -> list[BackendEvent]:
         kind = event.get("type")
         if kind == "stream_event":
             return self._stream_event(event.get("event") or {})
         if kind == "assistant":
+            if event.get("is_api_error_message"):
+                return []  # the model API's error as a message; the result reports it
             message = event.get("message") or {}
             if self._streamed:
                 self._streamed = False
@@ -95,11 +125,18 @@ class ClaudeBackend(CliBackend):
 
     def argv(self, request: InvokeRequest, prompt: Prompt) -> list[str]:
         assert self.path is not None
+        tools = ",".join(self.settings.agent_tools)
         argv = [
             self.path, "-p",
             "--output-format", "stream-json", "--verbose", "--include-partial-messages",
-            "--tools", "", "--max-turns", "1",
+            "--tools", tools,
         ]  # fmt: skip
+        if tools:
+            # Headless, nobody can approve a tool: the chosen ones are approved beforehand, and
+            # the agent gets the turns to use them.
+            argv += ["--allowedTools", tools]
+        else:
+            argv += ["--max-turns", "1"]
         if prompt.system and len(prompt.system.encode()) <= SYSTEM_ARG_LIMIT:
             argv += ["--system-prompt", prompt.system]
         model = self.cli_model(request)

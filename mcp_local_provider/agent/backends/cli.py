@@ -69,6 +69,14 @@ class OutputParser(ABC):
     @abstractmethod
     def feed(self, event: dict[str, Any]) -> list[BackendEvent]: ...
 
+    def progress(self, event: dict[str, Any]) -> bool:
+        """Whether ``event`` shows the run moving on (it resets the idle clock). A CLI retrying
+        a failing model API is not: its retry events are logged and noted in ``stalled``."""
+        return True
+
+    #: Why the run is not moving on (the last retry), for the idle-timeout error.
+    stalled: str | None = None
+
     def text(self, text: str) -> list[BackendEvent]:
         """A token-level delta."""
         if not text:
@@ -104,6 +112,13 @@ class OutputParser(ABC):
         if self.sent:
             return [Finish("stop")]
         raise failure(f"{self.cli} ended without an answer", stderr)
+
+
+def stalled(error: BackendError, parser: OutputParser) -> BackendError:
+    """``error``, saying why the run stalled if it timed out while the CLI was retrying."""
+    if error.code != "timeout" or not parser.stalled:
+        return error
+    return BackendError(f"{error.message}: {parser.stalled}", error.code)
 
 
 def failure(what: str, stderr: str, code: str = "backend_error") -> BackendError:
@@ -164,17 +179,28 @@ class CliBackend(Backend):
     def parser(self) -> OutputParser:
         """A fresh parser for one run."""
 
-    def process(self, argv: list[str], stdin: bytes | None, close_stdin: bool = True) -> CliProcess:
+    def environment(self) -> dict[str, str]:
+        """Environment variables for the CLI: the configured ones."""
+        return dict(self.settings.env)
+
+    def process(
+        self,
+        argv: list[str],
+        stdin: bytes | None,
+        parser: OutputParser,
+        close_stdin: bool = True,
+    ) -> CliProcess:
         s = self.settings
         return CliProcess(
             argv,
             stdin=stdin,
             close_stdin=close_stdin,
             workdir=s.workdir,
-            env=s.env,
+            env=self.environment(),
             idle_timeout=s.idle_timeout,
             timeout=s.timeout,
             cancel_grace=s.cancel_grace,
+            progress=parser.progress,
         )
 
     async def _ready(self, request: InvokeRequest) -> Prompt:
@@ -190,7 +216,7 @@ class CliBackend(Backend):
         prompt = await self._ready(request)
         parser = self.parser()
         stdin = self.stdin_text(prompt).encode()
-        async with self.process(self.argv(request, prompt), stdin) as proc:
+        async with self.process(self.argv(request, prompt), stdin, parser) as proc:
             try:
                 async for raw in proc.events():
                     for event in parser.feed(raw):
@@ -202,5 +228,7 @@ class CliBackend(Backend):
                 code = await proc.wait()
                 for event in parser.end(code, proc.stderr_tail()):
                     yield event
+            except BackendError as exc:
+                raise stalled(exc, parser) from None
             finally:
                 self.malformed_lines += proc.malformed

@@ -5,6 +5,11 @@ Each request runs its own app-server: ``initialize``, ``initialized``, an epheme
 ``thread/start`` (never asking for approval), one ``turn/start`` with the prompt, then
 notifications until ``turn/completed``. A cancelled request sends ``turn/interrupt`` and waits
 briefly for the turn to end before the process group is stopped.
+
+Codex's own tools are switched off with config overrides on its command line (``-c``), except
+those named in ``agent_tools``. Two remain that no switch removes: ``request_user_input`` (its
+question comes to this backend, which declines it) and ``view_image`` (reads an image file,
+inside the read-only sandbox).
 """
 
 from __future__ import annotations
@@ -15,15 +20,26 @@ from collections.abc import AsyncIterator
 from contextlib import suppress
 from typing import Any
 
+import structlog
+
 from mcp_local_provider import __version__
 from mcp_local_provider.agent.backend import BackendError
-from mcp_local_provider.agent.backends.cli import CliBackend, OutputParser, usage_from
+from mcp_local_provider.agent.backends.cli import CliBackend, OutputParser, stalled, usage_from
 from mcp_local_provider.agent.emulation import Prompt
 from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest, ReasoningDelta
 from mcp_local_provider.agent.process import CliProcess
 
 CLIENT_INFO = {"name": "mcp_local_provider", "title": "mcp-local-provider", "version": __version__}
 REASONING_DELTAS = ("item/reasoning/summaryTextDelta", "item/reasoning/textDelta")
+#: Codex's own tools by the name ``agent_tools`` uses, and the override that switches each off.
+TOOL_SWITCHES = {
+    "shell": "features.shell_tool=false",  # exec_command, write_stdin
+    "web_search": 'web_search="disabled"',
+    "multi_agent": "features.multi_agent=false",  # spawn_agent, send_input, ...
+    "goals": "features.goals=false",  # get_goal, create_goal, update_goal
+}
+
+log = structlog.get_logger("mcp_local_provider.agent.codex")
 
 
 class CodexParser(OutputParser):
@@ -37,6 +53,15 @@ class CodexParser(OutputParser):
         self.usage: dict[str, Any] | None = None
         self.error: str | None = None
         self._items: dict[str, str] = {}  # agent message id -> text streamed for it
+
+    def progress(self, event: dict[str, Any]) -> bool:
+        params = event.get("params") or {}
+        if event.get("method") != "error" or not params.get("willRetry"):
+            return True
+        error = params.get("error") or {}
+        self.stalled = f"its model API failed ({error.get('message') or 'no detail'}), retrying"
+        log.warning("cli_model_retry", cli=self.cli, error=error.get("message"))
+        return False
 
     def feed(self, event: dict[str, Any]) -> list[BackendEvent]:
         method = event.get("method")
@@ -104,9 +129,25 @@ class CodexBackend(CliBackend):
     binary_name = "codex"
     default_models = ("codex",)
 
+    async def start(self) -> None:
+        unknown = set(self.settings.agent_tools) - set(TOOL_SWITCHES)
+        if unknown:
+            raise BackendError(
+                f"codex has no tool group {', '.join(sorted(unknown))!r} to allow; "
+                f"known: {', '.join(TOOL_SWITCHES)}",
+                "backend_unavailable",
+            )
+        await super().start()
+
     def argv(self, request: InvokeRequest, prompt: Prompt) -> list[str]:
         assert self.path is not None
-        return [self.path, "app-server", *self.settings.args]
+        off = [
+            arg
+            for name, switch in TOOL_SWITCHES.items()
+            if name not in self.settings.agent_tools
+            for arg in ("-c", switch)
+        ]
+        return [self.path, "app-server", *off, *self.settings.args]
 
     def parser(self) -> OutputParser:
         return CodexParser()
@@ -115,7 +156,8 @@ class CodexBackend(CliBackend):
         prompt = await self._ready(request)
         parser = CodexParser()
         ids = itertools.count(1)
-        async with self.process(self.argv(request, prompt), None, close_stdin=False) as proc:
+        argv = self.argv(request, prompt)
+        async with self.process(argv, None, parser, close_stdin=False) as proc:
             messages = proc.events()
             thread_id: str | None = None
             try:
@@ -146,6 +188,8 @@ class CodexBackend(CliBackend):
                 code = await proc.wait()
                 for event in parser.end(code, proc.stderr_tail()):
                     yield event
+            except BackendError as exc:
+                raise stalled(exc, parser) from None
             finally:
                 self.malformed_lines += proc.malformed
                 if not parser.done and parser.turn_id and thread_id:

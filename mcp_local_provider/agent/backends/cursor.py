@@ -37,6 +37,15 @@ class CursorBackend(CliBackend):
     binary_name = "cursor-agent"
     default_models = ("cursor-agent",)
 
+    async def start(self) -> None:
+        if self.settings.agent_tools:
+            raise BackendError(
+                "cursor-agent has no switch for its own tools: it runs read-only (--mode ask); "
+                "remove `agent_tools`",
+                "backend_unavailable",
+            )
+        await super().start()
+
     def argv(self, request: InvokeRequest, prompt: Prompt) -> list[str]:
         assert self.path is not None
         argv = [self.path, "-p", "--output-format", "stream-json", "--mode", "ask"]

@@ -3,11 +3,26 @@
 Assistant messages marked ``delta`` are token deltas; the result event carries the status and
 token stats. The exit code decides when there is no usable result: 53 (turn limit) ends with
 ``length``, 130 means it was interrupted, anything else non-zero is an error.
+
+Gemini CLI runs headless only in a folder it trusts; the backend's folder is a fresh scratch
+directory, so it is trusted for the run (``GEMINI_CLI_TRUST_WORKSPACE``). Its own tools are
+switched off by a policy file that denies every tool but those in ``agent_tools``.
+
+With its default model (``auto``) it first asks a routing model which model should answer; the
+stats of the result then list both. The usage reported is the answering model's (the last one
+listed); when the routing and answering models are the same, the one entry includes the
+routing call and the usage says so (``"includes_overhead": true``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
+
+import structlog
 
 from mcp_local_provider.agent.backend import BackendError
 from mcp_local_provider.agent.backends.cli import CliBackend, OutputParser, failure, usage_from
@@ -22,6 +37,21 @@ EXIT_MEANINGS = {
     130: ("gemini was interrupted (exit 130)", "cancelled"),
 }
 EXIT_TURN_LIMIT = 53
+#: The model name Gemini CLI reports when it routes each request itself.
+ROUTED_MODEL = "auto"
+
+log = structlog.get_logger("mcp_local_provider.agent.gemini")
+
+
+def policy(allowed: tuple[str, ...]) -> str:
+    """A Gemini CLI policy (TOML) that denies every tool except ``allowed``; a denied tool is
+    not offered to the model at all."""
+    rules = ['[[rule]]\ntoolName = "*"\ndecision = "deny"\npriority = 900\n']
+    rules += [
+        f'[[rule]]\ntoolName = "{name}"\ndecision = "allow"\npriority = 901\n' for name in allowed
+    ]
+    header = "# Gemini CLI's own tools for mcp-local-provider: none but the allowed ones.\n"
+    return header + "\n".join(rules)
 
 
 class GeminiParser(OutputParser):
@@ -31,10 +61,13 @@ class GeminiParser(OutputParser):
         super().__init__()
         self.error: str | None = None
         self.usage: dict[str, Any] | None = None
+        self.model: str | None = None
 
     def feed(self, event: dict[str, Any]) -> list[BackendEvent]:
         kind = event.get("type")
-        if kind == "message" and event.get("role") == "assistant":
+        if kind == "init":
+            self.model = str(event.get("model") or "") or None
+        elif kind == "message" and event.get("role") == "assistant":
             content = str(event.get("content") or "")
             return self.text(content) if event.get("delta") else self.message(content)
         if kind == "error":
@@ -42,10 +75,7 @@ class GeminiParser(OutputParser):
                 self.error = str(event.get("message") or "unknown error")
             return []
         if kind == "result":
-            stats = event.get("stats") or {}
-            self.usage = usage_from(
-                stats.get("input_tokens"), stats.get("output_tokens"), stats.get("cached")
-            )
+            self.usage = self._usage(event.get("stats") or {})
             if event.get("status") == "success":
                 self.done = True
                 return [Finish("stop", self.usage)]
@@ -54,6 +84,22 @@ class GeminiParser(OutputParser):
             message = error.get("message") if isinstance(error, dict) else error
             self.error = str(message or self.error or "unknown error")
         return []
+
+    def _usage(self, stats: dict[str, Any]) -> dict[str, Any] | None:
+        models = stats.get("models")
+        routed = self.model == ROUTED_MODEL
+        if isinstance(models, dict) and models and routed:
+            # The routing call comes first, so the answering model is the last one listed.
+            answering = list(models.values())[-1]
+            if len(models) > 1 and isinstance(answering, dict):
+                stats, routed = answering, False
+        usage = usage_from(
+            stats.get("input_tokens"), stats.get("output_tokens"), stats.get("cached")
+        )
+        if usage is not None and routed:
+            log.info("cli_usage_includes_overhead", cli=self.cli, why="routing call")
+            usage["includes_overhead"] = True
+        return usage
 
     def end(self, code: int, stderr: str) -> list[BackendEvent]:
         if self.done:
@@ -72,12 +118,38 @@ class GeminiBackend(CliBackend):
     name = "gemini"
     binary_name = "gemini"
     default_models = ("gemini-cli",)
+    #: The folder holding the tool policy, made by ``start``.
+    _policy_dir: str | None = None
+
+    async def start(self) -> None:
+        await super().start()
+        if self._policy_dir is None:
+            folder = await asyncio.to_thread(tempfile.mkdtemp, prefix="mcp-local-provider-gemini-")
+            text = policy(self.settings.agent_tools)
+            await asyncio.to_thread((Path(folder) / "policy.toml").write_text, text)
+            self._policy_dir = folder
+
+    async def close(self) -> None:
+        if self._policy_dir is not None:
+            folder, self._policy_dir = self._policy_dir, None
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+
+    async def _ready(self, request: InvokeRequest) -> Prompt:
+        prompt = await super()._ready(request)
+        if self._policy_dir is None:  # closed, and used again
+            await self.start()
+        return prompt
+
+    def environment(self) -> dict[str, str]:
+        # The scratch folder is new for every run; a configured workdir was chosen by the user.
+        return {"GEMINI_CLI_TRUST_WORKSPACE": "true", **self.settings.env}
 
     def argv(self, request: InvokeRequest, prompt: Prompt) -> list[str]:
-        assert self.path is not None
+        assert self.path is not None and self._policy_dir is not None
         # ``-p`` forces headless mode; its text is appended to what stdin carries, so it stays
         # empty and the prompt never appears in argv.
-        argv = [self.path, "-o", "stream-json"]
+        rules = str(Path(self._policy_dir, "policy.toml"))
+        argv = [self.path, "-o", "stream-json", "--policy", rules]
         model = self.cli_model(request)
         if model:
             argv += ["-m", model]

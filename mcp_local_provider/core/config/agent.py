@@ -36,8 +36,18 @@ class BackendSettings(BaseModel):
     workdir: Path | None = Field(
         None, description="working directory of the CLI; unset: a fresh scratch directory per run"
     )
+    agent_tools: tuple[str, ...] = Field(
+        (),
+        description="the CLI's own tools the agent may use by itself, by the CLI's names "
+        "(claude: Read, WebSearch, ...; gemini: read_file, google_web_search, ...; codex: shell, "
+        "web_search, multi_agent, goals); unset: none",
+    )
     timeout: float = Field(600, gt=0, description="longest run of one request, start to end")
-    idle_timeout: float = Field(120, gt=0, description="longest silence from the CLI or upstream")
+    idle_timeout: float = Field(
+        120,
+        gt=0,
+        description="longest wait for progress from the CLI or upstream (retries are none)",
+    )
     cancel_grace: float = Field(
         0.5, gt=0, le=1.0, description="on cancel, how long the CLI has to stop before SIGKILL"
     )
