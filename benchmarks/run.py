@@ -1,0 +1,428 @@
+"""Start the daemon, the agents and a plain server as separate processes, drive them all in one
+run, check every answer, and print the table (``python -m benchmarks --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from . import report
+from .answers import Spec
+from .load import Arm, chunk_rate, first_chunks, latencies, paced_streams, rotated, throughput
+from .processes import (
+    Child,
+    Cores,
+    DaemonFiles,
+    free_port,
+    python,
+    start,
+    wait_http,
+    wait_model,
+    write_daemon_config,
+)
+from .report import Results, latency_figures, ms
+
+REPO = Path(__file__).resolve().parent.parent
+#: Connections, requests in flight and per-session concurrency the daemon is allowed.
+CONNECTIONS = 4096
+CONNECTIONS_FOR_THROUGHPUT = 32
+PACE_MS = 20.0
+#: The answer every arm gives unless a section says otherwise: 64 chunks of 16 bytes.
+ANSWER = Spec(chunks=64, size=16)
+IDLE_MODEL = "bench-idle"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of each measurement a run makes."""
+
+    rounds: int
+    latency_requests: int
+    throughput_seconds: float
+    first_chunk_streams: int
+    long_stream_chunks: int
+    paced_counts: tuple[int, ...]
+    paced_chunks: int
+    #: The openai backend arm joins the paced runs up to this many streams.
+    paced_openai_max: int
+    session_counts: tuple[int, ...]
+    session_requests: int
+    body_sizes: tuple[int, ...]
+    body_requests: int
+
+
+KIB = 1024
+PLANS = {
+    "full": Plan(rounds=3, latency_requests=1000, throughput_seconds=3.0,
+                 first_chunk_streams=200, long_stream_chunks=2000,
+                 paced_counts=(32, 256, 1000), paced_chunks=50, paced_openai_max=256,
+                 session_counts=(1, 100, 1000), session_requests=500,
+                 body_sizes=(KIB, 16 * KIB, 256 * KIB, 1024 * KIB), body_requests=50),
+    "quick": Plan(rounds=1, latency_requests=300, throughput_seconds=1.5,
+                  first_chunk_streams=60, long_stream_chunks=1000,
+                  paced_counts=(32, 256), paced_chunks=25, paced_openai_max=32,
+                  session_counts=(1, 100), session_requests=200,
+                  body_sizes=(KIB, 64 * KIB, 1024 * KIB), body_requests=10),
+    "smoke": Plan(rounds=1, latency_requests=5, throughput_seconds=0.3,
+                  first_chunk_streams=3, long_stream_chunks=50,
+                  paced_counts=(4,), paced_chunks=5, paced_openai_max=4,
+                  session_counts=(1, 3), session_requests=5,
+                  body_sizes=(KIB, 64 * KIB), body_requests=2),
+}  # fmt: skip
+
+
+def machine(cores: Cores) -> dict[str, Any]:
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")),
+                         model)  # fmt: skip
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
+            "pinning": cores.describe()}  # fmt: skip
+
+
+def raise_file_limit() -> None:
+    """Thousands of open streams need as many descriptors; children inherit the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class Bench:
+    """The running processes and the arms that reach them."""
+
+    def __init__(self, stack: AsyncExitStack, directory: Path, cores: Cores) -> None:
+        self.stack = stack
+        self.directory = directory
+        self.cores = cores
+        self.children: list[Child] = []
+        self.arms: list[Arm] = []
+        self.daemon: Child | None = None
+        self.files: DaemonFiles | None = None
+        self.notes: list[str] = []
+
+    async def child(self, name: str, argv: list[str], cores: frozenset[int] | None) -> Child:
+        # The children run the benchmarks package from this checkout.
+        child = await start(name, argv, cores, self.directory, cwd=REPO)
+        self.children.append(child)
+        return child
+
+    async def stop_child(self, child: Child) -> None:
+        await child.stop()
+        self.children.remove(child)
+
+    def arm(self, name: str, base_url: str, model: str, costs: tuple[Child, ...]) -> Arm:
+        arm = Arm(name, base_url, model, costs)
+        self.arms.append(arm)
+        return arm
+
+    async def setup(self) -> None:
+        others = self.cores.others
+        plain_url = f"http://127.0.0.1:{free_port()}"
+        plain = await self.child(
+            "plain", python("benchmarks.plain_server", plain_url.rsplit(":", 1)[1]), others
+        )
+        await plain.ready_line(30)
+        files = self.files = write_daemon_config(self.directory, CONNECTIONS)
+        daemon = self.daemon = await self.child(
+            "daemon", python("mcp_local_provider", "serve", "--config", str(files.config)),
+            self.cores.daemon,
+        )  # fmt: skip
+        await wait_http(files.url + "/health", 30, daemon)
+        agent = await self.child(
+            "bench-agent",
+            python("benchmarks.bench_agent", files.agent_url, str(files.token_file)),
+            others,
+        )
+        await agent.ready_line(30)
+        upstream_agent = await self.child(
+            "openai-agent",
+            python("mcp_local_provider", "agent", "--config", str(files.config),
+                   "--backend", "openai", "--base-url", plain_url + "/v1",
+                   "--url", files.agent_url, "--model", "bench-upstream",
+                   "--agent-id", "bench-openai", "--max-concurrency", str(CONNECTIONS)),
+            others,
+        )  # fmt: skip
+        await wait_model(files.url, "bench-upstream", 30)
+        self.arm("plain", plain_url, "bench", (plain,))
+        self.arm("relay", files.url, "bench", (daemon,))
+        self.arm("openai", files.url, "bench-upstream", (daemon, upstream_agent))
+        await self.setup_litellm(plain_url)
+        for arm in self.arms:
+            await arm.open()
+            self.stack.push_async_callback(arm.close)
+
+    async def setup_litellm(self, upstream: str) -> None:
+        if importlib.util.find_spec("litellm") is None:
+            self.notes.append("LiteLLM arm skipped: litellm is not installed")
+            return
+        port = free_port()
+        argv = [sys.executable, "-c", "from litellm.proxy.proxy_cli import run_server; run_server()",
+                "--model", "openai/bench", "--api_base", upstream + "/v1", "--host", "127.0.0.1",
+                "--port", str(port), "--num_workers", "1"]  # fmt: skip
+        os.environ.setdefault("OPENAI_API_KEY", "benchmark")
+        proxy = await self.child("litellm", argv, self.cores.daemon)
+        try:
+            await wait_http(f"http://127.0.0.1:{port}/health/liveliness", 120, proxy)
+        except (RuntimeError, TimeoutError) as exc:
+            self.notes.append(f"LiteLLM arm skipped: the proxy did not start ({exc})")
+            await self.stop_child(proxy)
+            return
+        self.arm("litellm", f"http://127.0.0.1:{port}", "openai/bench", (proxy,))
+
+    def get(self, name: str) -> Arm:
+        return next(arm for arm in self.arms if arm.name == name)
+
+    def log_tails(self) -> str:
+        tails = []
+        for path in sorted(self.directory.glob("*.log")):
+            lines = path.read_text(errors="replace").splitlines()[-15:]
+            if lines:
+                tails.append(f"--- {path.name}\n" + "\n".join(lines))
+        return "\n".join(tails)
+
+
+@asynccontextmanager
+async def running(cores: Cores) -> AsyncIterator[Bench]:
+    with tempfile.TemporaryDirectory(prefix="mlp-bench-") as tmp:
+        async with AsyncExitStack() as stack:
+            bench = Bench(stack, Path(tmp), cores)
+            try:
+                await bench.setup()
+                yield bench
+            except BaseException:
+                print(bench.log_tails(), file=sys.stderr)
+                raise
+            finally:
+                for child in reversed(bench.children):
+                    await child.stop()
+
+
+def added(figures: dict[str, dict[str, Any]], key: str, base: str = "plain") -> None:
+    """Put ``added_<key>`` (arm minus plain) next to each arm's ``key``."""
+    for name, row in figures.items():
+        if name != base and key in row and key in figures.get(base, {}):
+            row[f"added_{key}"] = round(row[key] - figures[base][key], 3)
+
+
+async def measure(bench: Bench, plan: Plan) -> Results:
+    arms = bench.arms
+    assert bench.daemon is not None
+    daemon = bench.daemon
+    plain, relay = bench.get("plain"), bench.get("relay")
+    await latencies(arms, ANSWER, 20)  # warm up every path
+    await first_chunks(arms, ANSWER, 5)
+
+    lat: dict[str, list[float]] = {a.name: [] for a in arms}
+    rates: dict[str, list[float]] = {a.name: [] for a in arms}
+    cpu: dict[str, list[float]] = {a.name: [] for a in arms}
+    firsts: dict[str, list[float]] = {a.name: [] for a in arms}
+    chunk_rates: dict[str, list[float]] = {a.name: [] for a in arms}
+    long = Spec(chunks=plan.long_stream_chunks, size=16)
+    for turn in range(plan.rounds):
+        for name, samples in (await latencies(arms, ANSWER, plan.latency_requests)).items():
+            lat[name] += samples
+        for arm in rotated(arms, turn):
+            done = await throughput(
+                arm, ANSWER, CONNECTIONS_FOR_THROUGHPUT, plan.throughput_seconds
+            )
+            rates[arm.name].append(done.per_second)
+            cpu[arm.name].append(done.cpu_per_request)
+        for name, samples in (await first_chunks(arms, ANSWER, plan.first_chunk_streams)).items():
+            firsts[name] += samples
+        for arm in rotated(arms, turn):
+            chunk_rates[arm.name].append(await chunk_rate(arm, long))
+
+    results: Results = {"latency": {}, "throughput": {}, "stream": {}}
+    for arm in arms:
+        results["latency"][arm.name] = latency_figures(lat[arm.name])
+        per_second = statistics.median(rates[arm.name])
+        results["throughput"][arm.name] = {
+            "per_second": round(per_second),
+            "ratio_to_plain": round(per_second / statistics.median(rates["plain"]), 3),
+            "cpu_us_per_request": round(statistics.median(cpu[arm.name]) * 1e6),
+        }
+        results["stream"][arm.name] = {
+            "first_chunk_p50_ms": ms(statistics.median(firsts[arm.name])),
+            "chunks_per_second": round(statistics.median(chunk_rates[arm.name])),
+        }
+    added(results["latency"], "p50_ms")
+    added(results["latency"], "p99_ms")
+    added(results["stream"], "first_chunk_p50_ms")
+    for row in results["stream"].values():
+        if "added_first_chunk_p50_ms" in row:
+            row["added_first_chunk_ms"] = row.pop("added_first_chunk_p50_ms")
+
+    results["paced"] = await measure_paced(bench, plan)
+    results["body"] = await measure_body(plain, relay, daemon, plan)
+    results["sessions"] = await measure_sessions(bench, plan)
+    return results
+
+
+async def measure_paced(bench: Bench, plan: Plan) -> dict[str, dict[str, Any]]:
+    spec = Spec(chunks=plan.paced_chunks, size=16, pace_ms=PACE_MS)
+    paced: dict[str, dict[str, Any]] = {}
+    for count in plan.paced_counts:
+        row: dict[str, Any] = {}
+        for arm in bench.arms:
+            if arm.name == "openai" and count > plan.paced_openai_max:
+                continue
+            watch = bench.daemon if arm.name in ("relay", "openai") else None
+            run = await paced_streams(arm, spec, count, watch)
+            row[arm.name] = {"gap_p99_ms": ms(report.percentile(run.gaps, 0.99))}
+            if watch is not None:
+                row[arm.name]["rss_per_stream_kib"] = round(
+                    max(0, run.rss_peak - run.rss_before) / count / 1024, 1
+                )
+        added(row, "gap_p99_ms")
+        paced[str(count)] = row
+    return paced
+
+
+async def measure_body(plain: Arm, relay: Arm, daemon: Child, plan: Plan) -> dict[str, Any]:
+    """Latency and daemon CPU per request with a request and an answer of each size."""
+    body: dict[str, Any] = {}
+    for size in plan.body_sizes:
+        spec = Spec(chunks=1, size=size)
+        before = daemon.cpu_seconds()
+        samples = await latencies([plain, relay], spec, plan.body_requests, padding=size)
+        spent = daemon.cpu_seconds() - before
+        p50 = {name: statistics.median(s) for name, s in samples.items()}
+        body[str(size)] = {
+            "p50_ms": ms(p50["relay"]),
+            "added_p50_ms": ms(p50["relay"] - p50["plain"]),
+            "cpu_us_per_request": round(spent / plan.body_requests * 1e6),
+        }
+    return body
+
+
+async def measure_sessions(bench: Bench, plan: Plan) -> dict[str, Any]:
+    """Added latency as idle agent sessions (serving another model) join the one answering."""
+    assert bench.files is not None and bench.daemon is not None
+    plain, relay = bench.get("plain"), bench.get("relay")
+    connected = 1
+    sweep: dict[str, Any] = {}
+    for count in plan.session_counts:
+        if count > connected:
+            idle = await bench.child(
+                f"idle-agents-{count}",
+                python("benchmarks.bench_agent", bench.files.agent_url,
+                       str(bench.files.token_file), "--model", IDLE_MODEL,
+                       "--sessions", str(count - connected)),
+                bench.cores.others,
+            )  # fmt: skip
+            await idle.ready_line(300)
+            connected = count
+        before = bench.daemon.cpu_seconds()
+        samples = await latencies([plain, relay], ANSWER, plan.session_requests)
+        spent = bench.daemon.cpu_seconds() - before
+        figures = {name: latency_figures(s) for name, s in samples.items()}
+        sweep[str(count)] = {
+            "added_p50_ms": round(figures["relay"]["p50_ms"] - figures["plain"]["p50_ms"], 3),
+            "added_p99_ms": round(figures["relay"]["p99_ms"] - figures["plain"]["p99_ms"], 3),
+            "cpu_us_per_request": round(spent / plan.session_requests * 1e6),
+        }
+    return sweep
+
+
+async def profile_daemon(bench: Bench, output: Path, seconds: float) -> str:
+    """Record the daemon with py-spy while one client sends non-streamed requests."""
+    spy = shutil.which("py-spy")
+    if spy is None:
+        return "--py-spy: py-spy is not installed (pip install py-spy); no profile recorded"
+    assert bench.daemon is not None
+    relay = bench.get("relay")
+    await latencies([relay], ANSWER, 50)
+    fmt = "speedscope" if output.suffix == ".json" else "raw" if output.suffix == ".txt" else "flamegraph"
+    recorder = await asyncio.create_subprocess_exec(
+        spy, "record", "--pid", str(bench.daemon.pid), "--rate", "200", "--format", fmt,
+        "--duration", str(int(seconds)), "--output", str(output), "--nonblocking",
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    requests = 0
+    started = time.perf_counter()
+    while recorder.returncode is None and time.perf_counter() - started < seconds + 30:
+        await latencies([relay], ANSWER, 50)
+        requests += 50
+        if recorder.returncode is None:
+            await asyncio.sleep(0)
+    _, err = await recorder.communicate()
+    if recorder.returncode != 0:
+        return f"--py-spy: py-spy failed: {err.decode(errors='replace').strip()[-500:]}"
+    return f"daemon profile ({fmt}, {requests} requests at 1 client) written to {output}"
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    plan_name = "smoke" if args.smoke else "quick" if args.quick else "full"
+    plan = PLANS[plan_name]
+    cores = Cores.split()
+    raise_file_limit()
+    if cores.others is not None:
+        os.sched_setaffinity(0, cores.others)  # the load generator runs beside the agents
+    started = time.perf_counter()
+    async with running(cores) as bench:
+        if args.py_spy is not None:
+            print(await profile_daemon(bench, args.py_spy, args.py_spy_seconds))
+            return 0
+        results = await measure(bench, plan)
+        results["arms"] = [arm.name for arm in bench.arms]
+        results["verified_answers"] = {arm.name: arm.verified for arm in bench.arms}
+        notes = bench.notes
+    results.update(
+        plan=plan_name, plan_settings=asdict(plan), pace_ms=PACE_MS, answer=asdict(ANSWER),
+        machine=machine(cores), seconds=round(time.perf_counter() - started, 1), notes=notes,
+    )  # fmt: skip
+    results["goals"] = report.check_goals(results)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"machine: {results['machine']['cpus']} x {results['machine']['cpu_model']}, "
+          f"{results['machine']['pinning']}; plan {plan_name}, {results['seconds']} s")  # fmt: skip
+    for note in notes:
+        print(note)
+    print(report.table(results))
+    print(f"every answer checked: {results['verified_answers']}; results in {args.out}")
+    if args.plot is not None:
+        print(report.plot(results, args.plot))
+    return 0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Measure what the daemon adds: the daemon, a bench agent, the openai backend "
+        "agent and a plain aiohttp server run as separate processes, driven in one run.",
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="fewer requests (under a minute)")
+    size.add_argument("--smoke", action="store_true", help="a few requests per arm (seconds)")
+    parser.add_argument("--out", type=Path, default=Path("benchmark-results.json"),
+                        help="where the JSON results go (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--plot", type=Path, nargs="?", const=Path("benchmark.png"),
+                        help="draw the curves to a PNG (needs matplotlib; default benchmark.png)")
+    parser.add_argument("--py-spy", type=Path, metavar="FILE",
+                        help="instead of the benchmark, record the daemon with py-spy under "
+                        "one client's non-streamed requests (.json: speedscope, .txt: collapsed "
+                        "stacks, else an SVG flame graph)")  # fmt: skip
+    parser.add_argument("--py-spy-seconds", type=float, default=10.0)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return asyncio.run(main_async(parse_args(argv)))
