@@ -123,37 +123,52 @@ def check_whole(body: bytes, spec: Spec) -> None:
 
 
 class StreamCheck:
-    """Reads an SSE chat stream line by line, timing each content chunk, and checks it at the
-    end: the spec's text, a finish reason and ``[DONE]``."""
+    """An SSE chat stream as it arrived: the bytes of each read and when. Parsing waits until
+    the stream is over, so that the client spends as little as it can while chunks arrive;
+    a chunk's arrival is the read that completed its line."""
 
     def __init__(self, spec: Spec, started: float) -> None:
         self.spec = spec
         self.started = started
+        self.reads: list[tuple[float, bytes]] = []
         self.arrivals: list[float] = []
-        self._parts: list[str] = []
-        self._finished = False
-        self._done = False
 
-    def line(self, raw: bytes, now: float) -> None:
-        if not raw.startswith(b"data:"):
-            return
-        data = raw[5:].strip()
-        if data == b"[DONE]":
-            self._done = True
-            return
-        try:
-            chunk = json.loads(data)
-        except ValueError as exc:
-            raise WrongAnswer(f"a stream line is not JSON: {data[:200]!r}") from exc
-        if "error" in chunk:
-            raise WrongAnswer(f"the stream failed: {chunk['error']}")
-        for choice in chunk.get("choices") or ():
-            content = (choice.get("delta") or {}).get("content")
-            if content:
-                self._parts.append(content)
-                self.arrivals.append(now)
-            if choice.get("finish_reason"):
-                self._finished = True
+    def read(self, data: bytes, now: float) -> None:
+        self.reads.append((now, data))
+
+    def verify(self) -> None:
+        """Parse the stream; raise WrongAnswer unless it holds exactly the spec's text, a
+        finish reason and ``[DONE]``."""
+        parts: list[str] = []
+        finished = done = False
+        pending = b""
+        for now, data in self.reads:
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                if not raw.startswith(b"data:"):
+                    continue
+                payload = raw[5:].strip()
+                if payload == b"[DONE]":
+                    done = True
+                    continue
+                try:
+                    chunk = json.loads(payload)
+                except ValueError as exc:
+                    raise WrongAnswer(f"a stream line is not JSON: {payload[:200]!r}") from exc
+                if "error" in chunk:
+                    raise WrongAnswer(f"the stream failed: {chunk['error']}")
+                for choice in chunk.get("choices") or ():
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        parts.append(content)
+                        self.arrivals.append(now)
+                    if choice.get("finish_reason"):
+                        finished = True
+        if not (finished and done):
+            raise WrongAnswer("the stream ended without a finish reason and [DONE]")
+        if "".join(parts) != self.spec.text():
+            raise WrongAnswer("the streamed text is not the expected text")
 
     @property
     def first_chunk_s(self) -> float:
@@ -161,9 +176,3 @@ class StreamCheck:
 
     def gaps(self) -> list[float]:
         return [b - a for a, b in zip(self.arrivals, self.arrivals[1:], strict=False)]
-
-    def verify(self) -> None:
-        if not (self._finished and self._done):
-            raise WrongAnswer("the stream ended without a finish reason and [DONE]")
-        if "".join(self._parts) != self.spec.text():
-            raise WrongAnswer("the streamed text is not the expected text")

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +76,14 @@ class Session:
                 request_id = frame["id"]
                 task = asyncio.create_task(self.answer(request_id, frame["payload"]))
                 self.tasks[request_id] = task
-                task.add_done_callback(lambda _, rid=request_id: self.tasks.pop(rid, None))
+                task.add_done_callback(partial(self.forget, request_id))
             elif kind == "model_cancel":
                 running = self.tasks.get(frame.get("id"))
                 if running is not None:
                     running.cancel()
+
+    def forget(self, request_id: str, _: asyncio.Task[None]) -> None:
+        self.tasks.pop(request_id, None)
 
     async def answer(self, request_id: str, payload: dict[str, Any]) -> None:
         try:

@@ -63,8 +63,8 @@ class Arm:
             if response.status != 200:
                 text = await response.read()
                 raise RuntimeError(f"{self.name}: HTTP {response.status}: {text[:300]!r}")
-            async for line in response.content:
-                check.line(line, time.perf_counter())
+            async for data in response.content.iter_any():
+                check.read(data, time.perf_counter())
         check.verify()
         self.verified += 1
         return check
@@ -76,10 +76,14 @@ def rotated(arms: Sequence[Arm], turn: int) -> list[Arm]:
     return [*arms[shift:], *arms[:shift]]
 
 
-async def latencies(arms: Sequence[Arm], spec: Spec, n: int, padding: int = 0) -> dict[str, list]:
+async def latencies(
+    arms: Sequence[Arm], spec: Spec, n: int, padding: int = 0
+) -> dict[str, list[float]]:
     """``n`` non-streamed requests per arm from one client, the arms interleaved request by
     request; seconds per request, by arm."""
-    bodies = {arm.name: request_body(arm.model, spec, stream=False, padding=padding) for arm in arms}
+    bodies = {
+        arm.name: request_body(arm.model, spec, stream=False, padding=padding) for arm in arms
+    }
     samples: dict[str, list[float]] = {arm.name: [] for arm in arms}
     for turn in range(n):
         for arm in rotated(arms, turn):

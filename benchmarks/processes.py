@@ -56,7 +56,16 @@ class Child:
         return self.process.pid
 
     def cpu_seconds(self) -> float:
-        """User plus system CPU time so far (fields 14 and 15 of /proc/PID/stat)."""
+        """CPU time so far, all threads: nanoseconds from each thread's schedstat, or clock
+        ticks (10 ms) from /proc/PID/stat where the kernel keeps no schedstat."""
+        total = 0
+        try:
+            for task in os.listdir(f"/proc/{self.pid}/task"):
+                with open(f"/proc/{self.pid}/task/{task}/schedstat") as fh:
+                    total += int(fh.read().split()[0])
+            return total / 1e9
+        except (FileNotFoundError, ValueError, IndexError):
+            pass
         with open(f"/proc/{self.pid}/stat") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
@@ -65,14 +74,14 @@ class Child:
         with open(f"/proc/{self.pid}/statm") as fh:
             return int(fh.read().split()[1]) * PAGE_SIZE
 
-    async def ready_line(self, timeout: float) -> str:
+    async def ready_line(self, limit: float) -> str:
         """The first line the child prints (its ``ready`` line)."""
         assert self.process.stdout is not None
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(limit):
                 line = await self.process.stdout.readline()
         except TimeoutError:
-            raise RuntimeError(f"{self.name} did not start within {timeout} s") from None
+            raise RuntimeError(f"{self.name} did not start within {limit} s") from None
         if not line:
             raise RuntimeError(f"{self.name} exited with {await self.process.wait()}")
         return line.decode().strip()
@@ -93,11 +102,17 @@ async def start(
     name: str, argv: list[str], cores: frozenset[int] | None, log_dir: Path, cwd: Path
 ) -> Child:
     """Start ``argv`` with stdout piped (for its ready line) and stderr to ``<name>.log``."""
-    with open(log_dir / f"{name}.log", "wb") as log:
+    log = os.open(log_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
         process = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log,
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
             cwd=cwd,
         )
+    finally:
+        os.close(log)
     if cores is not None:
         with suppress(ProcessLookupError):
             os.sched_setaffinity(process.pid, cores)
@@ -158,9 +173,9 @@ def write_daemon_config(directory: Path, connections: int) -> DaemonFiles:
     return DaemonFiles(config, token_file, port)
 
 
-async def wait_http(url: str, timeout: float, child: Child) -> None:
+async def wait_http(url: str, limit: float, child: Child) -> None:
     """Poll ``url`` until it answers 200."""
-    async with asyncio.timeout(timeout), aiohttp.ClientSession() as http:
+    async with asyncio.timeout(limit), aiohttp.ClientSession() as http:
         while True:
             if child.process.returncode is not None:
                 raise RuntimeError(f"{child.name} exited with {child.process.returncode}")
@@ -173,9 +188,9 @@ async def wait_http(url: str, timeout: float, child: Child) -> None:
             await asyncio.sleep(0.05)
 
 
-async def wait_model(base_url: str, model: str, timeout: float) -> None:
+async def wait_model(base_url: str, model: str, limit: float) -> None:
     """Poll the daemon's model list until an agent serving ``model`` is connected."""
-    async with asyncio.timeout(timeout), aiohttp.ClientSession() as http:
+    async with asyncio.timeout(limit), aiohttp.ClientSession() as http:
         while True:
             with suppress(aiohttp.ClientError):
                 async with http.get(base_url + "/v1/models") as response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ def _get(results: Results, *path: str) -> Any:
 def _ratio(results: Results, arm: str, base: str) -> float | None:
     a = _get(results, "throughput", arm, "per_second")
     b = _get(results, "throughput", base, "per_second")
-    return None if a is None or b is None else round(a / b, 3)
+    return None if a is None or b is None else round(float(a / b), 3)
 
 
 def _session_growth(results: Results) -> float | None:
@@ -54,11 +55,12 @@ def _session_growth(results: Results) -> float | None:
     if len(sweep) < 2:
         return None
     counts = sorted(sweep, key=int)
-    return round(sweep[counts[-1]]["added_p50_ms"] - sweep[counts[0]]["added_p50_ms"], 3)
+    return round(float(sweep[counts[-1]]["added_p50_ms"] - sweep[counts[0]]["added_p50_ms"]), 3)
 
 
 def _paced(results: Results, key: str) -> float | None:
-    return _get(results, "paced", "1000", "relay", key)
+    value = _get(results, "paced", "1000", "relay", key)
+    return None if value is None else float(value)
 
 
 GOALS = (
@@ -128,9 +130,11 @@ def table(results: Results) -> str:
     line("stream: chunks per second (1 client)", "stream", "chunks_per_second", 0)
     for count, by_arm in (results.get("paced") or {}).items():
         out.append(f"{count} streams paced at {results['pace_ms']:g} ms:")
-        for key, label, digits in (("gap_p99_ms", "gap p99 (ms)", 2),
-                                   ("added_gap_p99_ms", "added gap p99 (ms)", 2),
-                                   ("rss_per_stream_kib", "daemon RSS per stream (KiB)", 1)):
+        for key, label, digits in (
+            ("gap_p99_ms", "gap p99 (ms)", 2),
+            ("added_gap_p99_ms", "added gap p99 (ms)", 2),
+            ("rss_per_stream_kib", "daemon RSS per stream (KiB)", 1),
+        ):
             out.append(_row([f"  {label}", *(_fmt((by_arm.get(a) or {}).get(key), digits)
                                                 for a in arms)], widths))  # fmt: skip
     if results.get("sessions"):
@@ -154,10 +158,9 @@ def table(results: Results) -> str:
 def plot(results: Results, path: Path) -> str:
     """Draw the curves to ``path``; a sentence saying what happened."""
     try:
-        import matplotlib
-
+        matplotlib = importlib.import_module("matplotlib")
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = importlib.import_module("matplotlib.pyplot")
     except ImportError:
         return "--plot: matplotlib is not installed (pip install matplotlib); no plot drawn"
     figure, axes = plt.subplots(2, 2, figsize=(11, 8))

@@ -96,7 +96,7 @@ def machine(cores: Cores) -> dict[str, Any]:
     except OSError:
         pass
     return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
-            "pinning": cores.describe()}  # fmt: skip
+            "pinning": cores.describe(), "load_average": os.getloadavg()[0]}  # fmt: skip
 
 
 def raise_file_limit() -> None:
@@ -175,7 +175,8 @@ class Bench:
             self.notes.append("LiteLLM arm skipped: litellm is not installed")
             return
         port = free_port()
-        argv = [sys.executable, "-c", "from litellm.proxy.proxy_cli import run_server; run_server()",
+        start_proxy = "from litellm.proxy.proxy_cli import run_server; run_server()"
+        argv = [sys.executable, "-c", start_proxy,
                 "--model", "openai/bench", "--api_base", upstream + "/v1", "--host", "127.0.0.1",
                 "--port", str(port), "--num_workers", "1"]  # fmt: skip
         os.environ.setdefault("OPENAI_API_KEY", "benchmark")
@@ -223,6 +224,25 @@ def added(figures: dict[str, dict[str, Any]], key: str, base: str = "plain") -> 
             row[f"added_{key}"] = round(row[key] - figures[base][key], 3)
 
 
+class Paired:
+    """Samples of each relay arm and of the plain server interleaved with it."""
+
+    def __init__(self, relays: Sequence[Arm]) -> None:
+        self._samples: dict[str, tuple[list[float], list[float]]] = {
+            arm.name: ([], []) for arm in relays
+        }
+        self.plain: list[float] = []
+
+    def add(self, arm: Arm, samples: dict[str, list[float]]) -> None:
+        own, base = self._samples[arm.name]
+        own += samples[arm.name]
+        base += samples["plain"]
+        self.plain += samples["plain"]
+
+    def by_arm(self) -> dict[str, tuple[list[float], list[float]]]:
+        return self._samples
+
+
 async def measure(bench: Bench, plan: Plan) -> Results:
     arms = bench.arms
     assert bench.daemon is not None
@@ -231,29 +251,31 @@ async def measure(bench: Bench, plan: Plan) -> Results:
     await latencies(arms, ANSWER, 20)  # warm up every path
     await first_chunks(arms, ANSWER, 5)
 
-    lat: dict[str, list[float]] = {a.name: [] for a in arms}
+    # Each relay arm is interleaved request by request with the plain server, which answers
+    # in about the same time; interleaving two relays would charge one the other's tail work.
+    relays = [arm for arm in arms if arm is not plain]
+    lat = Paired(relays)
+    firsts = Paired(relays)
     rates: dict[str, list[float]] = {a.name: [] for a in arms}
     cpu: dict[str, list[float]] = {a.name: [] for a in arms}
-    firsts: dict[str, list[float]] = {a.name: [] for a in arms}
     chunk_rates: dict[str, list[float]] = {a.name: [] for a in arms}
     long = Spec(chunks=plan.long_stream_chunks, size=16)
     for turn in range(plan.rounds):
-        for name, samples in (await latencies(arms, ANSWER, plan.latency_requests)).items():
-            lat[name] += samples
+        for arm in rotated(relays, turn):
+            lat.add(arm, await latencies([plain, arm], ANSWER, plan.latency_requests))
         for arm in rotated(arms, turn):
             done = await throughput(
                 arm, ANSWER, CONNECTIONS_FOR_THROUGHPUT, plan.throughput_seconds
             )
             rates[arm.name].append(done.per_second)
             cpu[arm.name].append(done.cpu_per_request)
-        for name, samples in (await first_chunks(arms, ANSWER, plan.first_chunk_streams)).items():
-            firsts[name] += samples
+        for arm in rotated(relays, turn):
+            firsts.add(arm, await first_chunks([plain, arm], ANSWER, plan.first_chunk_streams))
         for arm in rotated(arms, turn):
             chunk_rates[arm.name].append(await chunk_rate(arm, long))
 
     results: Results = {"latency": {}, "throughput": {}, "stream": {}}
     for arm in arms:
-        results["latency"][arm.name] = latency_figures(lat[arm.name])
         per_second = statistics.median(rates[arm.name])
         results["throughput"][arm.name] = {
             "per_second": round(per_second),
@@ -261,15 +283,20 @@ async def measure(bench: Bench, plan: Plan) -> Results:
             "cpu_us_per_request": round(statistics.median(cpu[arm.name]) * 1e6),
         }
         results["stream"][arm.name] = {
-            "first_chunk_p50_ms": ms(statistics.median(firsts[arm.name])),
-            "chunks_per_second": round(statistics.median(chunk_rates[arm.name])),
+            "chunks_per_second": round(statistics.median(chunk_rates[arm.name]))
         }
-    added(results["latency"], "p50_ms")
-    added(results["latency"], "p99_ms")
-    added(results["stream"], "first_chunk_p50_ms")
-    for row in results["stream"].values():
-        if "added_first_chunk_p50_ms" in row:
-            row["added_first_chunk_ms"] = row.pop("added_first_chunk_p50_ms")
+    for name, (own, base) in lat.by_arm().items():
+        row = results["latency"][name] = latency_figures(own)
+        plain_row = latency_figures(base)
+        row["added_p50_ms"] = round(row["p50_ms"] - plain_row["p50_ms"], 3)
+        row["added_p99_ms"] = round(row["p99_ms"] - plain_row["p99_ms"], 3)
+    results["latency"]["plain"] = latency_figures(lat.plain)
+    for name, (own, base) in firsts.by_arm().items():
+        results["stream"][name]["first_chunk_p50_ms"] = ms(statistics.median(own))
+        results["stream"][name]["added_first_chunk_ms"] = ms(
+            statistics.median(own) - statistics.median(base)
+        )
+    results["stream"]["plain"]["first_chunk_p50_ms"] = ms(statistics.median(firsts.plain))
 
     results["paced"] = await measure_paced(bench, plan)
     results["body"] = await measure_body(plain, relay, daemon, plan)
@@ -351,7 +378,13 @@ async def profile_daemon(bench: Bench, output: Path, seconds: float) -> str:
     assert bench.daemon is not None
     relay = bench.get("relay")
     await latencies([relay], ANSWER, 50)
-    fmt = "speedscope" if output.suffix == ".json" else "raw" if output.suffix == ".txt" else "flamegraph"
+    fmt = (
+        "speedscope"
+        if output.suffix == ".json"
+        else "raw"
+        if output.suffix == ".txt"
+        else "flamegraph"
+    )
     recorder = await asyncio.create_subprocess_exec(
         spy, "record", "--pid", str(bench.daemon.pid), "--rate", "200", "--format", fmt,
         "--duration", str(int(seconds)), "--output", str(output), "--nonblocking",
@@ -378,6 +411,7 @@ async def main_async(args: argparse.Namespace) -> int:
     if cores.others is not None:
         os.sched_setaffinity(0, cores.others)  # the load generator runs beside the agents
     started = time.perf_counter()
+    load_before = os.getloadavg()[0]
     async with running(cores) as bench:
         if args.py_spy is not None:
             print(await profile_daemon(bench, args.py_spy, args.py_spy_seconds))
@@ -390,10 +424,12 @@ async def main_async(args: argparse.Namespace) -> int:
         plan=plan_name, plan_settings=asdict(plan), pace_ms=PACE_MS, answer=asdict(ANSWER),
         machine=machine(cores), seconds=round(time.perf_counter() - started, 1), notes=notes,
     )  # fmt: skip
+    results["machine"]["load_average"] = [load_before, results["machine"]["load_average"]]
     results["goals"] = report.check_goals(results)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"machine: {results['machine']['cpus']} x {results['machine']['cpu_model']}, "
-          f"{results['machine']['pinning']}; plan {plan_name}, {results['seconds']} s")  # fmt: skip
+          f"{results['machine']['pinning']}; plan {plan_name}, {results['seconds']} s; "
+          f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")  # fmt: skip
     for note in notes:
         print(note)
     print(report.table(results))
@@ -414,8 +450,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     size.add_argument("--smoke", action="store_true", help="a few requests per arm (seconds)")
     parser.add_argument("--out", type=Path, default=Path("benchmark-results.json"),
                         help="where the JSON results go (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--plot", type=Path, nargs="?", const=Path("benchmark.png"),
-                        help="draw the curves to a PNG (needs matplotlib; default benchmark.png)")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        nargs="?",
+        const=Path("benchmark.png"),
+        help="draw the curves to a PNG (needs matplotlib; default benchmark.png)",
+    )
     parser.add_argument("--py-spy", type=Path, metavar="FILE",
                         help="instead of the benchmark, record the daemon with py-spy under "
                         "one client's non-streamed requests (.json: speedscope, .txt: collapsed "
