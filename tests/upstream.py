@@ -47,7 +47,11 @@ class Upstream:
             error = {"error": {"message": "slow down", "type": "rate_limit_error", "code": None}}
             return web.json_response(error, status=429)
         if self.mode == "json":
-            message = {"role": "assistant", "content": "".join(WORDS)}
+            message = {
+                "role": "assistant",
+                "content": "".join(WORDS),
+                "reasoning_content": "Thinking.",
+            }
             return web.json_response({
                 "id": "c1", "object": "chat.completion",
                 "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],

@@ -54,7 +54,7 @@ async def test_content_is_streamed_through_with_finish_and_usage(
     upstream: tuple[Upstream, str], make_backend: MakeBackend
 ) -> None:
     backend = await make_backend()
-    events = await collect(backend.serve(chat(model="up-small")))
+    events = await collect(backend.serve(chat(model="up-small", stream=True)))
     assert [e.text for e in events if isinstance(e, TextDelta)] == WORDS
     assert [e for e in events if isinstance(e, ReasoningDelta)] == [ReasoningDelta("Thinking.")]
     assert events[-1] == Finish("stop", USAGE)
@@ -65,20 +65,20 @@ async def test_tool_call_fragments_are_passed_through(
 ) -> None:
     upstream[0].mode = "tools"
     backend = await make_backend()
-    events = await collect(backend.serve(chat(model="up-small")))
+    events = await collect(backend.serve(chat(model="up-small", stream=True)))
     calls = [e for e in events if isinstance(e, ToolCallDelta)]
     assert calls[0] == ToolCallDelta(0, "call_1", "weather", "")
     assert "".join(c.arguments for c in calls) == '{"city":"Oslo"}'
     assert isinstance(events[-1], Finish) and events[-1].reason == "tool_calls"
 
 
-async def test_the_request_is_passed_on_as_a_stream_with_usage(
+async def test_a_streamed_request_is_passed_on_as_a_stream_with_usage(
     upstream: tuple[Upstream, str], make_backend: MakeBackend
 ) -> None:
     backend = await make_backend()
     tools = [{"type": "function", "function": {"name": "weather", "parameters": {}}}]
     request = chat(model="up-large", temperature=0.2, stop=["END"], max_tokens=5, top_p=None,
-                   tools=tools, stream=False)  # fmt: skip
+                   tools=tools, stream=True)  # fmt: skip
     await collect(backend.serve(request))
     path, body = upstream[0].requests[-1]
     assert path == "/v1/chat/completions"
@@ -87,6 +87,20 @@ async def test_the_request_is_passed_on_as_a_stream_with_usage(
         "temperature": 0.2, "stop": ["END"], "max_tokens": 5, "tools": tools,
         "stream": True, "stream_options": {"include_usage": True},
     }  # fmt: skip
+
+
+async def test_a_request_for_one_answer_asks_the_upstream_for_one_answer(
+    upstream: tuple[Upstream, str], make_backend: MakeBackend
+) -> None:
+    upstream[0].mode = "json"
+    backend = await make_backend()
+    events = await collect(backend.serve(chat(model="up-large", max_tokens=5, stream=False)))
+    _, body = upstream[0].requests[-1]
+    assert body == {
+        "model": "up-large", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5,
+        "stream": False,
+    }  # fmt: skip
+    assert events == [ReasoningDelta("Thinking."), TextDelta("".join(WORDS)), Finish("stop", USAGE)]
 
 
 async def test_a_configured_model_replaces_the_requested_one(
@@ -113,7 +127,7 @@ async def test_the_api_key_comes_from_an_environment_variable(
 ) -> None:
     monkeypatch.setenv("TEST_UPSTREAM_KEY", "sk-from-env")
     backend = await make_backend(api_key_env="TEST_UPSTREAM_KEY")
-    await collect(backend.serve(chat(model="up-small")))
+    await collect(backend.serve(chat(model="up-small", stream=True)))
     assert upstream[0].headers[-1]["Authorization"] == "Bearer sk-from-env"
 
 
@@ -150,7 +164,7 @@ async def test_an_upstream_error_status_becomes_a_backend_error(
     upstream[0].mode = "error"
     backend = await make_backend(models=("up-small",))
     with pytest.raises(BackendError) as raised:
-        await collect(backend.serve(chat(model="up-small")))
+        await collect(backend.serve(chat(model="up-small", stream=True)))
     assert raised.value.message == "the upstream answered 429: slow down"
     assert raised.value.code == "upstream_rate_limited"
 
@@ -161,7 +175,7 @@ async def test_a_mid_stream_error_becomes_a_backend_error(
     upstream[0].mode = "midstream_error"
     backend = await make_backend(models=("up-small",))
     with pytest.raises(BackendError, match="model crashed"):
-        await collect(backend.serve(chat(model="up-small")))
+        await collect(backend.serve(chat(model="up-small", stream=True)))
 
 
 async def test_an_upstream_that_does_not_stream_is_answered_whole(
@@ -169,8 +183,8 @@ async def test_an_upstream_that_does_not_stream_is_answered_whole(
 ) -> None:
     upstream[0].mode = "json"
     backend = await make_backend(models=("up-small",))
-    events = await collect(backend.serve(chat(model="up-small")))
-    assert events == [TextDelta("".join(WORDS)), Finish("stop", USAGE)]
+    events = await collect(backend.serve(chat(model="up-small", stream=True)))
+    assert events == [ReasoningDelta("Thinking."), TextDelta("".join(WORDS)), Finish("stop", USAGE)]
 
 
 async def test_completions_and_embeddings_are_passed_through(
@@ -197,7 +211,7 @@ async def test_cancelling_closes_the_upstream_stream(
     first = asyncio.Event()
 
     async def consume() -> None:
-        async for event in backend.serve(chat(model="up-small")):
+        async for event in backend.serve(chat(model="up-small", stream=True)):
             if isinstance(event, TextDelta):
                 first.set()
 

@@ -1,6 +1,7 @@
 """Any OpenAI-compatible upstream (a hosted API with your key, Ollama, vLLM, llama.cpp, another
 mcp-local-provider): requests are passed through and the upstream's stream is relayed as it
-arrives, content, tool calls, usage and finish reasons included.
+arrives, content, tool calls, usage and finish reasons included. A request for one answer is
+asked of the upstream as one answer: a stream would only be joined again, at a cost per chunk.
 
 The API key comes from an environment variable or a file, never from the command line.
 """
@@ -137,7 +138,11 @@ class OpenAIBackend(Backend):
         extra = {k: v for k, v in request.parameters.items() if v is not None and k not in _OWN}
         if request.kind == "embedding":
             return "/embeddings", {"model": model, "input": request.input}
-        streaming = {"stream": True, "stream_options": {"include_usage": True}}
+        streaming: dict[str, Any] = (
+            {"stream": True, "stream_options": {"include_usage": True}}
+            if request.stream
+            else {"stream": False}
+        )
         if request.kind == "completion":
             body = {"model": model, "prompt": request.prompt or "", **extra, **streaming}
             if request.suffix is not None:
@@ -259,6 +264,9 @@ def _whole(body: Any, kind: str) -> list[BackendEvent]:
     choice = (body.get("choices") or [{}])[0]
     events: list[BackendEvent] = []
     message = choice.get("message") or {}
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    if isinstance(reasoning, str) and reasoning:
+        events.append(ReasoningDelta(reasoning))
     text = choice.get("text") if kind == "completion" else message.get("content")
     if text:
         events.append(TextDelta(str(text)))
