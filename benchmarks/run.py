@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -243,65 +243,69 @@ class Paired:
         return self._samples
 
 
-async def measure(bench: Bench, plan: Plan) -> Results:
-    arms = bench.arms
-    assert bench.daemon is not None
-    daemon = bench.daemon
-    plain, relay = bench.get("plain"), bench.get("relay")
-    await latencies(arms, ANSWER, 20)  # warm up every path
-    await first_chunks(arms, ANSWER, 5)
+def relays_of(bench: Bench) -> tuple[Arm, list[Arm]]:
+    plain = bench.get("plain")
+    return plain, [arm for arm in bench.arms if arm is not plain]
 
-    # Each relay arm is interleaved request by request with the plain server, which answers
-    # in about the same time; interleaving two relays would charge one the other's tail work.
-    relays = [arm for arm in arms if arm is not plain]
-    lat = Paired(relays)
-    firsts = Paired(relays)
-    rates: dict[str, list[float]] = {a.name: [] for a in arms}
-    cpu: dict[str, list[float]] = {a.name: [] for a in arms}
-    chunk_rates: dict[str, list[float]] = {a.name: [] for a in arms}
-    long = Spec(chunks=plan.long_stream_chunks, size=16)
+
+# Each relay arm is interleaved request by request with the plain server, which answers in
+# about the same time; interleaving two relays would charge one with the other's tail work.
+
+
+async def measure_latency(bench: Bench, plan: Plan) -> dict[str, Any]:
+    plain, relays = relays_of(bench)
+    paired = Paired(relays)
     for turn in range(plan.rounds):
         for arm in rotated(relays, turn):
-            lat.add(arm, await latencies([plain, arm], ANSWER, plan.latency_requests))
-        for arm in rotated(arms, turn):
+            paired.add(arm, await latencies([plain, arm], ANSWER, plan.latency_requests))
+    figures: dict[str, Any] = {"plain": latency_figures(paired.plain)}
+    for name, (own, base) in paired.by_arm().items():
+        row = figures[name] = latency_figures(own)
+        plain_row = latency_figures(base)
+        row["added_p50_ms"] = round(row["p50_ms"] - plain_row["p50_ms"], 3)
+        row["added_p99_ms"] = round(row["p99_ms"] - plain_row["p99_ms"], 3)
+    return figures
+
+
+async def measure_throughput(bench: Bench, plan: Plan) -> dict[str, Any]:
+    rates: dict[str, list[float]] = {a.name: [] for a in bench.arms}
+    cpu: dict[str, list[float]] = {a.name: [] for a in bench.arms}
+    for turn in range(plan.rounds):
+        for arm in rotated(bench.arms, turn):
             done = await throughput(
                 arm, ANSWER, CONNECTIONS_FOR_THROUGHPUT, plan.throughput_seconds
             )
             rates[arm.name].append(done.per_second)
             cpu[arm.name].append(done.cpu_per_request)
+    plain = statistics.median(rates["plain"])
+    return {
+        name: {
+            "per_second": round(statistics.median(rates[name])),
+            "ratio_to_plain": round(statistics.median(rates[name]) / plain, 3),
+            "cpu_us_per_request": round(statistics.median(cpu[name]) * 1e6),
+        }
+        for name in rates
+    }
+
+
+async def measure_stream(bench: Bench, plan: Plan) -> dict[str, Any]:
+    plain, relays = relays_of(bench)
+    firsts = Paired(relays)
+    rates: dict[str, list[float]] = {a.name: [] for a in bench.arms}
+    long = Spec(chunks=plan.long_stream_chunks, size=16)
+    for turn in range(plan.rounds):
         for arm in rotated(relays, turn):
             firsts.add(arm, await first_chunks([plain, arm], ANSWER, plan.first_chunk_streams))
-        for arm in rotated(arms, turn):
-            chunk_rates[arm.name].append(await chunk_rate(arm, long))
-
-    results: Results = {"latency": {}, "throughput": {}, "stream": {}}
-    for arm in arms:
-        per_second = statistics.median(rates[arm.name])
-        results["throughput"][arm.name] = {
-            "per_second": round(per_second),
-            "ratio_to_plain": round(per_second / statistics.median(rates["plain"]), 3),
-            "cpu_us_per_request": round(statistics.median(cpu[arm.name]) * 1e6),
-        }
-        results["stream"][arm.name] = {
-            "chunks_per_second": round(statistics.median(chunk_rates[arm.name]))
-        }
-    for name, (own, base) in lat.by_arm().items():
-        row = results["latency"][name] = latency_figures(own)
-        plain_row = latency_figures(base)
-        row["added_p50_ms"] = round(row["p50_ms"] - plain_row["p50_ms"], 3)
-        row["added_p99_ms"] = round(row["p99_ms"] - plain_row["p99_ms"], 3)
-    results["latency"]["plain"] = latency_figures(lat.plain)
+        for arm in rotated(bench.arms, turn):
+            rates[arm.name].append(await chunk_rate(arm, long))
+    figures: dict[str, Any] = {
+        name: {"chunks_per_second": round(statistics.median(r))} for name, r in rates.items()
+    }
+    figures["plain"]["first_chunk_p50_ms"] = ms(statistics.median(firsts.plain))
     for name, (own, base) in firsts.by_arm().items():
-        results["stream"][name]["first_chunk_p50_ms"] = ms(statistics.median(own))
-        results["stream"][name]["added_first_chunk_ms"] = ms(
-            statistics.median(own) - statistics.median(base)
-        )
-    results["stream"]["plain"]["first_chunk_p50_ms"] = ms(statistics.median(firsts.plain))
-
-    results["paced"] = await measure_paced(bench, plan)
-    results["body"] = await measure_body(plain, relay, daemon, plan)
-    results["sessions"] = await measure_sessions(bench, plan)
-    return results
+        figures[name]["first_chunk_p50_ms"] = ms(statistics.median(own))
+        figures[name]["added_first_chunk_ms"] = ms(statistics.median(own) - statistics.median(base))
+    return figures
 
 
 async def measure_paced(bench: Bench, plan: Plan) -> dict[str, dict[str, Any]]:
@@ -324,8 +328,10 @@ async def measure_paced(bench: Bench, plan: Plan) -> dict[str, dict[str, Any]]:
     return paced
 
 
-async def measure_body(plain: Arm, relay: Arm, daemon: Child, plan: Plan) -> dict[str, Any]:
+async def measure_body(bench: Bench, plan: Plan) -> dict[str, Any]:
     """Latency and daemon CPU per request with a request and an answer of each size."""
+    assert bench.daemon is not None
+    plain, relay, daemon = bench.get("plain"), bench.get("relay"), bench.daemon
     body: dict[str, Any] = {}
     for size in plan.body_sizes:
         spec = Spec(chunks=1, size=size)
@@ -368,6 +374,24 @@ async def measure_sessions(bench: Bench, plan: Plan) -> dict[str, Any]:
             "cpu_us_per_request": round(spent / plan.session_requests * 1e6),
         }
     return sweep
+
+
+#: Every section, in the order they run: the sessions sweep goes last, as the sessions it
+#: connects stay connected.
+SECTIONS: dict[str, Callable[[Bench, Plan], Awaitable[dict[str, Any]]]] = {
+    "latency": measure_latency,
+    "throughput": measure_throughput,
+    "stream": measure_stream,
+    "paced": measure_paced,
+    "body": measure_body,
+    "sessions": measure_sessions,
+}
+
+
+async def measure(bench: Bench, plan: Plan, sections: Sequence[str]) -> Results:
+    await latencies(bench.arms, ANSWER, 20)  # warm up every path
+    await first_chunks(bench.arms, ANSWER, 5)
+    return {name: await run(bench, plan) for name, run in SECTIONS.items() if name in sections}
 
 
 async def profile_daemon(bench: Bench, output: Path, seconds: float) -> str:
@@ -416,7 +440,7 @@ async def main_async(args: argparse.Namespace) -> int:
         if args.py_spy is not None:
             print(await profile_daemon(bench, args.py_spy, args.py_spy_seconds))
             return 0
-        results = await measure(bench, plan)
+        results = await measure(bench, plan, args.sections)
         results["arms"] = [arm.name for arm in bench.arms]
         results["verified_answers"] = {arm.name: arm.verified for arm in bench.arms}
         notes = bench.notes
@@ -439,6 +463,14 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0
 
 
+def sections(text: str) -> list[str]:
+    chosen = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = set(chosen) - set(SECTIONS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown sections: {', '.join(sorted(unknown))}")
+    return chosen
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -456,6 +488,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         nargs="?",
         const=Path("benchmark.png"),
         help="draw the curves to a PNG (needs matplotlib; default benchmark.png)",
+    )
+    parser.add_argument(
+        "--sections",
+        type=sections,
+        default=list(SECTIONS),
+        help=f"run only these, comma-separated (default: all of {','.join(SECTIONS)})",
     )
     parser.add_argument("--py-spy", type=Path, metavar="FILE",
                         help="instead of the benchmark, record the daemon with py-spy under "
