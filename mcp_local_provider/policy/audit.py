@@ -3,8 +3,9 @@
 Lines are handed to one writer thread, so a slow or stalled disk never blocks the event loop
 (docs/security.md has the measurements behind that choice). The thread computes the prompt
 digest, renders the line (JSON with every non-ASCII and control character escaped, so a line
-can never contain a newline of its own: a forged line is impossible), and writes it with one
-``os.write`` on an ``O_APPEND`` descriptor (flushed per line; not fsynced). The file is created
+can never contain a newline of its own: a forged line is impossible), and writes the lines that
+queued up together with one ``os.write`` on an ``O_APPEND`` descriptor, within
+``BATCH_INTERVAL`` of their request (not fsynced). The file is created
 with mode 0600 and rotated by size. If a write fails the log turns unhealthy, callers refuse
 new requests (fail closed), and the thread keeps trying every ``retry_interval`` seconds; lines
 that arrive meanwhile are kept (up to ``max_backlog``) and written once it recovers.
@@ -91,6 +92,9 @@ class _Drain:
 
 
 _STOP = object()
+#: Seconds the writer waits after a batch, so that lines arriving meanwhile share one wake-up
+#: and one write. The delay before a line is in the file is at most this.
+BATCH_INTERVAL = 0.01
 
 
 class AuditLog:
@@ -103,6 +107,7 @@ class AuditLog:
         backups: int,
         retry_interval: float,
         max_backlog: int = 10_000,
+        batch_interval: float = BATCH_INTERVAL,
         on_health: Callable[[bool, str], None] | None = None,
     ) -> None:
         self.path = path
@@ -111,6 +116,7 @@ class AuditLog:
         self.backups = backups
         self.retry_interval = retry_interval
         self.max_backlog = max_backlog
+        self.batch_interval = batch_interval
         self.on_health = on_health
         #: Called (from the writer thread) for each line that could not be written when due.
         self.on_failed_line: Callable[[], None] | None = None
@@ -180,20 +186,25 @@ class AuditLog:
         while True:
             timeout = max(0.0, retry_at - time.monotonic()) if self._failed else None
             try:
-                item = self._queue.get(timeout=timeout)
+                items = [self._queue.get(timeout=timeout)]
             except queue.Empty:
-                item = None
-            if item is _STOP:
-                self._flush()
-                self.lost += len(self._backlog)
-                self._close()
-                return
-            if isinstance(item, _Drain):
-                if not self._failed:
+                items = []
+            # Everything queued meanwhile goes in the same batch: one wake-up and one write.
+            with suppress(queue.Empty):
+                while True:
+                    items.append(self._queue.get_nowait())
+            drains: list[_Drain] = []
+            for item in items:
+                if item is _STOP:
                     self._flush()
-                item.done()
-                continue
-            if item is not None:
+                    self.lost += len(self._backlog)
+                    self._close()
+                    for drain in drains:
+                        drain.done()
+                    return
+                if isinstance(item, _Drain):
+                    drains.append(item)
+                    continue
                 record, payload = item
                 try:
                     self._keep(self._line(record, payload))
@@ -203,6 +214,12 @@ class AuditLog:
                 self._flush()
                 if self._failed:
                     retry_at = time.monotonic() + self.retry_interval
+            for drain in drains:
+                drain.done()
+            if not self._failed and self.batch_interval:
+                # Let lines gather rather than being woken for each: a wake-up costs the event
+                # loop more than the write (the thread must take the GIL from it).
+                time.sleep(self.batch_interval)
 
     def _line(self, record: dict[str, Any], payload: dict[str, Any] | None) -> bytes:
         record["ts"] = iso(record["ts"])
@@ -223,9 +240,12 @@ class AuditLog:
     def _flush(self) -> None:
         try:
             while self._backlog:
-                self._write(self._backlog[0])
-                self._backlog.popleft()
-                self.written += 1
+                self._ensure_open()
+                lines = self._next_batch()
+                if lines:
+                    self._write(lines)
+                else:
+                    self._rotate()
         except OSError as exc:
             self._close()
             if not self._failed:
@@ -238,21 +258,44 @@ class AuditLog:
             self._failed = False
             self._tell(True, "")
 
-    def _write(self, line: bytes) -> None:
-        self._ensure_open()
+    def _next_batch(self) -> list[bytes]:
+        """The lines at the front of the backlog that fit in the file before it must rotate
+        (at least one if the file is empty); none if the first one does not fit."""
+        lines: list[bytes] = []
+        size = self._size
+        for line in self._backlog:
+            if size and size + len(line) > self.max_bytes:
+                break
+            lines.append(line)
+            size += len(line)
+        return lines
+
+    def _write(self, lines: list[bytes]) -> None:
+        """Write ``lines`` with as few ``os.write`` calls as the OS allows; the lines written
+        whole leave the backlog even if a later one fails, so none is written twice."""
         assert self._fd is not None
-        if self._size and self._size + len(line) > self.max_bytes:
-            self._rotate()
-            assert self._fd is not None
-        if self._torn:
-            line = b"\n" + line
-        view = memoryview(line)
-        while view:
-            self._torn = True
-            done = os.write(self._fd, view)
-            self._size += done
-            view = view[done:]
-        self._torn = False
+        data = b"".join(lines)
+        start = 0
+        if self._torn:  # the last write stopped half-way: start on a fresh line
+            data = b"\n" + data
+            start = 1
+        view = memoryview(data)
+        done = 0
+        try:
+            while done < len(data):
+                self._torn = True
+                written = os.write(self._fd, view[done:])
+                done += written
+                self._size += written
+            self._torn = False
+        finally:
+            end = start
+            for line in lines:
+                end += len(line)
+                if end > done:
+                    break
+                self._backlog.popleft()
+                self.written += 1
 
     def _ensure_open(self) -> None:
         """Open the file, or reopen it if it was moved or deleted (external rotation)."""

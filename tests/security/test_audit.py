@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from structlog.testing import capture_logs
 
 from mcp_local_provider.http.state import STATE
+from mcp_local_provider.policy.audit import AuditLog
 from mcp_local_provider.policy.digest import PREFIX, PromptDigester, canonical
 from mcp_local_provider.translate.openai.chat import ChatRequest
 from tests.fakes import Daemon, until
@@ -298,7 +300,7 @@ def test_the_same_prompt_digests_the_same_on_openai_and_ollama_payloads() -> Non
     assert PromptDigester(b"j" * 32).digest(openai_payload) != digester.digest(openai_payload)
 
 
-async def test_lines_are_flushed_one_by_one(daemon: Daemon) -> None:
+async def test_a_drained_line_is_in_the_file_at_once(daemon: Daemon) -> None:
     audit = daemon.app[STATE].security.audit
     for n in range(3):
         audit.event({"event": "probe", "n": n})
@@ -328,3 +330,66 @@ async def test_the_same_prompt_digests_the_same_through_both_route_families(
     assert digests[0] == digests[1]  # chat: OpenAI and Ollama
     assert digests[2] == digests[3]  # fill-in-the-middle: OpenAI and Ollama
     assert len({digests[0], digests[2], digests[4]}) == 3
+
+
+def _writer(path: Path, **options: Any) -> AuditLog:
+    options.setdefault("retry_interval", 0.01)
+    return AuditLog(path, PromptDigester(b"k" * 32), max_bytes=1 << 20, backups=1, **options)
+
+
+async def _writing_then_resting(audit: AuditLog) -> None:
+    """Start the writer and let it write one line: it then rests for ``batch_interval``."""
+    audit.start()
+    audit.event({"event": "probe", "n": -1})
+    await until(lambda: audit.written == 1)
+
+
+async def test_lines_that_queue_up_together_are_written_in_order_with_one_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audit = _writer(tmp_path / "audit.jsonl", batch_interval=0.3)
+    await _writing_then_resting(audit)
+    writes: list[int] = []
+    real_write = os.write
+
+    def counting_write(fd: int, data: Any) -> int:
+        writes.append(len(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr("mcp_local_provider.policy.audit.os.write", counting_write)
+    for n in range(20):
+        audit.event({"event": "probe", "n": n})
+    await audit.drain()
+    await audit.stop()
+    lines = audit.path.read_text().splitlines()
+    assert [json.loads(line)["n"] for line in lines] == list(range(-1, 20))
+    assert len(writes) == 1
+
+
+async def test_a_write_cut_short_by_the_disk_writes_no_line_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audit = _writer(tmp_path / "audit.jsonl", batch_interval=0.3)
+    await _writing_then_resting(audit)
+    real_write = os.write
+    calls = 0
+
+    def failing_write(fd: int, data: Any) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # the first line and a little of the second get through
+            return real_write(fd, bytes(data[: bytes(data).index(b"\n") + 6]))
+        if calls == 2:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr("mcp_local_provider.policy.audit.os.write", failing_write)
+    for n in range(3):
+        audit.event({"event": "probe", "n": n})
+    await until(lambda: audit.written == 4)
+    await audit.stop()
+    lines = audit.path.read_text().splitlines()
+    whole = [json.loads(line)["n"] for line in lines if line.endswith("}")]
+    assert whole == [-1, 0, 1, 2]
+    assert len(lines) == 5  # the torn start of line 1 stays on a line of its own
+    assert audit.lost == 0 and audit.failures == 1
