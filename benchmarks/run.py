@@ -118,6 +118,9 @@ class Bench:
         self.daemon: Child | None = None
         self.files: DaemonFiles | None = None
         self.notes: list[str] = []
+        #: Agent sessions connected (the bench agent's and the openai backend agent's are not
+        #: counted apart: one serves the relay arm, the other another model).
+        self.sessions = 1
 
     async def child(self, name: str, argv: list[str], cores: frozenset[int] | None) -> Child:
         # The children run the benchmarks package from this checkout.
@@ -188,6 +191,21 @@ class Bench:
             await self.stop_child(proxy)
             return
         self.arm("litellm", f"http://127.0.0.1:{port}", "openai/bench", (proxy,))
+
+    async def connect_sessions(self, count: int) -> None:
+        """Bring the agent sessions connected to ``count``: the bench agent's and idle ones
+        serving another model (so that requests still go to the bench agent)."""
+        assert self.files is not None
+        if count <= self.sessions:
+            return
+        idle = await self.child(
+            f"idle-agents-{count}",
+            python("benchmarks.bench_agent", self.files.agent_url, str(self.files.token_file),
+                   "--model", IDLE_MODEL, "--sessions", str(count - self.sessions)),
+            self.cores.others,
+        )  # fmt: skip
+        await idle.ready_line(300)
+        self.sessions = count
 
     def get(self, name: str) -> Arm:
         return next(arm for arm in self.arms if arm.name == name)
@@ -351,19 +369,9 @@ async def measure_sessions(bench: Bench, plan: Plan) -> dict[str, Any]:
     """Added latency as idle agent sessions (serving another model) join the one answering."""
     assert bench.files is not None and bench.daemon is not None
     plain, relay = bench.get("plain"), bench.get("relay")
-    connected = 1
     sweep: dict[str, Any] = {}
     for count in plan.session_counts:
-        if count > connected:
-            idle = await bench.child(
-                f"idle-agents-{count}",
-                python("benchmarks.bench_agent", bench.files.agent_url,
-                       str(bench.files.token_file), "--model", IDLE_MODEL,
-                       "--sessions", str(count - connected)),
-                bench.cores.others,
-            )  # fmt: skip
-            await idle.ready_line(300)
-            connected = count
+        await bench.connect_sessions(count)
         before = bench.daemon.cpu_seconds()
         samples = await latencies([plain, relay], ANSWER, plan.session_requests)
         spent = bench.daemon.cpu_seconds() - before
@@ -394,12 +402,13 @@ async def measure(bench: Bench, plan: Plan, sections: Sequence[str]) -> Results:
     return {name: await run(bench, plan) for name, run in SECTIONS.items() if name in sections}
 
 
-async def profile_daemon(bench: Bench, output: Path, seconds: float) -> str:
+async def profile_daemon(bench: Bench, output: Path, seconds: float, sessions: int) -> str:
     """Record the daemon with py-spy while one client sends non-streamed requests."""
     spy = shutil.which("py-spy")
     if spy is None:
         return "--py-spy: py-spy is not installed (pip install py-spy); no profile recorded"
     assert bench.daemon is not None
+    await bench.connect_sessions(sessions)
     relay = bench.get("relay")
     await latencies([relay], ANSWER, 50)
     fmt = (
@@ -438,7 +447,7 @@ async def main_async(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()[0]
     async with running(cores) as bench:
         if args.py_spy is not None:
-            print(await profile_daemon(bench, args.py_spy, args.py_spy_seconds))
+            print(await profile_daemon(bench, args.py_spy, args.py_spy_seconds, args.sessions))
             return 0
         results = await measure(bench, plan, args.sections)
         results["arms"] = [arm.name for arm in bench.arms]
@@ -499,7 +508,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="instead of the benchmark, record the daemon with py-spy under "
                         "one client's non-streamed requests (.json: speedscope, .txt: collapsed "
                         "stacks, else an SVG flame graph)")  # fmt: skip
-    parser.add_argument("--py-spy-seconds", type=float, default=10.0)
+    parser.add_argument("--py-spy-seconds", type=float, default=10.0, metavar="SECONDS")
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --py-spy: agent sessions connected while recording",
+    )
     return parser.parse_args(argv)
 
 
