@@ -188,8 +188,10 @@ def plot(results: Results, path: Path) -> str:
         xs = [int(c) for c in counts if arm in paced[c]]
         if xs:
             axes[0][0].plot(xs, [paced[str(x)][arm]["gap_p99_ms"] for x in xs], "o-", label=arm)
-            axes[0][1].plot(xs, [paced[str(x)][arm].get("rss_per_stream_kib") or 0 for x in xs],
-                            "o-", label=arm)  # fmt: skip
+        rss = [x for x in xs if "rss_per_stream_kib" in paced[str(x)][arm]]
+        if rss:
+            axes[0][1].plot(rss, [paced[str(x)][arm]["rss_per_stream_kib"] for x in rss], "o-",
+                            label=arm)  # fmt: skip
     axes[0][0].set(xscale="log", xlabel="open streams", ylabel="inter-chunk gap p99 (ms)")
     axes[0][1].set(xscale="log", xlabel="open streams", ylabel="daemon RSS per stream (KiB)")
     sessions = results.get("sessions") or {}
