@@ -1,6 +1,7 @@
 """The bench agent: a minimal agent speaking the WebSocket agent protocol v1 directly.
 
-It does no work of its own: a request that is not streamed gets its whole answer in one
+It does no work of its own (its frames are built and read by the protocol module, as every
+agent's are): a request that is not streamed gets its whole answer in one
 ``model_result``; a streamed one gets the spec's chunks at once or at its fixed pace. Several
 sessions may be held by one process (to measure how the daemon's cost grows with them).
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from functools import partial
 from pathlib import Path
@@ -21,42 +21,38 @@ from typing import Any
 
 import aiohttp
 
-from .answers import Spec, spec_of_messages
+from mcp_local_provider.core.protocol import (
+    ModelCancel,
+    ModelInvoke,
+    SessionGranted,
+    SessionPending,
+    encode,
+    error_result_frame,
+    hello_frame,
+    parse_daemon_frame,
+    result_frame,
+    stream_chunk_frame,
+)
 
-PROTOCOL = 1
+from .answers import Spec, spec_of_messages
 
 
 def _chunk_frame(request_id: str, index: int, text: str, finish: str | None) -> str:
-    return json.dumps(
-        {
-            "type": "model_stream_chunk",
-            "id": request_id,
-            "chunk_index": index,
-            "delta": {"content": text},
-            "finish_reason": finish,
-        }
-    )
+    return encode(stream_chunk_frame(request_id, index, {"content": text}, finish))
 
 
 def _result_frame(request_id: str, spec: Spec) -> str:
-    return json.dumps(
-        {
-            "type": "model_result",
-            "id": request_id,
-            "status": "ok",
-            "result": {
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": spec.text()},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 8, "completion_tokens": spec.chunks,
-                          "total_tokens": 8 + spec.chunks},
-            },
-        }
-    )  # fmt: skip
+    choice = {
+        "index": 0,
+        "message": {"role": "assistant", "content": spec.text()},
+        "finish_reason": "stop",
+    }
+    usage = {
+        "prompt_tokens": 8,
+        "completion_tokens": spec.chunks,
+        "total_tokens": 8 + spec.chunks,
+    }
+    return encode(result_frame(request_id, {"choices": [choice], "usage": usage}))
 
 
 class Session:
@@ -70,15 +66,13 @@ class Session:
         async for msg in self.ws:
             if msg.type is not aiohttp.WSMsgType.TEXT:
                 continue
-            frame = json.loads(msg.data)
-            kind = frame.get("type")
-            if kind == "model_invoke":
-                request_id = frame["id"]
-                task = asyncio.create_task(self.answer(request_id, frame["payload"]))
-                self.tasks[request_id] = task
-                task.add_done_callback(partial(self.forget, request_id))
-            elif kind == "model_cancel":
-                running = self.tasks.get(frame.get("id"))
+            frame = parse_daemon_frame(msg.data)
+            if isinstance(frame, ModelInvoke):
+                task = asyncio.create_task(self.answer(frame.id, frame.payload))
+                self.tasks[frame.id] = task
+                task.add_done_callback(partial(self.forget, frame.id))
+            elif isinstance(frame, ModelCancel):
+                running = self.tasks.get(frame.id)
                 if running is not None:
                     running.cancel()
 
@@ -89,9 +83,7 @@ class Session:
         try:
             spec = spec_of_messages(payload.get("messages"))
         except ValueError as exc:
-            error = {"code": "bad_request", "message": str(exc)}
-            frame = {"type": "model_result", "id": request_id, "status": "error", "error": error}
-            await self.ws.send_str(json.dumps(frame))
+            await self.ws.send_str(encode(error_result_frame(request_id, "bad_request", str(exc))))
             return
         if not (payload.get("parameters") or {}).get("stream"):
             await self.ws.send_str(_result_frame(request_id, spec))
@@ -110,17 +102,22 @@ async def open_session(
     http: aiohttp.ClientSession, url: str, token: str, model: str, agent_id: str, concurrency: int
 ) -> Session:
     ws = await http.ws_connect(url, headers={"Authorization": f"Bearer {token}"}, heartbeat=None)
-    hello = {
-        "type": "hello", "protocol": PROTOCOL, "agent_id": agent_id, "label": "bench agent",
-        "models": [model], "requested_scopes": ["inference"], "ttl_seconds": None,
-        "max_concurrency": concurrency, "reason": "benchmark", "session_token": None,
-    }  # fmt: skip
-    await ws.send_str(json.dumps(hello))
+    hello = hello_frame(
+        agent_id=agent_id,
+        label="bench agent",
+        models=[{"name": model}],
+        requested_scopes=["inference"],
+        ttl_seconds=None,
+        max_concurrency=concurrency,
+        reason="benchmark",
+        session_token=None,
+    )
+    await ws.send_str(encode(hello))
     async for msg in ws:
-        frame = json.loads(msg.data)
-        if frame.get("type") == "session_granted":
+        frame = parse_daemon_frame(msg.data)
+        if isinstance(frame, SessionGranted):
             return Session(ws)
-        if frame.get("type") != "session_pending":
+        if not isinstance(frame, SessionPending):
             raise RuntimeError(f"the daemon did not grant a session: {frame}")
     raise RuntimeError(f"the daemon closed the socket ({ws.close_code}) before granting")
 

@@ -29,9 +29,10 @@ FRAME_TYPES = {
 }  # not "error": HTTP dialects have error bodies of that type too
 
 
-def modules() -> Iterator[tuple[str, ast.Module]]:
-    for path in sorted(PACKAGE.rglob("*.py")):
-        yield path.relative_to(PACKAGE).as_posix(), ast.parse(path.read_text(), str(path))
+def modules(*roots: Path) -> Iterator[tuple[str, ast.Module]]:
+    for root in roots or (PACKAGE,):
+        for path in sorted(root.rglob("*.py")):
+            yield path.relative_to(root).as_posix(), ast.parse(path.read_text(), str(path))
 
 
 def test_the_import_contracts_in_pyproject_hold() -> None:
@@ -79,7 +80,7 @@ def _frame_literals(tree: ast.Module) -> Iterator[int]:
 def test_only_the_protocol_module_builds_frames() -> None:
     found = {
         f"{name}:{line}"
-        for name, tree in modules()
+        for name, tree in modules(PACKAGE, ROOT / "benchmarks")
         if name != "core/protocol.py"
         for line in _frame_literals(tree)
     }
