@@ -155,7 +155,11 @@ class AgentClient:
                 finally:
                     self._ready.clear()
                 if self._granted_this_connection:
-                    attempt = 0  # it was serving: start the backoff afresh
+                    # It was serving: start the backoff afresh, once. Failed dials that follow
+                    # must grow the delay, or a dead daemon is dialled every few tenths of a
+                    # second for as long as it is down.
+                    self._granted_this_connection = False
+                    attempt = 0
                 delay = min(self.backoff_max, self.backoff_initial * 2**attempt)
                 attempt += 1
                 delay *= 0.5 + random.random() / 2
@@ -170,10 +174,13 @@ class AgentClient:
         await self._ready.wait()
 
     async def stop(self) -> None:
-        """Stop serving: requests in flight are cancelled and ``run`` returns ``stopped``."""
+        """Stop serving: requests in flight are cancelled and ``run`` returns ``stopped``.
+
+        The daemon is told goodbye (close code 1001), so the session ends at once instead of
+        waiting for this agent to come back until it expires."""
         self._stopping.set()
         if self._ws is not None:
-            await self._ws.close()
+            await _goodbye(self._ws)
 
     # -- one connection ----------------------------------------------------------------------
 
@@ -241,7 +248,9 @@ class AgentClient:
             self._ws = None
             await self._requests.cancel_all()
             if not ws.closed:
-                await ws.close()
+                # The daemon did not close this connection: the agent is leaving on purpose
+                # (stopped, cancelled, interrupted, refused), so it says goodbye.
+                await _goodbye(ws)
         return self._outcome(ws.close_code, ended, resuming)
 
     def _granted(self, frame: SessionGranted) -> None:
@@ -276,3 +285,9 @@ class AgentClient:
         if code == CloseCode.PROTOCOL_ERROR:
             raise AgentRefused("the daemon reported a protocol error", code)
         raise _Dropped(f"closed with code {code}")
+
+
+async def _goodbye(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """Close with 1001 (going away): the daemon ends the session rather than keep it for a
+    reconnect (see docs/agent-protocol.md)."""
+    await ws.close(code=CloseCode.GOING_AWAY, message=b"agent leaving")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import socket
 import sys
 import time
@@ -86,6 +87,11 @@ async def run(args: argparse.Namespace, config: Config) -> int:
         max_concurrency=args.max_concurrency or config.agent.max_concurrency,
         on_pending=pending,
         on_granted=granted,
+    )
+    # SIGTERM stops the agent as Ctrl-C does: it says goodbye, so its session ends at once.
+    stopping: list[asyncio.Task[None]] = []
+    asyncio.get_running_loop().add_signal_handler(
+        signal.SIGTERM, lambda: stopping.append(asyncio.create_task(client.stop()))
     )
     started = time.monotonic()
     try:

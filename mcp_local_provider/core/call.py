@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,10 +57,12 @@ class CallRecord:
 
     __slots__ = (
         "assigned_at",
+        "buffered",
         "call",
         "cancel_reason",
         "done",
         "ended",
+        "failure",
         "first_event_at",
         "frames",
         "last_frame_at",
@@ -67,6 +70,7 @@ class CallRecord:
         "queue",
         "queued_at",
         "session",
+        "sizes",
         "timeout_phase",
         "usage",
     )
@@ -76,6 +80,12 @@ class CallRecord:
         self.session = session
         self.queue: asyncio.Queue[AnswerFrame | Failure] = asyncio.Queue()
         self.done = False  # the agent sent its last frame, or the call was failed
+        #: Why the daemon failed the call, if it did; it overtakes frames still queued.
+        self.failure: errors.ProviderError | None = None
+        #: Bytes of the agent's frames queued and not yet taken by the caller, and each
+        #: queued frame's size (in queue order).
+        self.buffered = 0
+        self.sizes: deque[int] = deque()
         self.cancel_reason = "client_disconnected"
         self.assigned_at = time.monotonic()  # when the session was chosen, just before the invoke
         self.queued_at = self.assigned_at  # when the call began looking for a session (set by open)

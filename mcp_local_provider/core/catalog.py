@@ -100,9 +100,10 @@ class Catalog:
         self.default_context_length = default_context_length
 
     def _served(self) -> dict[str, Entry]:
-        """Agent models of active sessions by name key, merged across sessions."""
+        """Agent models of the sessions offered to editors by name key, merged across sessions
+        (an agent away for longer than the reconnect grace is not offered)."""
         served: dict[str, Entry] = {}
-        for session in self.registry.in_state(SessionState.ACTIVE):
+        for session in self.registry.serving():
             for spec in session.models:
                 served[name_key(spec.name)] = self._merge(
                     served.get(name_key(spec.name)), spec, session.created_at
@@ -147,10 +148,26 @@ class Catalog:
         entry = self.find(requested)
         if entry is None and not self.registry.in_state(SessionState.ACTIVE):
             raise errors.NoActiveSession(NO_SESSION)
+        if entry is None and self._away(requested):
+            raise errors.NoActiveSession(
+                f"the agent serving {requested!r} disconnected and has not come back; "
+                "it can still resume its session, or start it again"
+            )
         if entry is None:
             raise errors.ModelNotFound(self._not_found(requested))
         require(entry, requested, needs)
         return entry
+
+    def _away(self, requested: str) -> bool:
+        """Whether an active session whose agent is away serves ``requested``."""
+        key = name_key(requested)
+        key = next((name_key(t) for a, t in self.aliases.items() if name_key(a) == key), key)
+        return any(
+            name_key(spec.name) == key
+            for session in self.registry.in_state(SessionState.ACTIVE)
+            if not session.connected
+            for spec in session.models
+        )
 
     def _not_found(self, requested: str) -> str:
         key = name_key(requested)

@@ -128,6 +128,13 @@ class NoActiveSession(ProviderError):
     type = "server_error"
 
 
+class ClientGone(ProviderError):
+    """The client went away, or stopped reading its answer (nginx's 499)."""
+
+    status = 499
+    code = "client_disconnected"
+
+
 class ShuttingDown(ProviderError):
     status = 503
     code = "shutting_down"

@@ -1,8 +1,11 @@
 """Sessions: who may serve requests, for how long, and how much. No I/O.
 
 A session is born pending (an agent said hello) or active (pre-registered by the user), becomes
-active when approved, and ends as denied, revoked or expired. Tokens are random and kept only as
-SHA-256 digests; a session id alone never authenticates anything.
+active when approved, and ends as denied, revoked, expired, or left (its agent said goodbye).
+An active session whose agent vanished stays active, so the agent can resume it with its token,
+but it stops being offered to editors once the agent has been away for ``reconnect_grace``.
+Tokens are random and kept only as SHA-256 digests; a session id alone never authenticates
+anything.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ class SessionState(StrEnum):
     DENIED = "denied"
     REVOKED = "revoked"
     EXPIRED = "expired"
+    LEFT = "left"
 
     @property
     def ended(self) -> bool:
-        return self in (SessionState.DENIED, SessionState.REVOKED, SessionState.EXPIRED)
+        return self is not SessionState.PENDING and self is not SessionState.ACTIVE
 
 
 class SessionError(Exception):
@@ -79,6 +83,8 @@ class Session:
     requests: int = 0
     in_flight: int = 0
     link: AgentLink | None = None
+    #: Wall clock when the session last had no agent connected (None: it always had one).
+    away_since: float | None = None
     end_reason: str | None = None
     _model_names: frozenset[str] = field(default_factory=frozenset)
 
@@ -92,6 +98,10 @@ class Session:
     @property
     def exhausted(self) -> bool:
         return self.requests >= self.max_requests
+
+    def reachable(self, now: float, grace: float) -> bool:
+        """Connected, or away for less than ``grace`` seconds (its agent may be reconnecting)."""
+        return self.link is not None or self.away_since is None or now - self.away_since < grace
 
     def serves(self, model: str) -> bool:
         return model in self._model_names
@@ -146,6 +156,8 @@ class SessionLimits:
     max_ttl_seconds: float
     max_requests: int
     max_concurrency: int
+    #: How long an active session whose agent went away is still offered to editors.
+    reconnect_grace: float = 5.0
 
 
 class Registry:
@@ -171,6 +183,19 @@ class Registry:
 
     def in_state(self, state: SessionState) -> list[Session]:
         return [s for s in self._sessions.values() if s.state is state]
+
+    def serving(self) -> list[Session]:
+        """Active, unexpired sessions whose agent is connected or away for less than the
+        reconnect grace: the sessions whose models are offered to editors."""
+        now = self.clock()
+        grace = self.limits.reconnect_grace
+        return [
+            s
+            for s in self._sessions.values()
+            if s.state is SessionState.ACTIVE
+            and (s.expires_at is None or s.expires_at > now)
+            and s.reachable(now, grace)
+        ]
 
     def count(self, state: SessionState) -> int:
         return sum(1 for s in self._sessions.values() if s.state is state)
@@ -226,11 +251,13 @@ class Registry:
         session.token_hash = hash_token(token)
         session.state = SessionState.ACTIVE
         session.expires_at = self.clock() + session.ttl_seconds
+        if session.link is None:  # pre-registered: no agent has claimed it yet
+            session.away_since = self.clock()
         self._by_token[session.token_hash] = session
         return token
 
     def end(self, session_id: str, state: SessionState, reason: str | None = None) -> Session:
-        """Move a session to an ended state (denied, revoked or expired)."""
+        """Move a session to an ended state (denied, revoked, expired or left)."""
         if not state.ended:
             raise ValueError(f"{state} is not an ending state")
         session = self.get(session_id)

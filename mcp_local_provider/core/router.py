@@ -34,6 +34,8 @@ from mcp_local_provider.core.registry import Registry, Session
 from mcp_local_provider.core.selection import Throttle, unthrottled
 from mcp_local_provider.core.selection import candidates as select
 
+log = structlog.get_logger("mcp_local_provider.router")
+
 
 class Router:
     """Pairs calls with sessions. Its collaborators come in through the constructor:
@@ -43,7 +45,8 @@ class Router:
     - ``observers`` receive each settled call (metrics, rate limits); they must not raise or
       block;
     - ``throttle`` holds the per-session rate limits (None: none), and ``queue_limit`` the
-      calls that may wait for a busy session, per connected candidate session (None: any).
+      calls that may wait for a busy session, per connected candidate session (None: any);
+    - ``max_buffered`` bounds the bytes of answer held for a caller that is not reading.
     """
 
     def __init__(
@@ -55,9 +58,13 @@ class Router:
         observers: Iterable[Callable[[CallRecord], None]] = (),
         throttle: Throttle | None = None,
         queue_limit: int | None = None,
+        max_buffered: int = 16 * 1024 * 1024,
     ) -> None:
         self.registry = registry
         self.timeouts = timeouts
+        #: Bytes of answer a call may hold for a caller that is not taking them; past it the
+        #: caller counts as gone (it stopped reading) and the agent is told to stop.
+        self.max_buffered = max_buffered
         self._checks = tuple(checks)
         self._observers = tuple(observers)
         self.throttle = throttle
@@ -78,24 +85,48 @@ class Router:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def deliver(self, session: Session, frame: AnswerFrame) -> bool:
-        """Route one frame from ``session``'s agent to its call. False if it was dropped."""
+    def deliver(self, session: Session, frame: AnswerFrame, size: int = 0) -> bool:
+        """Route one frame (``size`` bytes on the wire) from ``session``'s agent to its call.
+        False if it was dropped."""
         pending = self._pending.get(frame.id)
         if pending is None or pending.session is not session or pending.done:
             self.dropped_frames += 1
             return False
+        if pending.buffered + size > self.max_buffered:
+            self._overflow(pending)
+            return False
         if is_terminal(frame):
             pending.done = True
             pending.last_frame_at = time.monotonic()
+        pending.buffered += size
+        pending.sizes.append(size)
         pending.queue.put_nowait(frame)
         return True
+
+    def _overflow(self, pending: CallRecord) -> None:
+        """The caller stopped taking the answer: drop what is queued and stop the agent."""
+        log.info(
+            "caller_not_reading",
+            call_id=pending.call.request_id,
+            buffered=pending.buffered,
+            limit=self.max_buffered,
+        )
+        while not pending.queue.empty():
+            pending.queue.get_nowait()
+        pending.sizes.clear()
+        pending.buffered = 0
+        pending.done = True
+        pending.failure = errors.ClientGone("the client stopped reading the answer")
+        pending.queue.put_nowait(Failure(pending.failure))
+        self._spawn(self._cancel(pending.session, pending.call.request_id, "client_disconnected"))
 
     def fail_session(self, session: Session, error: errors.ProviderError) -> None:
         """End every call in flight on ``session`` at once with ``error``."""
         for pending in list(self._pending.values()):
             if pending.session is session and not pending.done:
                 pending.done = True
-                pending.queue.put_nowait(Failure(error))
+                pending.failure = error
+                pending.queue.put_nowait(Failure(error))  # wakes a caller waiting for a frame
 
     @property
     def in_flight(self) -> int:
@@ -163,6 +194,11 @@ class Router:
         wait, phase = timeouts.first_chunk, "first_chunk"
         queue = pending.queue
         while True:
+            if pending.failure is not None:
+                # Cut by the daemon: the error goes out now, not after a backlog of frames a
+                # slow reader has yet to take (a shutdown would otherwise cut it unsaid).
+                pending.outcome = pending.failure.code
+                raise pending.failure
             if queue.empty():
                 left = deadline - time.monotonic()
                 budget = min(wait, left)
@@ -180,6 +216,8 @@ class Router:
                     ) from None
             else:
                 item = queue.get_nowait()
+            if not isinstance(item, Failure) and pending.sizes:
+                pending.buffered -= pending.sizes.popleft()
             if isinstance(item, Failure):
                 pending.outcome = item.error.code
                 raise item.error
@@ -208,7 +246,9 @@ class Router:
         self._pending.pop(rid, None)
         pending.ended = time.monotonic()
         if pending.outcome is None:
-            pending.outcome = "client_disconnected"
+            # A failure the caller never read (it was cancelled first) is still the outcome.
+            failure = pending.failure
+            pending.outcome = "client_disconnected" if failure is None else failure.code
         session = pending.session
         session.in_flight -= 1
         if not pending.done:
@@ -236,7 +276,6 @@ class Router:
 
     async def _acquire(self, call: Call, deadline: float) -> Session:
         """Pick a connected session with a free slot, waiting within the limits if needed."""
-        grace_end = time.monotonic() + self.timeouts.reconnect_grace
         first_chunk_end = min(deadline, time.monotonic() + self.timeouts.first_chunk)
         while True:
             candidates = select(self.registry, call)
@@ -263,7 +302,7 @@ class Router:
                 until = first_chunk_end
                 error = errors.AgentTimeout("every matching agent session is busy", phase="queue")
             else:
-                until = grace_end
+                until = now + self._grace_left(candidates)
                 error = errors.NoActiveSession(
                     "no agent is connected right now; its session is active, so it may reconnect"
                 )
@@ -277,3 +316,10 @@ class Router:
                         await changed.wait()
             finally:
                 self.waiting -= 1
+
+    def _grace_left(self, away: list[Session]) -> float:
+        """Seconds until the last of ``away`` has been gone for ``reconnect_grace``: how long
+        a call may still wait for one of them to come back."""
+        grace = self.timeouts.reconnect_grace
+        wall = self.registry.clock()
+        return max(0.0 if s.away_since is None else s.away_since + grace - wall for s in away)

@@ -73,8 +73,8 @@ class Hub:
         self._decisions: dict[str, asyncio.Future[str | None]] = {}
         self._goodbyes: set[asyncio.Task[None]] = set()
         #: Called with every session event (``pending``, ``approved``, ``denied``,
-        #: ``registered``, ``resumed``, ``disconnected``, ``revoked``, ``expired``, ``closed``)
-        #: and its details: metrics and the audit log. Must not raise or block.
+        #: ``registered``, ``resumed``, ``disconnected``, ``left``, ``revoked``, ``expired``,
+        #: ``closed``) and its details: metrics and the audit log. Must not raise or block.
         self._observers = tuple(observers)
         #: The consent front-ends (the log line, the terminal prompt) that want to hear of each
         #: new pending session. They subscribe after the hub exists, since a prompt answers
@@ -177,10 +177,12 @@ class Hub:
         return session
 
     def detach(self, session: Session, link: AgentLink) -> None:
-        """``link`` closed. Calls in flight on it fail now; the session lives on until expiry."""
+        """``link`` closed. Calls in flight on it fail now; the session lives on until expiry,
+        offered to editors for ``reconnect_grace`` more seconds (see ``Registry.serving``)."""
         if session.link is not link:
             return
         session.link = None
+        session.away_since = self.registry.clock()
         self.router.fail_session(
             session, errors.AgentDisconnected("the agent disconnected mid-request")
         )
@@ -188,6 +190,14 @@ class Hub:
         if session.state is SessionState.ACTIVE:
             log.info("agent_disconnected", session_id=session.id, agent_id=session.agent_id)
             self.emit("disconnected", session)
+
+    async def leave(self, session: Session, link: AgentLink) -> None:
+        """The agent behind ``link`` said goodbye (closed with 1001): end its session now, so
+        its models leave the lists and requests for them fail at once."""
+        if session.link is not link or session.state is not SessionState.ACTIVE:
+            return
+        self.detach(session, link)
+        await self.end(session, SessionState.LEFT, "left")
 
     # -- the user's decisions ----------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import suppress
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -81,8 +82,11 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-async def stop_serving(app: web.Application, grace: float) -> None:
-    """Refuse new calls, give in-flight ones up to ``grace`` seconds, then close agents (1001).
+async def stop_serving(
+    app: web.Application, grace: float, hurry: asyncio.Event | None = None
+) -> None:
+    """Refuse new calls, give in-flight ones up to ``grace`` seconds (less if ``hurry`` is
+    set meanwhile), then close agents (1001).
 
     Run it before the runner's cleanup: once aiohttp starts its own shutdown it stops reading
     from open connections, so agents could no longer deliver the answers being waited for.
@@ -91,7 +95,13 @@ async def stop_serving(app: web.Application, grace: float) -> None:
     state.router.closing = True
     if state.router.in_flight and grace > 0:
         log.info("draining", in_flight=state.router.in_flight, grace=grace)
-        await state.router.drain(grace)
+        draining = asyncio.ensure_future(state.router.drain(grace))
+        waits: set[asyncio.Future[Any]] = {draining}
+        if hurry is not None:
+            waits.add(asyncio.ensure_future(hurry.wait()))
+        _, left = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in left:
+            waiting.cancel()
     await state.hub.shutdown()
     for ws in list(state.sockets):
         with suppress(ConnectionError, RuntimeError):

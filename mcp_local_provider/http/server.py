@@ -76,20 +76,31 @@ async def serve(config: Config, *, approval: str, consent: Consent | None = None
         )
 
     stop = asyncio.Event()
+    hurry = asyncio.Event()
+
+    def on_signal() -> None:
+        # The handlers stay until the end: a second Ctrl-C must not raise KeyboardInterrupt
+        # in whatever task runs (an agent socket's handler would log a 500). It cuts the
+        # drain short instead; streams still end with their in-band error.
+        if stop.is_set():
+            log.info("shutdown_hurried", in_flight=app[STATE].router.in_flight)
+            hurry.set()
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     try:
         await stop.wait()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
         log.info("shutting_down", in_flight=app[STATE].router.in_flight)
         if close_consent is not None:
             close_consent()
         for site in sites:
             await site.stop()  # no new connections
-        await stop_serving(app, config.shutdown_grace)
+        await stop_serving(app, config.shutdown_grace, hurry)
         await runner.cleanup()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         log.info("stopped")
     return 0

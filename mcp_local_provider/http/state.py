@@ -77,6 +77,7 @@ def build_state(config: Config, bridge_token: str, approval: str) -> State:
             max_ttl_seconds=config.max_ttl_seconds,
             max_requests=config.max_requests,
             max_concurrency=config.max_concurrency,
+            reconnect_grace=config.reconnect_grace,
         )
     )
     router = Router(
@@ -91,6 +92,7 @@ def build_state(config: Config, bridge_token: str, approval: str) -> State:
         observers=[functools.partial(observe_call, metrics), security.throttle.settled],
         throttle=security.throttle,
         queue_limit=config.max_queued_requests,
+        max_buffered=config.max_buffered_bytes,
     )
 
     def count_event(action: str, _session: Session, _details: dict[str, Any]) -> None:

@@ -82,14 +82,20 @@ async def relay(
                 await response.prepare(request)
             data = encode(event)
             if data:  # a frame may have nothing to show yet (a tool-call fragment, say)
-                await response.write(data)
+                await _write(request, response, data)
         if response is None:  # pragma: no cover - the router always ends with a frame or error
             raise errors.AgentFailed("the agent ended the request without an answer")
-        await response.write(finish())
+        await _write(request, response, finish())
     except errors.ProviderError as exc:
         if response is None:
             raise
         await response.write(encode_error(exc))
+        if isinstance(exc, errors.ShuttingDown):
+            await response.write_eof()
+            # The process is about to exit: wait (while the server lets this handler run)
+            # until the error has left for the client, so a slow reader gets it too.
+            await _flushed(request)
+            return response
     except (ConnectionError, asyncio.CancelledError):
         raise  # the client went away: nothing more can be written
     except Exception:
@@ -100,3 +106,25 @@ async def relay(
         await response.write(encode_error(errors.AgentFailed("the agent's answer was malformed")))
     await response.write_eof()
     return response
+
+
+async def _write(request: web.Request, response: web.StreamResponse, data: bytes) -> None:
+    """Write ``data``; a client that takes none of it for ``idle_timeout`` seconds is gone
+    (it stopped reading): its connection is dropped rather than held open for ever."""
+    try:
+        async with asyncio.timeout(request.app[STATE].config.idle_timeout):
+            await response.write(data)
+    except TimeoutError:
+        log.info("client_not_reading", path=request.path)
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError("the client stopped reading") from None
+
+
+async def _flushed(request: web.Request, poll: float = 0.01) -> None:
+    """Wait until everything written to ``request``'s connection was handed to the OS."""
+    transport = request.transport
+    while transport is not None and not transport.is_closing():
+        if transport.get_write_buffer_size() == 0:
+            return
+        await asyncio.sleep(poll)

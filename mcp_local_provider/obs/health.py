@@ -62,8 +62,9 @@ def router(figures: Figures, *, closing: bool, capacity: int) -> dict[str, Any]:
     return component(HEALTHY, **counts)
 
 
-def event_loop(lag: float) -> dict[str, Any]:
-    figures = {"lag_ms": round(lag * 1000, 3)}
+def event_loop(lag: float, tasks: int) -> dict[str, Any]:
+    """``tasks``: asyncio tasks alive now (a count that keeps growing is a leak)."""
+    figures: dict[str, Any] = {"lag_ms": round(lag * 1000, 3), "tasks": tasks}
     if lag >= LOOP_LAG_UNHEALTHY:
         return component(UNHEALTHY, "the event loop is blocked", **figures)
     if lag >= LOOP_LAG_DEGRADED:

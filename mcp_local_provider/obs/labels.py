@@ -17,6 +17,7 @@ SESSION_EVENTS = (
     "expired",
     "resumed",
     "disconnected",
+    "left",
 )
 #: Where a call can time out (``timeouts_total{phase}``).
 TIMEOUT_PHASES = ("queue", "first_chunk", "idle", "total")

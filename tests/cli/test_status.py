@@ -77,7 +77,7 @@ async def test_status_prints_a_table_for_a_person(
     assert header.split() == [
         "SESSION", "STATE", "AGENT", "LABEL", "MODELS", "EXPIRES", "IN", "REQUESTS", "IN", "FLIGHT"
     ]  # fmt: skip
-    assert row.split()[1:3] == ["active", "test-agent"] and "2/1000" in row
+    assert row.split()[1:3] == ["active", "test-agent"] and "2/100000" in row
 
 
 async def test_status_json_is_the_control_status_document(

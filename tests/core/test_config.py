@@ -131,3 +131,13 @@ def test_serve_with_bad_config_exits_2_with_one_line(
     assert main(["serve", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "port = 70000" in err and "Traceback" not in err
+
+
+def test_default_limits_last_a_working_week_of_autocomplete() -> None:
+    """Autocomplete sends a request every few keystrokes: thousands a day. The defaults let one
+    approval last a working day, an agent ask for a week, and no request limit end a session
+    within that week (5 days of 8 hours at one request every 2 s is 72,000)."""
+    config = Config()
+    assert config.default_ttl_seconds >= 8 * 3600
+    assert config.max_ttl_seconds >= 5 * 24 * 3600
+    assert config.max_requests >= 5 * 8 * 3600 // 2

@@ -104,9 +104,9 @@ def test_busy_router_and_slow_loop_are_degraded() -> None:
     )
     assert health.router(busy, closing=False, capacity=4)["status"] == "degraded"
     assert health.router(busy, closing=False, capacity=8)["status"] == "healthy"
-    assert health.event_loop(0.2)["status"] == "degraded"
-    assert health.event_loop(2.0)["status"] == "unhealthy"
-    assert health.event_loop(0.001)["status"] == "healthy"
+    assert health.event_loop(0.2, 10)["status"] == "degraded"
+    assert health.event_loop(2.0, 10)["status"] == "unhealthy"
+    assert health.event_loop(0.001, 10)["status"] == "healthy"
 
 
 def test_mostly_failing_recent_requests_are_degraded() -> None:

@@ -81,9 +81,11 @@ class Config(BaseModel):
     allowed_scopes: tuple[Scope, ...] = Field(
         KNOWN_SCOPES, description="scopes an agent may be granted"
     )
-    default_ttl_seconds: float = Field(3600, gt=0, description="session lifetime if unasked")
-    max_ttl_seconds: float = Field(86400, gt=0, description="longest lifetime granted")
-    max_requests: int = Field(1000, ge=1, description="requests a session may serve")
+    # One approval per working day by default, and a week at most when the agent asks; enough
+    # requests for a week of autocomplete (thousands a day), so no limit ends a session mid-task.
+    default_ttl_seconds: float = Field(28800, gt=0, description="session lifetime if unasked")
+    max_ttl_seconds: float = Field(604800, gt=0, description="longest lifetime granted")
+    max_requests: int = Field(100_000, ge=1, description="requests a session may serve")
     max_concurrency: int = Field(4, ge=1, description="concurrent requests per session, at most")
     requests_per_minute: int = Field(600, ge=0, description="requests per session per minute")
     tokens_per_minute: int = Field(
@@ -99,6 +101,11 @@ class Config(BaseModel):
     reconnect_grace: float = Field(5, ge=0, description="how long requests wait for an agent")
     heartbeat: float = Field(15, gt=0, description="WebSocket ping interval")
     max_frame_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="largest agent frame")
+    max_buffered_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="answer bytes held for a client that is not reading; past it, it is dropped",
+    )
     auth_failures_per_minute: int = Field(
         10, ge=1, description="bridge-token failures a peer may make per minute before 429"
     )

@@ -62,8 +62,11 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         status, error = exc.status, None if exc.status < 400 else "http_error"
         raise
-    except asyncio.CancelledError:
-        status, error = 499, "client_disconnected"
+    except (asyncio.CancelledError, ConnectionResetError):
+        if record.pending is not None and record.pending.outcome == "shutting_down":
+            status, error = 503, "shutting_down"  # the daemon cut it, then stopped waiting
+        else:
+            status, error = 499, "client_disconnected"
         raise
     finally:
         if record.call is not None:

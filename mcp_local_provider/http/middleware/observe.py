@@ -85,7 +85,12 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     except (asyncio.CancelledError, ConnectionResetError):
         # An agent socket is upgraded before its handler first waits, so when its peer hangs
         # up the connection had been a WebSocket: that is its normal end, not a cancellation.
-        status = SWITCHING_PROTOCOLS if websocket else CLIENT_CLOSED
+        if websocket:
+            status = SWITCHING_PROTOCOLS
+        elif ctx.outcome == "shutting_down":
+            status = 503  # the daemon cut the call, then stopped waiting for the client
+        else:
+            status = CLIENT_CLOSED
         raise
     except web.HTTPException as exc:  # below 400: error_middleware turns the rest into JSON
         status = exc.status

@@ -98,6 +98,8 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
             await link.close(refused.code, refused.reason)
     finally:
         if session is not None:
+            if link.closed_with is None and ws.close_code == CloseCode.GOING_AWAY:
+                await state.hub.leave(session, link)  # the agent said goodbye
             state.hub.detach(session, link)
             state.hub.emit("closed", session, code=link.closed_with or ws.close_code)
         state.metrics.agent_connection_closed(link.closed_with or ws.close_code)
@@ -204,4 +206,4 @@ async def _serve(
                     error_frame(f"the session is {session.state.value}: frames are not processed")
                 )
             continue
-        router.deliver(session, frame)
+        router.deliver(session, frame, len(msg.data))

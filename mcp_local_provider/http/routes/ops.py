@@ -65,7 +65,7 @@ async def health_deep(request: web.Request) -> web.Response:
         ),
         "router": health.router(now, closing=state.router.closing, capacity=capacity),
         "agents": health.agents(now),
-        "event_loop": health.event_loop(await _loop_lag()),
+        "event_loop": health.event_loop(await _loop_lag(), len(asyncio.all_tasks())),
         "requests": health.requests(state.traffic.snapshot()),
     }
     for name, check in state.health_checks.items():
