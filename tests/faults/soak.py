@@ -7,8 +7,9 @@ a few echo agents, and editors that keep sending a mix of requests: streaming an
 on both API families, embeddings, model lists, and editors that hang up mid-stream. Meanwhile
 agents are knocked off their connection (they resume with their token) and replaced (a goodbye,
 then a new approval). Every ``--interval`` seconds it records requests, outcomes, the daemon's
-RSS, open fds, asyncio tasks and calls in flight to ``<out>/samples.csv``, and at the end
-writes ``<out>/summary.json``. Run by hand; it is not part of the test suite.
+RSS, open fds, asyncio tasks and calls in flight to ``<out>/samples.csv``; at the end it
+writes ``<out>/summary.json`` and ``<out>/samples.svg`` (request rate, RSS, fds and tasks over
+time). Run by hand; it is not part of the test suite.
 """
 
 from __future__ import annotations
@@ -272,6 +273,43 @@ async def run(args: argparse.Namespace, handle: TextIO) -> dict[str, Any]:
     return summary
 
 
+PANELS = (
+    ("rate_per_s", "requests/s"),
+    ("rss_mb", "RSS (MiB)"),
+    ("fds", "open fds"),
+    ("tasks", "asyncio tasks"),
+)
+
+
+def plot(rows: list[dict[str, Any]]) -> str:
+    """An SVG with one small chart per panel over time (no plotting library needed)."""
+    width, height, pad = 640, 150, 40
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" '
+        f'height="{height * len(PANELS)}" font-family="sans-serif" font-size="11">'
+    ]
+    t_max = max(float(r["t_s"]) for r in rows) or 1.0
+    for n, (key, title) in enumerate(PANELS):
+        top = n * height
+        values = [float(r[key]) for r in rows]
+        low, high = min(0.0, *values), max(values) or 1.0
+        points = " ".join(
+            f"{pad + (width - 2 * pad) * float(r['t_s']) / t_max:.1f},"
+            f"{top + height - pad / 2 - (height - pad) * (v - low) / (high - low):.1f}"
+            for r, v in zip(rows, values, strict=True)
+        )
+        parts += [
+            f'<text x="{pad}" y="{top + 14}">{title}: first {values[0]:g}, '
+            f"max {max(values):g}, last {values[-1]:g} (over {t_max:.0f} s)</text>",
+            f'<line x1="{pad}" y1="{top + height - pad / 2}" x2="{width - pad}" '
+            f'y2="{top + height - pad / 2}" stroke="#999"/>',
+            f'<text x="4" y="{top + pad}">{high:g}</text>',
+            f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{points}"/>',
+        ]
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.faults.soak", description=__doc__)
     parser.add_argument("--minutes", type=float, default=30)
@@ -291,6 +329,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "samples.csv", "w", newline="") as handle:
         summary = asyncio.run(run(args, handle))
+    with open(out / "samples.csv", newline="") as handle:
+        (out / "samples.svg").write_text(plot(list(csv.DictReader(handle))))
     text = json.dumps(summary, indent=2)
     (out / "summary.json").write_text(text + "\n")
     print(text)
