@@ -69,7 +69,7 @@ async def relay(
         async for event in frames:
             if event is None:
                 if response is not None:
-                    await response.write(keepalive)
+                    await _write(request, response, keepalive)
                 continue
             if response is None:
                 response = web.StreamResponse(
