@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from mcp_local_provider.core import errors
+from mcp_local_provider.core.config.models import ToolsMode
 from mcp_local_provider.core.protocol import ModelSpec
 from mcp_local_provider.core.registry import Registry, Session, SessionState
 
@@ -93,11 +94,27 @@ class Catalog:
     """The names served right now, computed from the registry on each call (it is small)."""
 
     def __init__(
-        self, registry: Registry, aliases: Mapping[str, str], default_context_length: int
+        self,
+        registry: Registry,
+        aliases: Mapping[str, str],
+        default_context_length: int,
+        tools: ToolsMode = "drop",
+        tools_per_model: Mapping[str, ToolsMode] | None = None,
     ) -> None:
         self.registry = registry
         self.aliases = dict(aliases)
         self.default_context_length = default_context_length
+        self.tools = tools
+        self.tools_per_model = {name_key(k): v for k, v in (tools_per_model or {}).items()}
+
+    def tools_mode(self, entry: Entry) -> ToolsMode:
+        """What to do with tools for ``entry`` if its agent does not declare them: the
+        setting for its listed name, else for its agent's name, else the default."""
+        for name in (entry.name, entry.target):
+            mode = self.tools_per_model.get(name_key(name))
+            if mode is not None:
+                return mode
+        return self.tools
 
     def _served(self) -> dict[str, Entry]:
         """Agent models of the sessions offered to editors by name key, merged across sessions
@@ -198,3 +215,44 @@ def _as_alias(entry: Entry, alias: str) -> Entry:
     return Entry(
         alias, entry.target, entry.capabilities, entry.context_length, entry.created, alias=True
     )
+
+
+@dataclass(frozen=True)
+class ToolPlan:
+    """Whether a request's tools go to the agent, and what the route must say about it."""
+
+    offer: bool  # the tools are in the agent's payload
+    declared: bool  # ... and the agent declares them (so the call needs the capability)
+    dropped: bool  # the client offered tools the agent will not see (answered in text)
+
+
+NO_TOOLS = ToolPlan(offer=False, declared=False, dropped=False)
+
+
+def plan_tools(
+    entry: Entry, requested: str, offered: bool, forced: bool, mode: ToolsMode
+) -> ToolPlan:
+    """The one decision every route makes about a request's tools.
+
+    ``offered``: the request carries tools and ``tool_choice`` is not ``none``; ``forced``:
+    ``tool_choice`` requires a call (``required``, Anthropic ``any``, a named function). A model
+    whose agent declares ``tools`` gets them; otherwise ``mode`` decides: ``emulate`` passes them
+    on, ``drop`` leaves them out (a forced call is refused), ``reject`` refuses the request.
+    """
+    if not offered:
+        return NO_TOOLS
+    if entry.supports("tools"):
+        return ToolPlan(offer=True, declared=True, dropped=False)
+    if mode == "emulate":
+        return ToolPlan(offer=True, declared=False, dropped=False)
+    lacks = (
+        f"model {requested!r} does not support tool calls: its agent does not declare the "
+        "'tools' capability"
+    )
+    if forced:
+        raise errors.Unsupported(
+            lacks + ", and tool_choice requires a tool call", param="tool_choice"
+        )
+    if mode == "reject":
+        raise errors.Unsupported(lacks, param="tools")
+    return ToolPlan(offer=False, declared=False, dropped=True)

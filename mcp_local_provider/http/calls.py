@@ -1,6 +1,6 @@
 """From an HTTP request to router calls: ``call_for`` builds the router's view of a request,
-``plan`` resolves a request whose tools are optional, and ``fetch_embeddings`` runs the one
-call both API families make for embeddings."""
+``plan`` resolves a chat request and decides whether its tools reach the agent, and
+``fetch_embeddings`` runs the one call both API families make for embeddings."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from aiohttp import web
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.call import Call
-from mcp_local_provider.core.catalog import Entry
+from mcp_local_provider.core.catalog import Entry, plan_tools
 from mcp_local_provider.core.protocol import AnswerFrame
-from mcp_local_provider.http.state import SCOPE, STATE
+from mcp_local_provider.http.state import SCOPE, STATE, TOOLS_NOT_OFFERED
 from mcp_local_provider.translate.embeddings import embedding_payload, usage_of, vectors
 
 log = structlog.get_logger("mcp_local_provider.calls")
@@ -37,12 +37,17 @@ async def fetch_embeddings(
 
 
 class ToolOffering(Protocol):
-    """A request from a client that offers tools on every call (Claude Code, Codex)."""
+    """A chat request that may carry tools, in any dialect."""
 
     model: str
 
     @property
-    def offers_tools(self) -> bool: ...
+    def offers_tools(self) -> bool:
+        """Tools are present and ``tool_choice`` is not ``none``."""
+
+    @property
+    def forces_tools(self) -> bool:
+        """``tool_choice`` requires a call: ``required``, Anthropic ``any``, a named tool."""
 
     def needs(self, tools_optional: bool = False) -> list[str]: ...
 
@@ -50,15 +55,21 @@ class ToolOffering(Protocol):
 
 
 def plan(request: web.Request, asked: ToolOffering) -> tuple[Entry, dict[str, Any], list[str]]:
-    """(entry, agent payload, needs) for a request whose tools are optional: a model that does
-    not declare ``tools`` gets the request without them (and answers in text) unless the
-    client forces a tool call, which is refused as unsupported."""
-    entry = request.app[STATE].catalog.resolve(asked.model, asked.needs(tools_optional=True))
-    with_tools = entry.supports("tools")
-    if asked.offers_tools and not with_tools:
-        log.info("tools_dropped", model=asked.model, reason="the model does not declare tools")
-    payload = asked.payload(entry.target, with_tools)
-    return entry, payload, asked.needs(tools_optional=not with_tools)
+    """(entry, agent payload, needs) for a chat request on any route. Whether its tools reach
+    the agent is ``plan_tools``'s decision (``core/catalog.py``), under the model's ``tools``
+    setting; tools left out are logged and named in the response's ``X-MCP-Tools`` header."""
+    catalog = request.app[STATE].catalog
+    needs = [n for n in asked.needs(tools_optional=True) if n != "tools"]
+    entry = catalog.resolve(asked.model, needs)
+    tools = plan_tools(
+        entry, asked.model, asked.offers_tools, asked.forces_tools, catalog.tools_mode(entry)
+    )
+    if tools.dropped:
+        request[TOOLS_NOT_OFFERED] = True
+        log.info("tools_not_offered", model=asked.model, reason="the model does not declare tools")
+    if tools.declared:
+        needs.insert(1, "tools")
+    return entry, asked.payload(entry.target, tools.offer), needs
 
 
 #: Names the session to route to, instead of letting the router choose.

@@ -61,6 +61,10 @@ STATE = web.AppKey("state", State)
 SCOPE = web.RequestKey("request_scope", RequestScope)
 #: The app's OpenAPI document (``http/openapi.py``), built once.
 OPENAPI = web.AppKey("openapi", dict[str, Any])
+#: Set when the request offered tools its agent will not see: the response says so in
+#: ``TOOLS_HEADER`` (added when the response is prepared, streamed or not).
+TOOLS_NOT_OFFERED = web.RequestKey("tools_not_offered", bool)
+TOOLS_HEADER = "X-MCP-Tools"
 #: The error a request ended with, for the access log and metrics (set by ``error_response``).
 MAPPED_ERROR = web.RequestKey("mapped_error", errors.ProviderError)
 
@@ -105,7 +109,13 @@ def build_state(config: Config, bridge_token: str, approval: str) -> State:
         approval_timeout=config.approval_timeout,
         observers=[count_event, security.session_event],
     )
-    catalog = Catalog(registry, config.models.aliases, config.models.default_context_length)
+    catalog = Catalog(
+        registry,
+        config.models.aliases,
+        config.models.default_context_length,
+        config.models.tools,
+        config.models.tools_per_model,
+    )
     state = State(config, bridge_token, approval, registry, router, hub, catalog, security, metrics)
     state.health_checks["audit"] = security.audit_health
     metrics.start_time.set(state.started_at)

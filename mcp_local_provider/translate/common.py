@@ -81,3 +81,32 @@ def frame_usage(event: ModelStreamChunk | ModelResult) -> dict[str, Any] | None:
         return event.usage
     usage = (event.result or {}).get("usage")
     return usage if isinstance(usage, dict) else None
+
+
+TOOL_CHOICES = ("none", "auto", "required")
+
+
+def check_tool_choice(choice: Any, tools: list[str], param: str = "tool_choice") -> Any:
+    """An OpenAI-shaped ``tool_choice`` (``none``, ``auto``, ``required`` or
+    ``{"type": "function", "function": {"name": ...}}``), checked: a named function must be
+    one of ``tools``. Returns it unchanged, or raises BadRequest."""
+    if isinstance(choice, str):
+        if choice not in TOOL_CHOICES:
+            raise errors.BadRequest(
+                f"{param} must be none, auto, required or a named function, not {choice!r}",
+                param=param,
+            )
+        return choice
+    function = choice.get("function") if isinstance(choice, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    if not isinstance(choice, dict) or choice.get("type") != "function" or not name:
+        raise errors.BadRequest(
+            f'{param} must be a string or {{"type": "function", "function": {{"name": ...}}}}',
+            param=param,
+        )
+    if name not in tools:
+        raise errors.BadRequest(
+            f"{param} names the function {name!r}, which is not among the request's tools",
+            param=param,
+        )
+    return choice

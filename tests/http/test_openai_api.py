@@ -103,12 +103,6 @@ async def test_tool_follow_up_with_empty_assistant_content_is_accepted(
     assert backend.requests[0].messages[2]["tool_call_id"] == "call_w1"
 
 
-async def test_tools_on_a_model_without_tools_is_400(echo: Daemon, openai_client: Any) -> None:
-    with pytest.raises(openai.BadRequestError) as raised:
-        await openai_client(echo).chat.completions.create(model="echo", messages=ASK, tools=TOOLS)
-    assert "tool" in raised.value.message
-
-
 # -- chat details -----------------------------------------------------------------------------
 
 

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mcp_local_provider.core.names import MODEL_NAME_PATTERN
+
+#: What to do with a request's tools when the model's agent does not declare ``tools``:
+#: ``drop`` answers in text (and refuses a forced call), ``reject`` refuses the request,
+#: ``emulate`` passes the tools on anyway (for agents that handle them without declaring it).
+ToolsMode = Literal["emulate", "drop", "reject"]
 
 
 class ModelsConfig(BaseModel):
@@ -18,6 +25,16 @@ class ModelsConfig(BaseModel):
     )
     default_context_length: int = Field(
         32768, ge=256, description="context length shown for models whose agent gives none"
+    )
+
+    tools: ToolsMode = Field(
+        "drop",
+        description="tools sent to a model whose agent does not declare tool calls: "
+        "drop (answer in text; a forced call is refused), reject, or emulate (pass them on)",
+    )
+    tools_per_model: dict[str, ToolsMode] = Field(
+        default_factory=dict,
+        description="the same choice for single models, by name (an agent's name or an alias)",
     )
 
     @field_validator("aliases")

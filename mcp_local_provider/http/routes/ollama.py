@@ -14,7 +14,7 @@ from aiohttp import web
 from mcp_local_provider.core.call import Call
 from mcp_local_provider.core.catalog import require
 from mcp_local_provider.core.registry import SessionState
-from mcp_local_provider.http.calls import call_for, fetch_embeddings
+from mcp_local_provider.http.calls import call_for, fetch_embeddings, plan
 from mcp_local_provider.http.openapi import Operation
 from mcp_local_provider.http.state import STATE
 from mcp_local_provider.http.streaming import relay
@@ -99,11 +99,10 @@ async def show(request: web.Request) -> web.Response:
 async def chat(request: web.Request) -> web.StreamResponse:
     started = time.monotonic_ns()
     asked = parse_body(ChatRequest, await request.read())
-    needs = asked.needs()
-    entry = request.app[STATE].catalog.resolve(asked.model, needs)
+    entry, payload, needs = plan(request, asked)
     if not asked.messages:
         return web.json_response(loaded(asked.model, "chat", asked.load_reason))
-    call = call_for(request, "chat", entry.target, asked.payload(entry), asked.streaming, needs)
+    call = call_for(request, "chat", entry.target, payload, asked.streaming, needs)
     return await _answer(request, call, OllamaReply(asked.model, "chat", started=started))
 
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from mcp_local_provider.core.protocol import AnswerFrame
-from mcp_local_provider.http.calls import call_for, fetch_embeddings
+from mcp_local_provider.http.calls import call_for, fetch_embeddings, plan
 from mcp_local_provider.http.openapi import Operation
 from mcp_local_provider.http.state import STATE
 from mcp_local_provider.http.streaming import relay
@@ -74,11 +74,8 @@ async def _sse(
 @routes.post("/v1/chat/completions")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     chat = parse_body(ChatRequest, await request.read())
-    needs = chat.needs()
-    entry = request.app[STATE].catalog.resolve(chat.model, needs)
-    call = call_for(
-        request, "chat", entry.target, chat.payload(entry.target), bool(chat.stream), needs
-    )
+    entry, payload, needs = plan(request, chat)
+    call = call_for(request, "chat", entry.target, payload, bool(chat.stream), needs)
     async with request.app[STATE].router.open(call) as events:
         if call.stream:
             stream = ChatStream(chat.model, chat.wants_usage)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.codec import dumps
 from mcp_local_provider.core.names import MODEL_NAME_PATTERN
+from mcp_local_provider.translate.common import check_tool_choice
 
 #: Tool types that are the client's own tools (given to the model as functions); the others
 #: (``web_search_20250305``, ``bash_20250124``, ...) run on Anthropic's servers.
@@ -105,7 +106,8 @@ class CountRequest(BaseModel):
             parameters["tools"] = [function_tool(t) for t in self.client_tools()]
             if self.tool_choice is not None:
                 choice, parallel = tool_choice(self.tool_choice)
-                parameters["tool_choice"] = choice
+                names = [str(t.get("name") or "") for t in self.client_tools()]
+                parameters["tool_choice"] = check_tool_choice(choice, names, "tool_choice.name")
                 if parallel is not None:
                     parameters["parallel_tool_calls"] = parallel
         if (self.thinking or {}).get("type") in ("enabled", "adaptive"):

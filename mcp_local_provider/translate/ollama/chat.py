@@ -186,21 +186,29 @@ class ChatRequest(_Inference):
     messages: list[Message] = Field(default_factory=list)
     tools: list[dict[str, Any]] | None = None
 
-    def needs(self) -> list[str]:
+    @property
+    def offers_tools(self) -> bool:
+        return bool(self.tools)
+
+    @property
+    def forces_tools(self) -> bool:
+        return False  # Ollama has no tool_choice
+
+    def needs(self, tools_optional: bool = False) -> list[str]:
         needs = ["chat"]
-        if self.tools:
+        if self.tools and not tools_optional:
             needs.append("tools")
         if any(m.images for m in self.messages):
             needs.append("vision")
         return needs
 
-    def payload(self, entry: Entry) -> dict[str, Any]:
+    def payload(self, target: str | None = None, with_tools: bool = True) -> dict[str, Any]:
         parameters = self.parameters()
-        if self.tools:
+        if self.tools and with_tools:
             parameters["tools"] = self.tools
         return {
             "kind": "chat",
-            "model": entry.target,
+            "model": target or self.model,
             "messages": [m.to_agent() for m in self.messages],
             "parameters": parameters,
         }

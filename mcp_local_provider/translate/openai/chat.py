@@ -6,13 +6,18 @@ import secrets
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.codec import dumps
 from mcp_local_provider.core.names import MODEL_NAME_PATTERN
 from mcp_local_provider.core.protocol import ModelResult, ModelStreamChunk
-from mcp_local_provider.translate.common import frame_delta, frame_usage, merge_tool_call
+from mcp_local_provider.translate.common import (
+    check_tool_choice,
+    frame_delta,
+    frame_usage,
+    merge_tool_call,
+)
 
 SSE_DONE = b"data: [DONE]\n\n"
 
@@ -75,22 +80,46 @@ class ChatRequest(SamplingRequest):
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
 
     @field_validator("model")
     @classmethod
     def _model(cls, value: str) -> str:
         return _model_name(value)
 
-    def needs(self) -> list[str]:
+    @model_validator(mode="after")
+    def _choice(self) -> ChatRequest:
+        if self.tool_choice is not None:
+            check_tool_choice(self.tool_choice, self.tool_names())
+        return self
+
+    def tool_names(self) -> list[str]:
+        return [str((t.get("function") or {}).get("name") or "") for t in self.tools or []]
+
+    @property
+    def offers_tools(self) -> bool:
+        return bool(self.tools) and self.tool_choice != "none"
+
+    @property
+    def forces_tools(self) -> bool:
+        """``tool_choice`` required or a named function: a text answer would be wrong."""
+        return self.tool_choice == "required" or isinstance(self.tool_choice, dict)
+
+    def needs(self, tools_optional: bool = False) -> list[str]:
+        """Capabilities the model must declare; with ``tools_optional`` tools are left out
+        unless ``tool_choice`` forces a call."""
         needs = ["chat"]
-        if (self.model_extra or {}).get("tools"):
+        if self.offers_tools and (self.forces_tools or not tools_optional):
             needs.append("tools")
         if any(_has_image(m.content) for m in self.messages):
             needs.append("vision")
         return needs
 
-    def payload(self, target: str | None = None) -> dict[str, Any]:
-        """The agent's payload; ``target`` is the agent's name for the model."""
+    def payload(self, target: str | None = None, with_tools: bool = True) -> dict[str, Any]:
+        """The agent's payload; ``target`` is the agent's name for the model; without
+        ``with_tools`` (or with ``tool_choice`` none) the tools are left out."""
         parameters: dict[str, Any] = {
             "max_tokens": self.max_tokens or self.max_completion_tokens,
             "temperature": self.temperature,
@@ -98,6 +127,12 @@ class ChatRequest(SamplingRequest):
             "stop": self.stop,
             "stream": bool(self.stream),
         }
+        if with_tools and self.offers_tools:
+            parameters["tools"] = self.tools
+            if self.tool_choice is not None:
+                parameters["tool_choice"] = self.tool_choice
+            if self.parallel_tool_calls is not None:
+                parameters["parallel_tool_calls"] = self.parallel_tool_calls
         for key, value in (self.model_extra or {}).items():
             parameters.setdefault(key, value)
         return {

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.codec import dumps
 from mcp_local_provider.core.names import MODEL_NAME_PATTERN
+from mcp_local_provider.translate.common import check_tool_choice
 
 _READ = frozenset(
     {
@@ -118,7 +119,8 @@ class ResponsesRequest(BaseModel):
         if with_tools and self.offers_tools:
             parameters["tools"] = [chat_tool(t) for t in self.function_tools()]
             if self.tool_choice is not None:
-                parameters["tool_choice"] = tool_choice(self.tool_choice)
+                names = [str(t.get("name") or "") for t in self.function_tools()]
+                parameters["tool_choice"] = check_tool_choice(tool_choice(self.tool_choice), names)
             if self.parallel_tool_calls is not None:
                 parameters["parallel_tool_calls"] = self.parallel_tool_calls
         effort = (self.reasoning or {}).get("effort")
