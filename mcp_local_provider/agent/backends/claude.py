@@ -2,6 +2,12 @@
 tools off (``--tools ""``) unless ``agent_tools`` names some. Token deltas come from the wrapped
 stream events; usage and the stop reason from the result event.
 
+When the request carries tools, Claude Code loads them from the editor's MCP server
+(``--mcp-config``, ``--strict-mcp-config``; ``agent/tools.py``) with its own tools off, and its
+model sees them as ``mcp__editor__NAME``. A call is handed to the editor as soon as the model's
+message ends with it (whole arguments, one ``ToolCallDelta`` per call), and the run is ended
+there: Claude Code would otherwise run the call against the server.
+
 When its model API fails, Claude Code retries (ten times over minutes by default) and prints a
 ``system/api_retry`` event before each retry. Those are logged, and are not progress: the idle
 timeout still ends a run that only retries.
@@ -9,12 +15,15 @@ timeout still ends a run that only retries.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import structlog
 
+from mcp_local_provider.agent import tools as editor
 from mcp_local_provider.agent.backend import BackendError
 from mcp_local_provider.agent.backends.cli import (
+    CAPABILITIES,
     SYSTEM_ARG_LIMIT,
     CliBackend,
     OutputParser,
@@ -22,7 +31,15 @@ from mcp_local_provider.agent.backends.cli import (
     usage_from,
 )
 from mcp_local_provider.agent.emulation import Prompt
-from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest, ReasoningDelta
+from mcp_local_provider.agent.events import (
+    BackendEvent,
+    Finish,
+    InvokeRequest,
+    ReasoningDelta,
+    ToolCallDelta,
+)
+from mcp_local_provider.agent.tools import EditorTools
+from mcp_local_provider.core.protocol import ModelSpec
 
 log = structlog.get_logger("mcp_local_provider.agent.claude")
 
@@ -34,14 +51,40 @@ FINISH_REASONS = {
 }
 
 
+#: How Claude Code names the tools of the editor's MCP server to its model.
+TOOL_PREFIX = f"mcp__{editor.SERVER}__"
+
+
 class ClaudeParser(OutputParser):
     cli = "claude"
 
-    def __init__(self) -> None:
+    def __init__(self, tools: EditorTools | None = None) -> None:
         super().__init__()
         self.stop_reason: str | None = None
         # Text streamed since the last whole assistant message (which repeats it).
         self._streamed = False
+        self.tools = tools
+        self._blocks: dict[int, dict[str, Any]] = {}  # stream block index -> tool_use in progress
+        self._called: list[str] = []  # ids of the tool_use blocks handed to the editor
+
+    def _call(self, block_id: str, name: str, arguments: str) -> list[BackendEvent]:
+        """A whole call of the editor's tool, once per tool_use block; other tools (Claude
+        Code's placeholder) are not the editor's and are ignored."""
+        if self.tools is None or block_id in self._called or not name.startswith(TOOL_PREFIX):
+            return []
+        if self._called and not self.tools.parallel:
+            return []
+        self._called.append(block_id)
+        name = name[len(TOOL_PREFIX) :]
+        return [ToolCallDelta(len(self._called) - 1, id=block_id, name=name, arguments=arguments)]
+
+    def _message_tool_uses(self, message: dict[str, Any]) -> list[BackendEvent]:
+        events: list[BackendEvent] = []
+        for block in message.get("content") or ():
+            if isinstance(block, dict) and block.get("type") == "tool_use":
+                arguments = json.dumps(block.get("input") or {})
+                events += self._call(str(block.get("id")), str(block.get("name")), arguments)
+        return events
 
     def progress(self, event: dict[str, Any]) -> bool:
         if event.get("type") != "system" or event.get("subtype") != "api_retry":
@@ -70,10 +113,11 @@ class ClaudeParser(OutputParser):
             if event.get("is_api_error_message"):
                 return []  # the model API's error as a message; the result reports it
             message = event.get("message") or {}
+            calls = self._message_tool_uses(message) if self.tools is not None else []
             if self._streamed:
                 self._streamed = False
-                return []
-            return self.message(text_blocks(message.get("content")))
+                return calls
+            return [*self.message(text_blocks(message.get("content"))), *calls]
         if kind == "result":
             return self._result(event)
         return []
@@ -87,10 +131,30 @@ class ClaudeParser(OutputParser):
                 return self.text(str(delta.get("text") or ""))
             if delta.get("type") == "thinking_delta" and delta.get("thinking"):
                 return [ReasoningDelta(str(delta["thinking"]))]
+            if delta.get("type") == "input_json_delta" and self.tools is not None:
+                block = self._blocks.get(_index(event))
+                if block is not None:
+                    block["arguments"] += str(delta.get("partial_json") or "")
+        elif kind == "content_block_start" and self.tools is not None:
+            block = event.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                self._blocks[_index(event)] = {
+                    "id": str(block.get("id")),
+                    "name": str(block.get("name")),
+                    "arguments": "",
+                }
+        elif kind == "content_block_stop" and self.tools is not None:
+            block = self._blocks.pop(_index(event), None)
+            if block is not None:
+                return self._call(block["id"], block["name"], block["arguments"] or "{}")
         elif kind == "message_delta":
             reason = (event.get("delta") or {}).get("stop_reason")
             if reason:
                 self.stop_reason = str(reason)
+            if reason == "tool_use" and self._called:
+                # The model's message ends with the calls: hand them over, end the run.
+                self.done = True
+                return [Finish("tool_calls", _usage(event))]
         return []
 
     def _result(self, event: dict[str, Any]) -> list[BackendEvent]:
@@ -104,6 +168,11 @@ class ClaudeParser(OutputParser):
         events = self.final(event.get("result"))
         reason = str(event.get("stop_reason") or self.stop_reason or "end_turn")
         return [*events, Finish(FINISH_REASONS.get(reason, "stop"), _usage(event))]
+
+
+def _index(event: dict[str, Any]) -> int:
+    index = event.get("index")
+    return index if isinstance(index, int) else -1
 
 
 def _usage(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -122,19 +191,41 @@ class ClaudeBackend(CliBackend):
     name = "claude"
     binary_name = "claude"
     default_models = ("claude-code",)
+    tool_prefix = TOOL_PREFIX
 
-    def argv(self, request: InvokeRequest, prompt: Prompt) -> list[str]:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.editor_tools = editor.available()
+
+    def models(self) -> list[ModelSpec]:
+        if not self.editor_tools:
+            return super().models()
+        return [
+            ModelSpec(name=name, capabilities=(*CAPABILITIES, "tools")) for name in self._models
+        ]
+
+    def argv(
+        self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None = None
+    ) -> list[str]:
         assert self.path is not None
-        tools = ",".join(self.settings.agent_tools)
+        own = "" if tools is not None else ",".join(self.settings.agent_tools)
         argv = [
             self.path, "-p",
             "--output-format", "stream-json", "--verbose", "--include-partial-messages",
-            "--tools", tools,
+            "--tools", own,
         ]  # fmt: skip
-        if tools:
+        if tools is not None:
+            # The editor's tools only, approved beforehand (nobody can approve one headless);
+            # the run ends when the model calls one, so one turn is enough.
+            config = tools.folder / "claude-mcp.json"
+            config.write_text(json.dumps({"mcpServers": tools.mcp_servers()}))
+            allowed = ",".join(TOOL_PREFIX + name for name in tools.names)
+            argv += ["--mcp-config", str(config), "--strict-mcp-config"]
+            argv += ["--allowedTools", allowed, "--max-turns", "1"]
+        elif own:
             # Headless, nobody can approve a tool: the chosen ones are approved beforehand, and
             # the agent gets the turns to use them.
-            argv += ["--allowedTools", tools]
+            argv += ["--allowedTools", own]
         else:
             argv += ["--max-turns", "1"]
         if prompt.system and len(prompt.system.encode()) <= SYSTEM_ARG_LIMIT:
@@ -149,5 +240,5 @@ class ClaudeBackend(CliBackend):
             return prompt.text
         return prompt.inline()
 
-    def parser(self) -> OutputParser:
-        return ClaudeParser()
+    def parser(self, tools: EditorTools | None = None) -> OutputParser:
+        return ClaudeParser(tools)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from mcp_local_provider.agent.backend import Backend, BackendError
 from mcp_local_provider.agent.emulation import Prompt, flatten
 from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest, TextDelta
 from mcp_local_provider.agent.process import CliProcess, find_binary
+from mcp_local_provider.agent.tools import EditorTools, offered
 from mcp_local_provider.core.config import BackendSettings
 from mcp_local_provider.core.protocol import ModelSpec
 
@@ -167,17 +169,25 @@ class CliBackend(Backend):
             return request.model
         return None
 
+    #: Whether the backend offers the editor's tools to its CLI (``agent/tools.py``).
+    editor_tools = False
+    #: How the CLI names the editor's tools to its model (``mcp__editor__`` for Claude Code).
+    tool_prefix = ""
+
     @abstractmethod
-    def argv(self, request: InvokeRequest, prompt: Prompt) -> list[str]:
-        """The command line, starting with ``self.path``; never the prompt itself."""
+    def argv(
+        self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None = None
+    ) -> list[str]:
+        """The command line, starting with ``self.path``; never the prompt itself. With
+        ``tools``, the CLI loads the editor's tools and none of its own."""
 
     def stdin_text(self, prompt: Prompt) -> str:
         """What goes on stdin; by default system text and prompt together."""
         return prompt.inline()
 
     @abstractmethod
-    def parser(self) -> OutputParser:
-        """A fresh parser for one run."""
+    def parser(self, tools: EditorTools | None = None) -> OutputParser:
+        """A fresh parser for one run (``tools``: the editor's tools offered in it)."""
 
     def environment(self) -> dict[str, str]:
         """Environment variables for the CLI: the configured ones."""
@@ -214,9 +224,18 @@ class CliBackend(Backend):
 
     async def run(self, request: InvokeRequest) -> AsyncIterator[BackendEvent]:
         prompt = await self._ready(request)
-        parser = self.parser()
+        with offered(request) if self.editor_tools else nullcontext() as tools:
+            if tools is not None:
+                prompt = prompt.with_system(tools.instructions(self.tool_prefix))
+            async for event in self._run(request, prompt, tools):
+                yield event
+
+    async def _run(
+        self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None
+    ) -> AsyncIterator[BackendEvent]:
+        parser = self.parser(tools)
         stdin = self.stdin_text(prompt).encode()
-        async with self.process(self.argv(request, prompt), stdin, parser) as proc:
+        async with self.process(self.argv(request, prompt, tools), stdin, parser) as proc:
             try:
                 async for raw in proc.events():
                     for event in parser.feed(raw):

@@ -28,6 +28,7 @@ from mcp_local_provider.agent.backends.cli import CliBackend, OutputParser, stal
 from mcp_local_provider.agent.emulation import Prompt
 from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest, ReasoningDelta
 from mcp_local_provider.agent.process import CliProcess
+from mcp_local_provider.agent.tools import EditorTools
 
 CLIENT_INFO = {"name": "mcp_local_provider", "title": "mcp-local-provider", "version": __version__}
 REASONING_DELTAS = ("item/reasoning/summaryTextDelta", "item/reasoning/textDelta")
@@ -139,7 +140,9 @@ class CodexBackend(CliBackend):
             )
         await super().start()
 
-    def argv(self, request: InvokeRequest, prompt: Prompt) -> list[str]:
+    def argv(
+        self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None = None
+    ) -> list[str]:
         assert self.path is not None
         off = [
             arg
@@ -149,7 +152,7 @@ class CodexBackend(CliBackend):
         ]
         return [self.path, "app-server", *off, *self.settings.args]
 
-    def parser(self) -> OutputParser:
+    def parser(self, tools: EditorTools | None = None) -> OutputParser:
         return CodexParser()
 
     async def run(self, request: InvokeRequest) -> AsyncIterator[BackendEvent]:

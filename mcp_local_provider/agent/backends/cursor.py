@@ -13,6 +13,7 @@ from mcp_local_provider.agent.backend import BackendError
 from mcp_local_provider.agent.backends.cli import CliBackend, OutputParser, text_blocks
 from mcp_local_provider.agent.emulation import Prompt
 from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest
+from mcp_local_provider.agent.tools import EditorTools
 
 
 class CursorParser(OutputParser):
@@ -46,7 +47,9 @@ class CursorBackend(CliBackend):
             )
         await super().start()
 
-    def argv(self, request: InvokeRequest, prompt: Prompt) -> list[str]:
+    def argv(
+        self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None = None
+    ) -> list[str]:
         assert self.path is not None
         argv = [self.path, "-p", "--output-format", "stream-json", "--mode", "ask"]
         model = self.cli_model(request)
@@ -54,7 +57,7 @@ class CursorBackend(CliBackend):
             argv += ["--model", model]
         return argv + list(self.settings.args)
 
-    def parser(self) -> OutputParser:
+    def parser(self, tools: EditorTools | None = None) -> OutputParser:
         parser = CursorParser()
         parser.cli = self.binary.rsplit("/", 1)[-1]
         return parser

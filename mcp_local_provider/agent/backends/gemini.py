@@ -28,6 +28,7 @@ from mcp_local_provider.agent.backend import BackendError
 from mcp_local_provider.agent.backends.cli import CliBackend, OutputParser, failure, usage_from
 from mcp_local_provider.agent.emulation import Prompt
 from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest
+from mcp_local_provider.agent.tools import EditorTools
 
 EXIT_MEANINGS = {
     41: ("gemini is not signed in (exit 41); run `gemini` once to sign in", "backend_unavailable"),
@@ -144,7 +145,9 @@ class GeminiBackend(CliBackend):
         # The scratch folder is new for every run; a configured workdir was chosen by the user.
         return {"GEMINI_CLI_TRUST_WORKSPACE": "true", **self.settings.env}
 
-    def argv(self, request: InvokeRequest, prompt: Prompt) -> list[str]:
+    def argv(
+        self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None = None
+    ) -> list[str]:
         assert self.path is not None and self._policy_dir is not None
         # ``-p`` forces headless mode; its text is appended to what stdin carries, so it stays
         # empty and the prompt never appears in argv.
@@ -155,5 +158,5 @@ class GeminiBackend(CliBackend):
             argv += ["-m", model]
         return [*argv, *self.settings.args, "-p", ""]
 
-    def parser(self) -> OutputParser:
+    def parser(self, tools: EditorTools | None = None) -> OutputParser:
         return GeminiParser()

@@ -1,0 +1,127 @@
+"""The editor's tools, offered to an agent CLI as the tools of a small MCP server.
+
+When a request carries ``tools``, a backend that supports it starts the CLI with an MCP server
+(``agent/tool_server.py``, run as its own process by the CLI over stdio) whose tools are the
+editor's: same names, descriptions and JSON schemas. The model calls one as it would any MCP
+tool; the backend sees the call in the CLI's output, hands it to the editor as a tool call and
+ends the run, so the editor runs the tool. The result comes back in the next request's messages,
+rendered into the prompt with the rest of the conversation.
+
+The MCP SDK is an optional extra: this module does not import it; ``available`` says whether the
+server can run, and only the server process imports the SDK.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mcp_local_provider.agent.events import InvokeRequest
+
+#: The MCP server's name, as the CLIs prefix it to the tool names their model sees.
+SERVER = "editor"
+
+
+def available() -> bool:
+    """Whether the MCP SDK (the ``mcp`` extra) is installed, so the tool server can run."""
+    return importlib.util.find_spec("mcp") is not None
+
+
+@dataclass(frozen=True)
+class EditorTools:
+    """The tools of one request, and what ``tool_choice`` / ``parallel_tool_calls`` ask."""
+
+    tools: tuple[dict[str, Any], ...]  # {"name", "description", "input_schema"}
+    required: bool  # a call is required (tool_choice required or a named function)
+    named: str | None  # the one function tool_choice names
+    parallel: bool  # more than one call per answer is allowed
+    folder: Path  # where the server's tools file and the CLI's MCP config are written
+
+    @property
+    def names(self) -> list[str]:
+        return [t["name"] for t in self.tools]
+
+    def schema(self, name: str) -> dict[str, Any] | None:
+        """The JSON schema of tool ``name``'s arguments, or None if there is no such tool."""
+        return next((t["input_schema"] for t in self.tools if t["name"] == name), None)
+
+    @property
+    def tools_file(self) -> Path:
+        return self.folder / "tools.json"
+
+    def server_command(self) -> list[str]:
+        """The command that runs the tool server over stdio."""
+        return [sys.executable, "-m", "mcp_local_provider.agent.tool_server", str(self.tools_file)]
+
+    def mcp_servers(self) -> dict[str, Any]:
+        """The ``mcpServers`` entry a CLI's MCP config needs (Claude Code, Gemini CLI)."""
+        command, *args = self.server_command()
+        return {SERVER: {"type": "stdio", "command": command, "args": args}}
+
+    def instructions(self, prefix: str) -> str:
+        """What the agent is told about the tools (``prefix``: how its CLI names them)."""
+        lines = [
+            f"The tools named {prefix}NAME are the user's editor's tools; in the conversation "
+            f"below they appear as NAME. Calling one hands the call to the editor, which runs it "
+            "and sends the result in the next message.",
+        ]
+        if self.named:
+            lines.append(f"You must answer by calling the tool {prefix}{self.named}.")
+        elif self.required:
+            lines.append("You must answer by calling one of these tools.")
+        if not self.parallel:
+            lines.append("Call at most one tool.")
+        return " ".join(lines)
+
+
+def function_tools(request: InvokeRequest) -> list[dict[str, Any]]:
+    """The request's function tools as MCP tools (``name``, ``description``,
+    ``input_schema``); tools without a name are skipped."""
+    tools: list[dict[str, Any]] = []
+    for tool in request.parameters.get("tools") or ():
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not function.get("name"):
+            continue
+        schema = function.get("parameters")
+        if not isinstance(schema, dict) or not schema:
+            schema = {"type": "object", "properties": {}}
+        tools.append(
+            {
+                "name": str(function["name"]),
+                "description": str(function.get("description") or ""),
+                "input_schema": schema,
+            }
+        )
+    return tools
+
+
+@contextmanager
+def offered(request: InvokeRequest) -> Iterator[EditorTools | None]:
+    """The request's tools, written for the tool server into a fresh folder removed afterwards;
+    None when the request carries no function tools or ``tool_choice`` is ``none``."""
+    choice = request.parameters.get("tool_choice")
+    tools = function_tools(request)
+    if not tools or choice == "none":
+        yield None
+        return
+    named = None
+    if isinstance(choice, dict):
+        named = str((choice.get("function") or {}).get("name") or "") or None
+        tools = [t for t in tools if t["name"] == named] or tools
+    with tempfile.TemporaryDirectory(prefix="mcp-local-provider-tools-") as folder:
+        offer = EditorTools(
+            tools=tuple(tools),
+            required=choice == "required" or named is not None,
+            named=named,
+            parallel=request.parameters.get("parallel_tool_calls") is not False,
+            folder=Path(folder),
+        )
+        offer.tools_file.write_text(json.dumps(list(offer.tools)))
+        yield offer
