@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-from contextlib import nullcontext
+from contextlib import aclosing, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -227,8 +227,9 @@ class CliBackend(Backend):
         with offered(request) if self.editor_tools else nullcontext() as tools:
             if tools is not None:
                 prompt = prompt.with_system(tools.instructions(self.tool_prefix))
-            async for event in self._run(request, prompt, tools):
-                yield event
+            async with aclosing(self._run(request, prompt, tools)) as events:
+                async for event in events:
+                    yield event
 
     async def _run(
         self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None
