@@ -202,6 +202,10 @@ class Prompt:
             return self.text
         return f"<instructions>\n{self.system}\n</instructions>\n\n{self.text}"
 
+    def followed_by(self, note: str) -> Prompt:
+        """This prompt with ``note`` after its text (a repair request, say)."""
+        return Prompt(self.system, f"{self.text}\n\n{note}")
+
     def with_system(self, extra: str) -> Prompt:
         """This prompt with ``extra`` after its system text."""
         return Prompt("\n\n".join(t for t in (self.system, extra) if t), self.text)

@@ -17,13 +17,22 @@ import importlib.util
 import json
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, Callable, Iterator
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mcp_local_provider.agent.events import InvokeRequest
+import structlog
+from jsonschema import Draft202012Validator, SchemaError
+from jsonschema.exceptions import best_match
+from jsonschema.validators import validator_for
+
+from mcp_local_provider.agent.backend import BackendError
+from mcp_local_provider.agent.emulation import Prompt
+from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest, ToolCallDelta
+
+log = structlog.get_logger("mcp_local_provider.agent.tools")
 
 #: The MCP server's name, as the CLIs prefix it to the tool names their model sees.
 SERVER = "editor"
@@ -125,3 +134,90 @@ def offered(request: InvokeRequest) -> Iterator[EditorTools | None]:
         )
         offer.tools_file.write_text(json.dumps(list(offer.tools)))
         yield offer
+
+
+def schema_error(schema: dict[str, Any], value: Any) -> str | None:
+    """Why ``value`` does not match JSON schema ``schema`` (the most relevant error, with
+    where it is), or None if it matches. A schema that is itself invalid checks nothing."""
+    validator = validator_for(schema, default=Draft202012Validator)
+    try:
+        validator.check_schema(schema)
+    except SchemaError:
+        return None
+    error = best_match(validator(schema).iter_errors(value))
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path)
+    return f"{error.message} (at {where})" if where else error.message
+
+
+def call_error(tools: EditorTools, name: str, arguments: str) -> str | None:
+    """Why a call of ``name`` with ``arguments`` (a JSON string) cannot be made, or None."""
+    schema = tools.schema(name)
+    if schema is None:
+        return f"there is no tool named {name!r}; the tools are {', '.join(tools.names)}"
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError as exc:
+        return f"the arguments of {name} are not JSON ({exc})"
+    problem = schema_error(schema, value)
+    return (
+        None if problem is None else f"the arguments of {name} do not match its schema: {problem}"
+    )
+
+
+def _problems(tools: EditorTools, held: list[ToolCallDelta]) -> list[str]:
+    calls: dict[int, list[str]] = {}
+    for delta in held:
+        name_and_arguments = calls.setdefault(delta.index, ["", ""])
+        name_and_arguments[0] = delta.name or name_and_arguments[0]
+        name_and_arguments[1] += delta.arguments
+    if not calls and tools.required:
+        wanted = f"the tool {tools.named}" if tools.named else "one of the tools"
+        return [f"the answer called no tool, but it must call {wanted}"]
+    found = (call_error(tools, name, arguments) for name, arguments in calls.values())
+    return [problem for problem in found if problem]
+
+
+REPAIR = (
+    "<correction>\nYour previous answer could not be used: {problems}. Answer again, and call "
+    "the tool with arguments that match its schema.\n</correction>"
+)
+
+
+async def checked(
+    run: Callable[[Prompt], AsyncGenerator[BackendEvent, None]],
+    prompt: Prompt,
+    tools: EditorTools,
+) -> AsyncGenerator[BackendEvent, None]:
+    """``run(prompt)``'s events, with its tool calls held back until the answer ends and
+    checked then: calls of the editor's tools with arguments that match their JSON schemas
+    (and a call at all when ``tool_choice`` requires one). A bad answer gets one repair round,
+    ``run`` again with the problems named; a second bad answer is a BackendError."""
+    for attempt in (1, 2):
+        held: list[ToolCallDelta] = []
+        problems: list[str] = []
+        async with aclosing(run(prompt)) as events:
+            async for event in events:
+                if isinstance(event, ToolCallDelta):
+                    held.append(event)
+                    continue
+                if isinstance(event, Finish):
+                    problems = _problems(tools, held)
+                    if not problems:
+                        for call in held:
+                            yield call
+                        yield event
+                        return
+                    break
+                yield event
+        if not problems:  # the run ended without a Finish: nothing left to check
+            return
+        if attempt == 2:
+            raise BackendError(
+                "the agent's tool call is invalid, even after a repair round: "
+                + "; ".join(problems),
+                "invalid_tool_call",
+            )
+        log.info("tool_call_repair", problems=problems)
+        prompt = prompt.followed_by(REPAIR.format(problems="; ".join(problems)))

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mcp_local_provider.agent import Backend, Finish, TextDelta
+from mcp_local_provider.agent import Backend, BackendError, Finish, TextDelta
 from mcp_local_provider.agent.backends import create
 from mcp_local_provider.agent.events import ToolCallDelta
 from tests import real_clis
@@ -126,3 +126,30 @@ async def test_an_editor_gets_tool_calls_from_claude_through_the_daemon(
     assert call.function.name == "get_weather"
     assert json.loads(call.function.arguments) == {"city": "Tokyo"}
     await agent.close()
+
+
+async def test_claude_gets_one_repair_round_for_arguments_that_break_the_schema(
+    model_api: ModelApi, tmp_path: Path
+) -> None:
+    model_api.script(Reply(tool_call=("mcp__editor__get_weather", {"town": "Tokyo"})), CALL)
+    events = await collect(claude(model_api, tmp_path).serve(chat("Weather?", tools=[WEATHER])))
+    calls = [e for e in events if isinstance(e, ToolCallDelta)]
+    assert [json.loads(c.arguments) for c in calls] == [{"city": "Tokyo"}]
+    assert isinstance(events[-1], Finish) and events[-1].reason == "tool_calls"
+    first, second = model_api.answering()
+    assert "'city' is a required property" in json.dumps(second.body["messages"])
+    assert "'city' is a required property" not in json.dumps(first.body["messages"])
+
+
+async def test_claude_calling_with_bad_arguments_twice_is_a_clear_error(
+    model_api: ModelApi, tmp_path: Path
+) -> None:
+    model_api.default = Reply(tool_call=("mcp__editor__get_weather", {"city": 7}))
+    events: list[Any] = []
+    with pytest.raises(BackendError) as raised:
+        async for event in claude(model_api, tmp_path).serve(chat("Weather?", tools=[WEATHER])):
+            events.append(event)
+    assert not any(isinstance(e, ToolCallDelta) for e in events)  # no invalid call is made
+    assert len(model_api.answering()) == 2
+    assert "even after a repair round" in raised.value.message
+    assert "7 is not of type 'string' (at city)" in raised.value.message

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, nullcontext
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from mcp_local_provider.agent.backend import Backend, BackendError
 from mcp_local_provider.agent.emulation import Prompt, flatten
 from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest, TextDelta
 from mcp_local_provider.agent.process import CliProcess, find_binary
-from mcp_local_provider.agent.tools import EditorTools, offered
+from mcp_local_provider.agent.tools import EditorTools, checked, offered
 from mcp_local_provider.core.config import BackendSettings
 from mcp_local_provider.core.protocol import ModelSpec
 
@@ -227,13 +227,18 @@ class CliBackend(Backend):
         with offered(request) if self.editor_tools else nullcontext() as tools:
             if tools is not None:
                 prompt = prompt.with_system(tools.instructions(self.tool_prefix))
-            async with aclosing(self._run(request, prompt, tools)) as events:
+            events: AsyncGenerator[BackendEvent, None]
+            if tools is None:
+                events = self._run(request, prompt, None)
+            else:
+                events = checked(lambda p: self._run(request, p, tools), prompt, tools)
+            async with aclosing(events):
                 async for event in events:
                     yield event
 
     async def _run(
         self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None
-    ) -> AsyncIterator[BackendEvent]:
+    ) -> AsyncGenerator[BackendEvent, None]:
         parser = self.parser(tools)
         stdin = self.stdin_text(prompt).encode()
         async with self.process(self.argv(request, prompt, tools), stdin, parser) as proc:
