@@ -1,4 +1,5 @@
-"""The editor's tools through the real Claude Code (installed from npm into tests/agent_clis),
+"""The editor's tools through the real Claude Code and Codex (installed from npm into
+tests/agent_clis),
 against the mock model API answering with a tool call: the tools the model sees, the call handed
 to the editor, the result fed back, and an editor's ``openai`` client getting ``tool_calls``
 through the daemon. Skipped with the reason when node or npm is missing."""
@@ -37,37 +38,56 @@ CLOCK = {
     "type": "function",
     "function": {"name": "get_time", "description": "The time now", "parameters": {}},
 }
-CALL = Reply(tool_call=("mcp__editor__get_weather", {"city": "Tokyo"}))
+#: The backends whose CLI takes the editor's tools, and the prefix its model sees them by.
+PREFIX = {"claude": "mcp__editor__", "codex": "mcp__editor."}
+NAMES = list(PREFIX)
+#: Tools besides the editor's that each CLI still shows its model (Claude Code's placeholder;
+#: Codex's MCP resource tools, its question to the user and its image viewer).
+EXTRA = {
+    "claude": {"DeferredToolPlaceholder"},
+    "codex": {
+        "list_mcp_resources",
+        "list_mcp_resource_templates",
+        "read_mcp_resource",
+        "request_user_input",
+        "view_image",
+    },
+}
 
 
-def claude(api: ModelApi, root: Path) -> Backend:
-    return create("claude", settings=real_clis.settings("claude", api, root / "home"))
+def call(name: str, arguments: dict[str, Any] | None = None) -> Reply:
+    return Reply(tool_call=(PREFIX[name] + "get_weather", arguments or {"city": "Tokyo"}))
 
 
-def editor_tools(names: list[str]) -> list[str]:
-    return [n for n in names if n.startswith("mcp__editor__")]
+def cli(name: str, api: ModelApi, root: Path) -> Backend:
+    return create(name, settings=real_clis.settings(name, api, root / "home"))
 
 
-async def test_claude_hands_the_models_tool_call_to_the_editor(
-    model_api: ModelApi, tmp_path: Path
+def editor_tools(name: str, names: list[str]) -> list[str]:
+    return [n for n in names if n.startswith(PREFIX[name])]
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_the_cli_hands_the_models_tool_call_to_the_editor(
+    name: str, model_api: ModelApi, tmp_path: Path
 ) -> None:
-    model_api.default = CALL
-    events = await collect(claude(model_api, tmp_path).serve(chat("Weather?", tools=[WEATHER])))
+    model_api.default = call(name)
+    events = await collect(cli(name, model_api, tmp_path).serve(chat("Weather?", tools=[WEATHER])))
     calls = [e for e in events if isinstance(e, ToolCallDelta)]
     assert [(c.index, c.name) for c in calls] == [(0, "get_weather")]
     assert json.loads(calls[0].arguments) == {"city": "Tokyo"}
     assert calls[0].id
     assert isinstance(events[-1], Finish) and events[-1].reason == "tool_calls"
     (seen,) = model_api.answering()  # the run ended at the call: no second model turn
-    assert editor_tools(seen.tool_names()) == ["mcp__editor__get_weather"]
-    # Claude Code's own tools stay off while the editor's are offered.
-    assert set(seen.tool_names()) <= {"mcp__editor__get_weather", "DeferredToolPlaceholder"}
-    offered = next(t for t in seen.body["tools"] if t["name"] == "mcp__editor__get_weather")
-    assert offered["input_schema"]["properties"] == {"city": {"type": "string"}}
+    assert editor_tools(name, seen.tool_names()) == [PREFIX[name] + "get_weather"]
+    # The CLI's own tools stay off while the editor's are offered.
+    assert set(seen.tool_names()) <= {PREFIX[name] + "get_weather", *EXTRA[name]}
+    assert '{"city": {"type": "string"}}' in json.dumps(seen.body["tools"])
 
 
-async def test_claude_gets_the_editors_tool_result_in_the_next_request(
-    model_api: ModelApi, tmp_path: Path
+@pytest.mark.parametrize("name", NAMES)
+async def test_the_cli_gets_the_editors_tool_result_in_the_next_request(
+    name: str, model_api: ModelApi, tmp_path: Path
 ) -> None:
     model_api.default = Reply.text("It is sunny in Tokyo.")
     messages = [
@@ -86,33 +106,39 @@ async def test_claude_gets_the_editors_tool_result_in_the_next_request(
         {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny, 24 C"},
     ]
     request = chat(messages=messages, tools=[WEATHER])
-    events = await collect(claude(model_api, tmp_path).serve(request))
+    events = await collect(cli(name, model_api, tmp_path).serve(request))
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "It is sunny in Tokyo."
     assert isinstance(events[-1], Finish) and events[-1].reason == "stop"
     (seen,) = model_api.answering()
-    prompt = json.dumps(seen.body["messages"])
+    prompt = json.dumps(seen.body)
     assert "sunny, 24 C" in prompt and "get_weather" in prompt
 
 
-async def test_claude_offers_only_the_function_tool_choice_names(
-    model_api: ModelApi, tmp_path: Path
+@pytest.mark.parametrize("name", NAMES)
+async def test_the_cli_offers_only_the_function_tool_choice_names(
+    name: str, model_api: ModelApi, tmp_path: Path
 ) -> None:
-    model_api.default = CALL
+    model_api.default = call(name)
     named = {"type": "function", "function": {"name": "get_weather"}}
     request = chat("Weather?", tools=[CLOCK, WEATHER], tool_choice=named)
-    events = await collect(claude(model_api, tmp_path).serve(request))
+    events = await collect(cli(name, model_api, tmp_path).serve(request))
     assert isinstance(events[-1], Finish) and events[-1].reason == "tool_calls"
     (seen,) = model_api.answering()
-    assert editor_tools(seen.tool_names()) == ["mcp__editor__get_weather"]
-    assert "must answer by calling the tool mcp__editor__get_weather" in json.dumps(seen.body)
+    assert editor_tools(name, seen.tool_names()) == [PREFIX[name] + "get_weather"]
+    assert f"must answer by calling the tool {PREFIX[name]}get_weather" in json.dumps(seen.body)
 
 
-async def test_an_editor_gets_tool_calls_from_claude_through_the_daemon(
-    model_api: ModelApi, tmp_path: Path, start_daemon: StartDaemon, openai_client: Any
+@pytest.mark.parametrize("name", NAMES)
+async def test_an_editor_gets_tool_calls_from_the_cli_through_the_daemon(
+    name: str,
+    model_api: ModelApi,
+    tmp_path: Path,
+    start_daemon: StartDaemon,
+    openai_client: Any,
 ) -> None:
     daemon = await start_daemon(first_chunk_timeout=30, idle_timeout=30, total_timeout=60)
-    model_api.default = CALL
-    agent = claude(model_api, tmp_path)
+    model_api.default = call(name)
+    agent = cli(name, model_api, tmp_path)
     await daemon.start_agent(agent)
     assert "tools" in agent.models()[0].capabilities
     reply = await openai_client(daemon).chat.completions.create(
@@ -122,32 +148,35 @@ async def test_an_editor_gets_tool_calls_from_claude_through_the_daemon(
     )
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls"
-    (call,) = choice.message.tool_calls
-    assert call.function.name == "get_weather"
-    assert json.loads(call.function.arguments) == {"city": "Tokyo"}
+    (made,) = choice.message.tool_calls
+    assert made.function.name == "get_weather"
+    assert json.loads(made.function.arguments) == {"city": "Tokyo"}
     await agent.close()
 
 
-async def test_claude_gets_one_repair_round_for_arguments_that_break_the_schema(
-    model_api: ModelApi, tmp_path: Path
+@pytest.mark.parametrize("name", NAMES)
+async def test_the_cli_gets_one_repair_round_for_arguments_that_break_the_schema(
+    name: str, model_api: ModelApi, tmp_path: Path
 ) -> None:
-    model_api.script(Reply(tool_call=("mcp__editor__get_weather", {"town": "Tokyo"})), CALL)
-    events = await collect(claude(model_api, tmp_path).serve(chat("Weather?", tools=[WEATHER])))
+    model_api.script(call(name, {"town": "Tokyo"}), call(name))
+    events = await collect(cli(name, model_api, tmp_path).serve(chat("Weather?", tools=[WEATHER])))
     calls = [e for e in events if isinstance(e, ToolCallDelta)]
     assert [json.loads(c.arguments) for c in calls] == [{"city": "Tokyo"}]
     assert isinstance(events[-1], Finish) and events[-1].reason == "tool_calls"
     first, second = model_api.answering()
-    assert "'city' is a required property" in json.dumps(second.body["messages"])
-    assert "'city' is a required property" not in json.dumps(first.body["messages"])
+    assert "'city' is a required property" in json.dumps(second.body)
+    assert "'city' is a required property" not in json.dumps(first.body)
 
 
-async def test_claude_calling_with_bad_arguments_twice_is_a_clear_error(
-    model_api: ModelApi, tmp_path: Path
+@pytest.mark.parametrize("name", NAMES)
+async def test_the_cli_calling_with_bad_arguments_twice_is_a_clear_error(
+    name: str, model_api: ModelApi, tmp_path: Path
 ) -> None:
-    model_api.default = Reply(tool_call=("mcp__editor__get_weather", {"city": 7}))
+    model_api.default = call(name, {"city": 7})
     events: list[Any] = []
+    request = chat("Weather?", tools=[WEATHER])
     with pytest.raises(BackendError) as raised:
-        async for event in claude(model_api, tmp_path).serve(chat("Weather?", tools=[WEATHER])):
+        async for event in cli(name, model_api, tmp_path).serve(request):
             events.append(event)
     assert not any(isinstance(e, ToolCallDelta) for e in events)  # no invalid call is made
     assert len(model_api.answering()) == 2

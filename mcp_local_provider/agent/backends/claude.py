@@ -23,7 +23,6 @@ import structlog
 from mcp_local_provider.agent import tools as editor
 from mcp_local_provider.agent.backend import BackendError
 from mcp_local_provider.agent.backends.cli import (
-    CAPABILITIES,
     SYSTEM_ARG_LIMIT,
     CliBackend,
     OutputParser,
@@ -39,7 +38,6 @@ from mcp_local_provider.agent.events import (
     ToolCallDelta,
 )
 from mcp_local_provider.agent.tools import EditorTools
-from mcp_local_provider.core.protocol import ModelSpec
 
 log = structlog.get_logger("mcp_local_provider.agent.claude")
 
@@ -196,13 +194,6 @@ class ClaudeBackend(CliBackend):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.editor_tools = editor.available()
-
-    def models(self) -> list[ModelSpec]:
-        if not self.editor_tools:
-            return super().models()
-        return [
-            ModelSpec(name=name, capabilities=(*CAPABILITIES, "tools")) for name in self._models
-        ]
 
     def argv(
         self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None = None

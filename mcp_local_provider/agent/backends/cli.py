@@ -150,9 +150,11 @@ class CliBackend(Backend):
         self.malformed_lines = 0
 
     def models(self) -> list[ModelSpec]:
-        # Fill-in-the-middle is emulated with an instruction (see emulation.flatten); tools,
-        # images and embeddings are not offered.
-        return [ModelSpec(name=name, capabilities=CAPABILITIES) for name in self._models]
+        # Fill-in-the-middle is emulated with an instruction (see emulation.flatten); tools
+        # only by a backend that offers the editor's tools to its CLI; images and embeddings
+        # are not offered.
+        capabilities = (*CAPABILITIES, "tools") if self.editor_tools else CAPABILITIES
+        return [ModelSpec(name=name, capabilities=capabilities) for name in self._models]
 
     async def start(self) -> None:
         self.path = await asyncio.to_thread(find_binary, self.binary)

@@ -6,27 +6,45 @@ Each request runs its own app-server: ``initialize``, ``initialized``, an epheme
 notifications until ``turn/completed``. A cancelled request sends ``turn/interrupt`` and waits
 briefly for the turn to end before the process group is stopped.
 
+When the request carries tools, the editor's MCP server (``agent/tools.py``) is configured with
+``-c mcp_servers.editor...`` (its calls approved beforehand), the turn starts once Codex says the
+server is ready, and the first ``mcpToolCall`` item of the editor's server is handed to the
+editor, with the calls started before it completes, ending the turn.
+
 Codex's own tools are switched off with config overrides on its command line (``-c``), except
-those named in ``agent_tools``. Two remain that no switch removes: ``request_user_input`` (its
-question comes to this backend, which declines it) and ``view_image`` (reads an image file,
-inside the read-only sandbox).
+those named in ``agent_tools`` (all are off while the editor's tools are offered). Two remain
+that no switch removes: ``request_user_input`` (its question comes to this backend, which
+declines it) and ``view_image`` (reads an image file, inside the read-only sandbox).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import suppress
 from typing import Any
 
 import structlog
 
 from mcp_local_provider import __version__
+from mcp_local_provider.agent import tools as editor
 from mcp_local_provider.agent.backend import BackendError
-from mcp_local_provider.agent.backends.cli import CliBackend, OutputParser, stalled, usage_from
+from mcp_local_provider.agent.backends.cli import (
+    CliBackend,
+    OutputParser,
+    stalled,
+    usage_from,
+)
 from mcp_local_provider.agent.emulation import Prompt
-from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest, ReasoningDelta
+from mcp_local_provider.agent.events import (
+    BackendEvent,
+    Finish,
+    InvokeRequest,
+    ReasoningDelta,
+    ToolCallDelta,
+)
 from mcp_local_provider.agent.process import CliProcess
 from mcp_local_provider.agent.tools import EditorTools
 
@@ -48,8 +66,10 @@ class CodexParser(OutputParser):
 
     cli = "codex"
 
-    def __init__(self) -> None:
+    def __init__(self, tools: EditorTools | None = None) -> None:
         super().__init__()
+        self.tools = tools
+        self._calls: list[str] = []  # ids of the editor's tool calls handed over
         self.turn_id: str | None = None
         self.usage: dict[str, Any] | None = None
         self.error: str | None = None
@@ -73,6 +93,12 @@ class CodexParser(OutputParser):
             item = params.get("item") or {}
             if item.get("type") == "agentMessage":
                 return self._completed(str(item.get("id") or ""), str(item.get("text") or ""))
+            if item.get("type") == "mcpToolCall" and str(item.get("id")) in self._calls:
+                # Codex ran (and failed) the call against the server: the turn ends here.
+                self.done = True
+                return [Finish("tool_calls", self.usage)]
+        elif method == "item/started" and self.tools is not None:
+            return self._tool_call(params.get("item") or {})
         elif method in REASONING_DELTAS and params.get("delta"):
             return [ReasoningDelta(str(params["delta"]))]
         elif method == "thread/tokenUsage/updated":
@@ -86,6 +112,19 @@ class CodexParser(OutputParser):
         elif method == "turn/completed":
             return self._turn_completed(params.get("turn") or {})
         return []
+
+    def _tool_call(self, item: dict[str, Any]) -> list[BackendEvent]:
+        if item.get("type") != "mcpToolCall" or item.get("server") != editor.SERVER:
+            return []
+        assert self.tools is not None
+        call_id = str(item.get("id") or f"call_{len(self._calls)}")
+        if call_id in self._calls or (self._calls and not self.tools.parallel):
+            return []
+        self._calls.append(call_id)
+        arguments = item.get("arguments")
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
+        name = str(item.get("tool") or "")
+        return [ToolCallDelta(len(self._calls) - 1, id=call_id, name=name, arguments=text)]
 
     def _delta(self, item: str, text: str) -> list[BackendEvent]:
         out: list[BackendEvent] = []
@@ -125,10 +164,19 @@ class CodexParser(OutputParser):
         raise BackendError(f"codex reported an error: {detail or status or 'unknown error'}")
 
 
+#: How Codex names the editor's tools to its model: a namespace holding the functions.
+TOOL_PREFIX = f"mcp__{editor.SERVER}."
+
+
 class CodexBackend(CliBackend):
     name = "codex"
     binary_name = "codex"
     default_models = ("codex",)
+    tool_prefix = TOOL_PREFIX
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.editor_tools = editor.available()
 
     async def start(self) -> None:
         unknown = set(self.settings.agent_tools) - set(TOOL_SWITCHES)
@@ -144,22 +192,30 @@ class CodexBackend(CliBackend):
         self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None = None
     ) -> list[str]:
         assert self.path is not None
+        allowed = () if tools is not None else self.settings.agent_tools
         off = [
             arg
             for name, switch in TOOL_SWITCHES.items()
-            if name not in self.settings.agent_tools
+            if name not in allowed
             for arg in ("-c", switch)
         ]
+        if tools is not None:
+            command, *args = tools.server_command()
+            server = f"mcp_servers.{editor.SERVER}"
+            off += ["-c", f"{server}.command={json.dumps(command)}"]
+            off += ["-c", f"{server}.args={json.dumps(args)}"]
+            off += ["-c", f'{server}.default_tools_approval_mode="approve"']
         return [self.path, "app-server", *off, *self.settings.args]
 
     def parser(self, tools: EditorTools | None = None) -> OutputParser:
-        return CodexParser()
+        return CodexParser(tools)
 
-    async def run(self, request: InvokeRequest) -> AsyncIterator[BackendEvent]:
-        prompt = await self._ready(request)
-        parser = CodexParser()
+    async def _run(
+        self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None
+    ) -> AsyncGenerator[BackendEvent, None]:
+        parser = CodexParser(tools)
         ids = itertools.count(1)
-        argv = self.argv(request, prompt)
+        argv = self.argv(request, prompt, tools)
         async with self.process(argv, None, parser, close_stdin=False) as proc:
             messages = proc.events()
             thread_id: str | None = None
@@ -170,6 +226,8 @@ class CodexBackend(CliBackend):
                     proc, messages, next(ids), "thread/start", self._thread(request, prompt, proc)
                 )
                 thread_id = str((thread.get("thread") or {}).get("id") or "")
+                if tools is not None:
+                    await _server_ready(proc, messages)
                 turn_call = next(ids)
                 text = [{"type": "text", "text": prompt.text}]
                 params = {"threadId": thread_id, "input": text}
@@ -211,6 +269,27 @@ class CodexBackend(CliBackend):
         if prompt.system:
             params["developerInstructions"] = prompt.system
         return params
+
+
+async def _server_ready(proc: CliProcess, messages: AsyncIterator[dict[str, Any]]) -> None:
+    """Read until Codex says the editor's MCP server is ready (a turn started before has no
+    tools); its failing to start is an error."""
+    async for message in messages:
+        if "id" in message and "method" in message:
+            await _decline(proc, message)
+            continue
+        params = message.get("params") or {}
+        if message.get("method") != "mcpServer/startupStatus/updated":
+            continue
+        if params.get("name") != editor.SERVER:
+            continue
+        if params.get("status") == "ready":
+            return
+        if params.get("status") not in ("starting", None):
+            detail = params.get("error") or params.get("failureReason") or params.get("status")
+            raise BackendError(f"codex could not start the editor's tool server: {detail}")
+    code = await proc.wait()
+    raise BackendError(f"codex app-server exited with code {code} while loading the tools")
 
 
 async def _call(
