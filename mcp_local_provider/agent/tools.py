@@ -65,13 +65,15 @@ class EditorTools:
     def tools_file(self) -> Path:
         return self.folder / "tools.json"
 
-    def server_command(self) -> list[str]:
-        """The command that runs the tool server over stdio."""
-        return [sys.executable, "-m", "mcp_local_provider.agent.tool_server", str(self.tools_file)]
+    def server_command(self, hold: bool = False) -> list[str]:
+        """The command that runs the tool server over stdio; with ``hold`` a call is never
+        answered (for a CLI that would otherwise go on to its next model turn at once)."""
+        command = [sys.executable, "-m", "mcp_local_provider.agent.tool_server"]
+        return [*command, *(["--hold"] if hold else []), str(self.tools_file)]
 
-    def mcp_servers(self) -> dict[str, Any]:
+    def mcp_servers(self, hold: bool = False) -> dict[str, Any]:
         """The ``mcpServers`` entry a CLI's MCP config needs (Claude Code, Gemini CLI)."""
-        command, *args = self.server_command()
+        command, *args = self.server_command(hold)
         return {SERVER: {"type": "stdio", "command": command, "args": args}}
 
     def instructions(self, prefix: str) -> str:

@@ -1,5 +1,5 @@
-"""The editor's tools through the real Claude Code and Codex (installed from npm into
-tests/agent_clis),
+"""The editor's tools through the real Claude Code, Codex and Gemini CLI (installed from npm
+into tests/agent_clis),
 against the mock model API answering with a tool call: the tools the model sees, the call handed
 to the editor, the result fed back, and an editor's ``openai`` client getting ``tool_calls``
 through the daemon. Skipped with the reason when node or npm is missing."""
@@ -39,7 +39,7 @@ CLOCK = {
     "function": {"name": "get_time", "description": "The time now", "parameters": {}},
 }
 #: The backends whose CLI takes the editor's tools, and the prefix its model sees them by.
-PREFIX = {"claude": "mcp__editor__", "codex": "mcp__editor."}
+PREFIX = {"claude": "mcp__editor__", "codex": "mcp__editor.", "gemini": "mcp_editor_"}
 NAMES = list(PREFIX)
 #: Tools besides the editor's that each CLI still shows its model (Claude Code's placeholder;
 #: Codex's MCP resource tools, its question to the user and its image viewer).
@@ -52,7 +52,13 @@ EXTRA = {
         "request_user_input",
         "view_image",
     },
+    "gemini": set(),
 }
+
+
+#: Gemini CLI checks a call's arguments against the schema itself and gives its model the error
+#: without showing the call, so the backend's repair round is for Claude Code and Codex.
+REPAIRED = ["claude", "codex"]
 
 
 def call(name: str, arguments: dict[str, Any] | None = None) -> Reply:
@@ -82,7 +88,7 @@ async def test_the_cli_hands_the_models_tool_call_to_the_editor(
     assert editor_tools(name, seen.tool_names()) == [PREFIX[name] + "get_weather"]
     # The CLI's own tools stay off while the editor's are offered.
     assert set(seen.tool_names()) <= {PREFIX[name] + "get_weather", *EXTRA[name]}
-    assert '{"city": {"type": "string"}}' in json.dumps(seen.body["tools"])
+    assert '"city": {"type": "string"}' in json.dumps(seen.body["tools"])
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -154,7 +160,7 @@ async def test_an_editor_gets_tool_calls_from_the_cli_through_the_daemon(
     await agent.close()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", REPAIRED)
 async def test_the_cli_gets_one_repair_round_for_arguments_that_break_the_schema(
     name: str, model_api: ModelApi, tmp_path: Path
 ) -> None:
@@ -168,7 +174,7 @@ async def test_the_cli_gets_one_repair_round_for_arguments_that_break_the_schema
     assert "'city' is a required property" not in json.dumps(first.body)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", REPAIRED)
 async def test_the_cli_calling_with_bad_arguments_twice_is_a_clear_error(
     name: str, model_api: ModelApi, tmp_path: Path
 ) -> None:

@@ -191,7 +191,11 @@ class CliBackend(Backend):
     def parser(self, tools: EditorTools | None = None) -> OutputParser:
         """A fresh parser for one run (``tools``: the editor's tools offered in it)."""
 
-    def environment(self) -> dict[str, str]:
+    def workdir(self, tools: EditorTools | None = None) -> Path | None:
+        """The CLI's working folder: the configured one, else (None) a scratch folder."""
+        return None if self.settings.workdir is None else Path(self.settings.workdir)
+
+    def environment(self, tools: EditorTools | None = None) -> dict[str, str]:
         """Environment variables for the CLI: the configured ones."""
         return dict(self.settings.env)
 
@@ -201,14 +205,15 @@ class CliBackend(Backend):
         stdin: bytes | None,
         parser: OutputParser,
         close_stdin: bool = True,
+        tools: EditorTools | None = None,
     ) -> CliProcess:
         s = self.settings
         return CliProcess(
             argv,
             stdin=stdin,
             close_stdin=close_stdin,
-            workdir=s.workdir,
-            env=self.environment(),
+            workdir=self.workdir(tools),
+            env=self.environment(tools),
             idle_timeout=s.idle_timeout,
             timeout=s.timeout,
             cancel_grace=s.cancel_grace,
@@ -243,7 +248,8 @@ class CliBackend(Backend):
     ) -> AsyncGenerator[BackendEvent, None]:
         parser = self.parser(tools)
         stdin = self.stdin_text(prompt).encode()
-        async with self.process(self.argv(request, prompt, tools), stdin, parser) as proc:
+        argv = self.argv(request, prompt, tools)
+        async with self.process(argv, stdin, parser, tools=tools) as proc:
             try:
                 async for raw in proc.events():
                     for event in parser.feed(raw):

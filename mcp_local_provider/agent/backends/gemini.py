@@ -8,6 +8,13 @@ Gemini CLI runs headless only in a folder it trusts; the backend's folder is a f
 directory, so it is trusted for the run (``GEMINI_CLI_TRUST_WORKSPACE``). Its own tools are
 switched off by a policy file that denies every tool but those in ``agent_tools``.
 
+When the request carries tools, the run gets a scratch folder of its own whose project settings
+(``.gemini/settings.json``) add the editor's MCP server (``agent/tools.py``), trusted so no call
+needs approval (Gemini CLI refuses a system settings file under a world-writable folder such as
+/tmp); the policy allows that server's tools and none of Gemini CLI's, and the model sees them
+as ``mcp_editor_NAME``. Its calls (``tool_use`` events) are handed to the editor
+when the first of them has run (``tool_result``), which ends the run.
+
 With its default model (``auto``) it first asks a routing model which model should answer; the
 stats of the result then list both. The usage reported is the answering model's (the last one
 listed); when the routing and answering models are the same, the one entry includes the
@@ -17,6 +24,7 @@ routing call and the usage says so (``"includes_overhead": true``).
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,10 +32,11 @@ from typing import Any
 
 import structlog
 
+from mcp_local_provider.agent import tools as editor
 from mcp_local_provider.agent.backend import BackendError
 from mcp_local_provider.agent.backends.cli import CliBackend, OutputParser, failure, usage_from
 from mcp_local_provider.agent.emulation import Prompt
-from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest
+from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest, ToolCallDelta
 from mcp_local_provider.agent.tools import EditorTools
 
 EXIT_MEANINGS = {
@@ -44,22 +53,30 @@ ROUTED_MODEL = "auto"
 log = structlog.get_logger("mcp_local_provider.agent.gemini")
 
 
-def policy(allowed: tuple[str, ...]) -> str:
-    """A Gemini CLI policy (TOML) that denies every tool except ``allowed``; a denied tool is
-    not offered to the model at all."""
+def policy(allowed: tuple[str, ...], also: str | None = None) -> str:
+    """A Gemini CLI policy (TOML) that denies every tool except ``allowed`` (and those matching
+    ``also``, the editor's); a denied tool is not offered to the model at all."""
     rules = ['[[rule]]\ntoolName = "*"\ndecision = "deny"\npriority = 900\n']
     rules += [
         f'[[rule]]\ntoolName = "{name}"\ndecision = "allow"\npriority = 901\n' for name in allowed
     ]
+    if also is not None:
+        rules.append(f'[[rule]]\ntoolName = "{also}"\ndecision = "allow"\npriority = 902\n')
     header = "# Gemini CLI's own tools for mcp-local-provider: none but the allowed ones.\n"
     return header + "\n".join(rules)
+
+
+#: How Gemini CLI names the editor's tools to its model.
+TOOL_PREFIX = f"mcp_{editor.SERVER}_"
 
 
 class GeminiParser(OutputParser):
     cli = "gemini"
 
-    def __init__(self) -> None:
+    def __init__(self, tools: EditorTools | None = None) -> None:
         super().__init__()
+        self.tools = tools
+        self._calls: list[str] = []
         self.error: str | None = None
         self.usage: dict[str, Any] | None = None
         self.model: str | None = None
@@ -71,6 +88,8 @@ class GeminiParser(OutputParser):
         elif kind == "message" and event.get("role") == "assistant":
             content = str(event.get("content") or "")
             return self.text(content) if event.get("delta") else self.message(content)
+        elif kind == "tool_use" and self.tools is not None:
+            return self._tool_call(event)
         if kind == "error":
             if event.get("severity") != "warning":
                 self.error = str(event.get("message") or "unknown error")
@@ -85,6 +104,24 @@ class GeminiParser(OutputParser):
             message = error.get("message") if isinstance(error, dict) else error
             self.error = str(message or self.error or "unknown error")
         return []
+
+    def _tool_call(self, event: dict[str, Any]) -> list[BackendEvent]:
+        assert self.tools is not None
+        name = str(event.get("tool_name") or "")
+        if not name.startswith(TOOL_PREFIX):
+            return []
+        call_id = str(event.get("tool_id") or f"call_{len(self._calls)}")
+        self._calls.append(call_id)
+        arguments = dict(event.get("parameters") or {})
+        arguments.pop("wait_for_previous", None)  # Gemini CLI's own addition to every schema
+        name = name[len(TOOL_PREFIX) :]
+        text = json.dumps(arguments)
+        # The call is held by the server: hand it over now and end the run.
+        self.done = True
+        return [
+            ToolCallDelta(0, id=call_id, name=name, arguments=text),
+            Finish("tool_calls", self.usage),
+        ]
 
     def _usage(self, stats: dict[str, Any]) -> dict[str, Any] | None:
         models = stats.get("models")
@@ -119,6 +156,12 @@ class GeminiBackend(CliBackend):
     name = "gemini"
     binary_name = "gemini"
     default_models = ("gemini-cli",)
+    tool_prefix = TOOL_PREFIX
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.editor_tools = editor.available()
+
     #: The folder holding the tool policy, made by ``start``.
     _policy_dir: str | None = None
 
@@ -141,9 +184,16 @@ class GeminiBackend(CliBackend):
             await self.start()
         return prompt
 
-    def environment(self) -> dict[str, str]:
+    def environment(self, tools: EditorTools | None = None) -> dict[str, str]:
         # The scratch folder is new for every run; a configured workdir was chosen by the user.
         return {"GEMINI_CLI_TRUST_WORKSPACE": "true", **self.settings.env}
+
+    def workdir(self, tools: EditorTools | None = None) -> Path | None:
+        # With the editor's tools, Gemini CLI's own are off, so its folder holds only the
+        # settings that load the editor's server.
+        if tools is None:
+            return super().workdir()
+        return _workspace(tools)
 
     def argv(
         self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None = None
@@ -152,6 +202,9 @@ class GeminiBackend(CliBackend):
         # ``-p`` forces headless mode; its text is appended to what stdin carries, so it stays
         # empty and the prompt never appears in argv.
         rules = str(Path(self._policy_dir, "policy.toml"))
+        if tools is not None:
+            rules = str(tools.folder / "gemini-policy.toml")
+            Path(rules).write_text(policy((), TOOL_PREFIX + "*"))
         argv = [self.path, "-o", "stream-json", "--policy", rules]
         model = self.cli_model(request)
         if model:
@@ -159,4 +212,17 @@ class GeminiBackend(CliBackend):
         return [*argv, *self.settings.args, "-p", ""]
 
     def parser(self, tools: EditorTools | None = None) -> OutputParser:
-        return GeminiParser()
+        return GeminiParser(tools)
+
+
+def _workspace(tools: EditorTools) -> Path:
+    """The run's folder, whose project settings load the editor's MCP server, trusted."""
+    folder = tools.folder / "work"
+    settings = folder / ".gemini" / "settings.json"
+    if not settings.exists():
+        settings.parent.mkdir(parents=True, exist_ok=True)
+        servers = tools.mcp_servers(hold=True)
+        servers[editor.SERVER]["trust"] = True
+        del servers[editor.SERVER]["type"]
+        settings.write_text(json.dumps({"mcpServers": servers}))
+    return folder
