@@ -16,6 +16,7 @@ from mcp_local_provider.agent.backend import Backend, BackendError
 from mcp_local_provider.agent.emulation import Prompt, flatten
 from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest, TextDelta
 from mcp_local_provider.agent.process import CliProcess, find_binary
+from mcp_local_provider.agent.structured import OutputFormat, structured
 from mcp_local_provider.agent.tools import EditorTools, checked, offered
 from mcp_local_provider.core.config import BackendSettings
 from mcp_local_provider.core.protocol import ModelSpec
@@ -235,7 +236,10 @@ class CliBackend(Backend):
             if tools is not None:
                 prompt = prompt.with_system(tools.instructions(self.tool_prefix))
             events: AsyncGenerator[BackendEvent, None]
-            if tools is None:
+            wanted = OutputFormat.of(request) if tools is None else None
+            if wanted is not None:
+                events = structured(lambda p: self._run(request, p, None), prompt, wanted)
+            elif tools is None:
                 events = self._run(request, prompt, None)
             else:
                 events = checked(lambda p: self._run(request, p, tools), prompt, tools)
