@@ -33,6 +33,11 @@ class OutputFormat:
 
     schema: dict[str, Any] | None
 
+    @property
+    def json_schema(self) -> dict[str, Any]:
+        """The schema to give a CLI's own JSON mode (any object for ``json_object``)."""
+        return self.schema if self.schema is not None else {"type": "object"}
+
     @classmethod
     def of(cls, request: InvokeRequest) -> OutputFormat | None:
         wanted = request.parameters.get("response_format")

@@ -8,6 +8,9 @@ model sees them as ``mcp__editor__NAME``. A call is handed to the editor as soon
 message ends with it (whole arguments, one ``ToolCallDelta`` per call), and the run is ended
 there: Claude Code would otherwise run the call against the server.
 
+A ``response_format`` goes to Claude Code's own JSON mode (``--json-schema``): its model answers
+through a ``StructuredOutput`` tool, and the result's ``structured_output`` is the answer.
+
 When its model API fails, Claude Code retries (ten times over minutes by default) and prints a
 ``system/api_retry`` event before each retry. Those are logged, and are not progress: the idle
 timeout still ends a run that only retries.
@@ -105,6 +108,8 @@ class ClaudeParser(OutputParser):
 
     def feed(self, event: dict[str, Any]) -> list[BackendEvent]:
         kind = event.get("type")
+        if self.structured and kind != "result":
+            return []  # the answer is the result's structured output, nothing else
         if kind == "stream_event":
             return self._stream_event(event.get("event") or {})
         if kind == "assistant":
@@ -158,6 +163,9 @@ class ClaudeParser(OutputParser):
     def _result(self, event: dict[str, Any]) -> list[BackendEvent]:
         self.done = True
         subtype = str(event.get("subtype") or "")
+        if self.structured and "structured_output" in event and not event.get("is_error"):
+            answer = json.dumps(event["structured_output"])
+            return [*self.text(answer), Finish("stop", _usage(event))]
         if subtype == "error_max_turns":
             return [*self.final(event.get("result")), Finish("length", _usage(event))]
         if event.get("is_error") or subtype.startswith("error"):
@@ -190,6 +198,7 @@ class ClaudeBackend(CliBackend):
     binary_name = "claude"
     default_models = ("claude-code",)
     tool_prefix = TOOL_PREFIX
+    native_output = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -219,6 +228,10 @@ class ClaudeBackend(CliBackend):
             argv += ["--allowedTools", own]
         else:
             argv += ["--max-turns", "1"]
+        wanted = self.native_format(request, tools)
+        if wanted is not None:
+            # Claude Code's own JSON mode: a StructuredOutput tool whose input is the answer.
+            argv += ["--json-schema", json.dumps(wanted.json_schema)]
         if prompt.system and len(prompt.system.encode()) <= SYSTEM_ARG_LIMIT:
             argv += ["--system-prompt", prompt.system]
         model = self.cli_model(request)

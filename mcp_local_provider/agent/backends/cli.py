@@ -79,6 +79,9 @@ class OutputParser(ABC):
 
     #: Why the run is not moving on (the last retry), for the idle-timeout error.
     stalled: str | None = None
+    #: The CLI was given the response format's schema (its own JSON mode): the parser sends
+    #: the structured result as the answer, and no other text.
+    structured = False
 
     def text(self, text: str) -> list[BackendEvent]:
         """A token-level delta."""
@@ -176,6 +179,16 @@ class CliBackend(Backend):
     editor_tools = False
     #: How the CLI names the editor's tools to its model (``mcp__editor__`` for Claude Code).
     tool_prefix = ""
+    #: Whether the CLI has a JSON-schema output mode of its own (``native_format``).
+    native_output = False
+
+    def native_format(
+        self, request: InvokeRequest, tools: EditorTools | None
+    ) -> OutputFormat | None:
+        """The response format this run hands to the CLI's own JSON mode, if any."""
+        if not self.native_output or tools is not None:
+            return None
+        return OutputFormat.of(request)
 
     @abstractmethod
     def argv(
@@ -251,6 +264,7 @@ class CliBackend(Backend):
         self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None
     ) -> AsyncGenerator[BackendEvent, None]:
         parser = self.parser(tools)
+        parser.structured = self.native_format(request, tools) is not None
         stdin = self.stdin_text(prompt).encode()
         argv = self.argv(request, prompt, tools)
         async with self.process(argv, stdin, parser, tools=tools) as proc:
