@@ -8,6 +8,7 @@ no account is needed: the CLIs talk only to the mock, with a dummy API key.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,6 +21,8 @@ FOLDER = Path(__file__).parent / "agent_clis"
 BIN = FOLDER / "node_modules" / ".bin"
 #: The backends with a CLI on npm (cursor-agent is not: its tests use the fake).
 NAMES = ("claude", "codex", "gemini")
+#: The editor CLIs installed alongside (Continue's CLI).
+CLIENTS = ("cn",)
 #: The model Codex is told to use (the mock accepts any name).
 CODEX_MODEL = "gpt-mock"
 
@@ -43,7 +46,7 @@ def install() -> str | None:
         )
         if done.returncode != 0:
             return f"npm ci failed in {FOLDER}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
-    missing = [name for name in NAMES if not (BIN / name).exists()]
+    missing = [name for name in (*NAMES, *CLIENTS) if not (BIN / name).exists()]
     if missing:
         return f"npm ci installed no {', '.join(missing)} in {BIN}"
     return None
@@ -93,6 +96,21 @@ def environment(name: str, api: ModelApi, home: Path, *, retries: bool = False) 
     else:
         raise ValueError(f"no real CLI for {name!r}")
     return env
+
+
+def continue_environment(home: Path) -> dict[str, str]:
+    """The environment for Continue's CLI (``cn``) with ``home`` as its home folder: none of a
+    user's Continue setup is read, no login, no telemetry or metrics, no self-update."""
+    home.mkdir(parents=True, exist_ok=True)
+    return {
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "CONTINUE_GLOBAL_DIR": str(home / ".continue"),
+        "CONTINUE_CLI_ENABLE_TELEMETRY": "0",
+        "CONTINUE_METRICS_ENABLED": "0",
+        "CONTINUE_CLI_AUTO_UPDATED": "1",
+        "PATH": os.environ.get("PATH", ""),
+    }
 
 
 def settings(
