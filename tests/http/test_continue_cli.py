@@ -1,7 +1,8 @@
 """Continue's CLI (``cn -p``, npm ``@continuedev/cli``, installed into tests/agent_clis) as the
-editor, against a real daemon: a chat with the echo agent, and with a CLI backend (the real
-Claude Code against the mock model API) a chat and a tool round trip, where the model's call of
-one of Continue's own tools is run by Continue and its result reaches the next model request.
+editor, against a real daemon: a chat with the echo agent, and with each CLI backend (the real
+Claude Code, Codex and Gemini CLI against the mock model API) a chat and a tool round trip: the
+model calls Continue's own Read tool, Continue runs it, and the result reaches the next model
+request and the answer cn's output.
 Skipped with the reason when node or npm is missing."""
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ async def cn(daemon: Daemon, model: str, prompt: str, root: Path, *, provider: s
     except TimeoutError:
         process.kill()
         out, err = await process.communicate()
-        raise AssertionError(f"cn -p did not finish in {RUN_TIMEOUT} s:\n{out!r}\n{err!r}")
+        message = f"cn -p did not finish in {RUN_TIMEOUT} s:\n{out!r}\n{err!r}"
+        raise AssertionError(message) from None
     assert process.returncode is not None
     return Run(process.returncode, out.decode(), err.decode())
 
@@ -99,16 +101,22 @@ async def test_continue_cli_completes_a_chat_with_the_echo_agent(
     assert "Continue CLI" in request.messages[0]["content"]  # Continue's own system prompt
 
 
-def claude(api: ModelApi, root: Path) -> Backend:
-    return create("claude", settings=real_clis.settings("claude", api, root / "claude-home"))
+#: The name the CLI's model sees Continue's tools by (they reach it through the backend's MCP
+#: server, named "editor").
+PREFIX = {"claude": "mcp__editor__", "codex": "mcp__editor.", "gemini": "mcp_editor_"}
 
 
-async def test_continue_cli_completes_a_chat_through_claude_code(
-    start_daemon: StartDaemon, model_api: ModelApi, tmp_path: Path
+def cli(name: str, api: ModelApi, root: Path) -> Backend:
+    return create(name, settings=real_clis.settings(name, api, root / f"{name}-home"))
+
+
+@pytest.mark.parametrize("name", list(PREFIX))
+async def test_continue_cli_completes_a_chat_through_a_cli_backend(
+    name: str, start_daemon: StartDaemon, model_api: ModelApi, tmp_path: Path
 ) -> None:
     daemon = await start_daemon(first_chunk_timeout=60, idle_timeout=60, total_timeout=120)
     model_api.default = Reply.text("Paris is the capital of France.")
-    agent = claude(model_api, tmp_path)
+    agent = cli(name, model_api, tmp_path)
     await daemon.start_agent(agent)
     model = agent.models()[0].name
     run = await cn(daemon, model, "What is the capital of France?", tmp_path, provider="ollama")
@@ -116,4 +124,29 @@ async def test_continue_cli_completes_a_chat_through_claude_code(
     assert run.out.strip() == "Paris is the capital of France."
     (seen,) = model_api.answering()
     assert "What is the capital of France?" in json.dumps(seen.body)
+    await agent.close()
+
+
+@pytest.mark.parametrize("name", list(PREFIX))
+async def test_continue_cli_runs_the_tool_the_backends_model_calls_and_it_uses_the_result(
+    name: str, start_daemon: StartDaemon, model_api: ModelApi, tmp_path: Path
+) -> None:
+    daemon = await start_daemon(first_chunk_timeout=60, idle_timeout=60, total_timeout=120)
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "notes.txt").write_text("The launch code is ambergris-42.\n")
+    model_api.script(
+        Reply(tool_call=(PREFIX[name] + "Read", {"filepath": "notes.txt"})),
+        Reply.text("The note says the launch code is ambergris-42."),
+    )
+    agent = cli(name, model_api, tmp_path)
+    await daemon.start_agent(agent)
+    model = agent.models()[0].name
+    run = await cn(daemon, model, "What does notes.txt say?", tmp_path, provider="ollama")
+    assert run.code == 0, run.err
+    assert run.out.strip().endswith("The note says the launch code is ambergris-42.")
+    first, second = model_api.answering()
+    assert PREFIX[name] + "Read" in first.tool_names()
+    assert "ambergris-42" not in json.dumps(first.body)
+    # Continue ran its Read tool (its own wording around the file's text) and sent the result.
+    assert "Content of notes.txt:\\nThe launch code is ambergris-42." in json.dumps(second.body)
     await agent.close()
