@@ -91,7 +91,8 @@ class Entry:
 
 
 class Catalog:
-    """The names served right now, computed from the registry on each call (it is small)."""
+    """The names served right now. Looking one up costs the same with one session or a
+    thousand: the active sessions are indexed by name until the registry's ``version`` moves."""
 
     def __init__(
         self,
@@ -106,6 +107,12 @@ class Catalog:
         self.default_context_length = default_context_length
         self.tools = tools
         self.tools_per_model = {name_key(k): v for k, v in (tools_per_model or {}).items()}
+        # The first alias spelling of each name key wins, as a scan of ``aliases`` would find.
+        self._alias_by_key: dict[str, tuple[str, str]] = {}
+        for alias, target in self.aliases.items():
+            self._alias_by_key.setdefault(name_key(alias), (alias, target))
+        self._by_key: dict[str, tuple[Session, ...]] = {}
+        self._indexed_version = -1
 
     def tools_mode(self, entry: Entry) -> ToolsMode:
         """What to do with tools for ``entry`` if its agent does not declare them: the
@@ -126,6 +133,29 @@ class Catalog:
                     served.get(name_key(spec.name)), spec, session.created_at
                 )
         return served
+
+    def _served_as(self, key: str) -> Entry | None:
+        """``_served().get(key)``, looking only at the sessions that advertised the name: the
+        active sessions by name key are kept until the registry's ``version`` moves, and only
+        whether each is offered now (expiry, an agent away) is checked per lookup."""
+        registry = self.registry
+        if self._indexed_version != registry.version:
+            by_key: dict[str, list[Session]] = {}
+            for session in registry.in_state(SessionState.ACTIVE):
+                for spec in session.models:
+                    listed = by_key.setdefault(name_key(spec.name), [])
+                    if not listed or listed[-1] is not session:
+                        listed.append(session)
+            self._by_key = {k: tuple(sessions) for k, sessions in by_key.items()}
+            self._indexed_version = registry.version
+        entry: Entry | None = None
+        now = registry.clock()
+        for session in self._by_key.get(key, ()):
+            if registry.offers(session, now):
+                for spec in session.models:
+                    if name_key(spec.name) == key:
+                        entry = self._merge(entry, spec, session.created_at)
+        return entry
 
     def _merge(self, old: Entry | None, spec: ModelSpec, created: float) -> Entry:
         length = spec.context_length or self.default_context_length
@@ -152,18 +182,18 @@ class Catalog:
 
     def find(self, requested: str) -> Entry | None:
         key = name_key(requested)
-        served = self._served()
-        for alias, target in self.aliases.items():
-            if name_key(alias) == key:
-                entry = served.get(name_key(target))
-                return None if entry is None else _as_alias(entry, alias)
-        return served.get(key)
+        aliased = self._alias_by_key.get(key)
+        if aliased is not None:
+            alias, target = aliased
+            entry = self._served_as(name_key(target))
+            return None if entry is None else _as_alias(entry, alias)
+        return self._served_as(key)
 
     def resolve(self, requested: str, needs: Iterable[str] = ()) -> Entry:
         """The entry for ``requested``; raises ModelNotFound, or Unsupported naming the
         first capability in ``needs`` the model lacks."""
         entry = self.find(requested)
-        if entry is None and not self.registry.in_state(SessionState.ACTIVE):
+        if entry is None and not self.registry.count(SessionState.ACTIVE):
             raise errors.NoActiveSession(NO_SESSION)
         if entry is None and self._away(requested):
             raise errors.NoActiveSession(

@@ -103,6 +103,10 @@ class Session:
         """Connected, or away for less than ``grace`` seconds (its agent may be reconnecting)."""
         return self.link is not None or self.away_since is None or now - self.away_since < grace
 
+    @property
+    def model_names(self) -> frozenset[str]:
+        return self._model_names
+
     def serves(self, model: str) -> bool:
         return model in self._model_names
 
@@ -168,6 +172,15 @@ class Registry:
         self.clock = clock
         self._sessions: dict[str, Session] = {}
         self._by_token: dict[str, Session] = {}
+        self._version = 0
+        self._serving: dict[str, tuple[Session, ...]] = {}
+        self._indexed_version = -1
+
+    @property
+    def version(self) -> int:
+        """A number that changes whenever a session becomes active or stops being active, so
+        what is derived from the active sessions can be kept until it does."""
+        return self._version
 
     def __iter__(self) -> Iterator[Session]:
         return iter(list(self._sessions.values()))
@@ -181,6 +194,9 @@ class Registry:
         except KeyError:
             raise UnknownSession(f"no session {session_id!r}") from None
 
+    def find(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
+
     def in_state(self, state: SessionState) -> list[Session]:
         return [s for s in self._sessions.values() if s.state is state]
 
@@ -188,14 +204,29 @@ class Registry:
         """Active, unexpired sessions whose agent is connected or away for less than the
         reconnect grace: the sessions whose models are offered to editors."""
         now = self.clock()
-        grace = self.limits.reconnect_grace
-        return [
-            s
-            for s in self._sessions.values()
-            if s.state is SessionState.ACTIVE
-            and (s.expires_at is None or s.expires_at > now)
-            and s.reachable(now, grace)
-        ]
+        return [s for s in self._sessions.values() if self.offers(s, now)]
+
+    def offers(self, session: Session, now: float) -> bool:
+        """Whether ``session`` is one of ``serving()`` at ``now``."""
+        return (
+            session.state is SessionState.ACTIVE
+            and (session.expires_at is None or session.expires_at > now)
+            and session.reachable(now, self.limits.reconnect_grace)
+        )
+
+    def active_serving(self, model: str) -> tuple[Session, ...]:
+        """The active sessions that advertised ``model`` (its exact name), oldest first.
+
+        Looked up in an index rebuilt only after the set of active sessions changed, so a
+        request costs the same with one session connected or a thousand."""
+        if self._indexed_version != self._version:
+            serving: dict[str, list[Session]] = {}
+            for session in self.in_state(SessionState.ACTIVE):
+                for name in session.model_names:
+                    serving.setdefault(name, []).append(session)
+            self._serving = {name: tuple(sessions) for name, sessions in serving.items()}
+            self._indexed_version = self._version
+        return self._serving.get(model, ())
 
     def count(self, state: SessionState) -> int:
         return sum(1 for s in self._sessions.values() if s.state is state)
@@ -254,6 +285,7 @@ class Registry:
         if session.link is None:  # pre-registered: no agent has claimed it yet
             session.away_since = self.clock()
         self._by_token[session.token_hash] = session
+        self._version += 1
         return token
 
     def end(self, session_id: str, state: SessionState, reason: str | None = None) -> Session:
@@ -265,6 +297,8 @@ class Registry:
             raise SessionError(f"session {session_id} is already {session.state.value}")
         if state is SessionState.DENIED and session.state is not SessionState.PENDING:
             raise SessionError(f"session {session_id} is {session.state.value}, not pending")
+        if session.state is SessionState.ACTIVE:
+            self._version += 1
         session.state = state
         session.end_reason = reason or state.value
         if session.token_hash is not None:

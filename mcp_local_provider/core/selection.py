@@ -42,24 +42,27 @@ def unthrottled(sessions: list[Session], throttle: Throttle) -> list[Session]:
 
 
 def candidates(registry: Registry, call: Call) -> list[Session]:
-    """The active sessions that may serve ``call``, or the error that says why none may."""
+    """The active sessions that may serve ``call``, or the error that says why none may.
+
+    Only the sessions serving the model are looked at (the registry indexes them), so the
+    cost does not grow with sessions serving other models."""
     now = registry.clock()
-    active = [
-        s
-        for s in registry.in_state(SessionState.ACTIVE)
-        if s.expires_at is None or s.expires_at > now  # the sweeper may not have run yet
-    ]
+
+    def live(s: Session) -> bool:  # the sweeper may not have ended an expired one yet
+        return s.expires_at is None or s.expires_at > now
+
     if call.session_hint is not None:
-        hinted = [s for s in active if s.id == call.session_hint]
-        if not hinted:
+        hinted = registry.find(call.session_hint)
+        if hinted is None or hinted.state is not SessionState.ACTIVE or not live(hinted):
             raise errors.NotFound(
                 f"session {call.session_hint!r} is not an active session",
                 param="X-MCP-Session",
             )
-        active = hinted
-    if not active:
-        raise errors.NoActiveSession(NO_SESSION)
-    serving = [s for s in active if s.serves(call.model)]
+        serving = [hinted] if hinted.serves(call.model) else []
+    else:
+        serving = [s for s in registry.active_serving(call.model) if live(s)]
+        if not serving and not any(live(s) for s in registry.in_state(SessionState.ACTIVE)):
+            raise errors.NoActiveSession(NO_SESSION)
     if not serving:
         raise errors.ModelNotFound(f"model {call.model!r} is not served by an active session")
     scoped = [s for s in serving if call.scope in s.scopes]

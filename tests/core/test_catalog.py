@@ -15,7 +15,7 @@ from mcp_local_provider.core import errors
 from mcp_local_provider.core.catalog import Catalog, capability, name_key, tagged
 from mcp_local_provider.core.config import ConfigError, load_config
 from mcp_local_provider.core.protocol import ModelSpec
-from mcp_local_provider.core.registry import Registry, SessionLimits
+from mcp_local_provider.core.registry import Registry, SessionLimits, SessionState
 from tests.backends import thinking
 from tests.conftest import StartDaemon
 from tests.fakes import Daemon
@@ -158,3 +158,21 @@ def test_an_unknown_key_in_the_models_table_names_the_likely_one(tmp_path: Path)
         ConfigError, match=r"unknown setting 'models\.alias'; did you mean 'aliases'"
     ):
         load_config(path, environ={})
+
+
+def test_the_catalog_follows_sessions_joining_and_leaving() -> None:
+    catalog = catalog_with(ModelSpec(name="coder"))
+    registry = catalog.registry
+    assert catalog.find("writer") is None  # the names served are now cached
+    session, _ = registry.register(
+        agent_id="b",
+        label="",
+        models=[ModelSpec(name="writer", capabilities=["chat", "tools"])],
+        scopes=["inference"],
+        ttl_seconds=None,
+        max_concurrency=None,
+    )
+    assert catalog.resolve("writer", ["tools"]).target == "writer"
+    registry.end(session.id, SessionState.REVOKED)
+    with pytest.raises(errors.ModelNotFound, match="models served now: coder"):
+        catalog.resolve("writer")

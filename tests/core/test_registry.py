@@ -146,3 +146,34 @@ def test_only_an_active_session_counts_down_to_its_expiry() -> None:
     reg.end(session.id, SessionState.REVOKED)
     view = session.describe(reg.clock())
     assert view["expires_in"] is None and view["expires_at"] is not None
+
+
+def test_sessions_serving_a_model_follow_approval_and_revocation() -> None:
+    reg = registry()
+    first = pending(reg, models=[ModelSpec(name="m")])
+    other = pending(reg, models=[ModelSpec(name="n")])
+    assert reg.active_serving("m") == ()
+    reg.approve(first.id)
+    reg.approve(other.id)
+    assert reg.active_serving("m") == (first,)
+    second = pending(reg, models=[ModelSpec(name="m")])
+    reg.approve(second.id)
+    assert reg.active_serving("m") == (first, second)  # oldest first
+    reg.end(first.id, SessionState.REVOKED)
+    assert reg.active_serving("m") == (second,)
+    assert reg.active_serving("n") == (other,)
+
+
+def test_the_version_moves_only_when_the_active_sessions_change() -> None:
+    reg = registry()
+    start = reg.version
+    session = pending(reg)
+    assert reg.version == start  # a pending session serves nothing
+    reg.approve(session.id)
+    approved = reg.version
+    assert approved != start
+    denied = pending(reg)
+    reg.end(denied.id, SessionState.DENIED)
+    assert reg.version == approved
+    reg.end(session.id, SessionState.EXPIRED)
+    assert reg.version != approved
