@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -35,6 +35,30 @@ from mcp_local_provider.core.selection import Throttle, unthrottled
 from mcp_local_provider.core.selection import candidates as select
 
 log = structlog.get_logger("mcp_local_provider.router")
+
+
+class Frames:
+    """A call's frames, as ``router.open`` hands them out: an async iterator, and ``ready()``
+    says whether the next one has already arrived, so a writer can take every frame that is
+    waiting at once, never waiting for more."""
+
+    __slots__ = ("_frames", "_queue")
+
+    def __init__(
+        self, frames: AsyncIterator[AnswerFrame], queue: asyncio.Queue[AnswerFrame | Failure]
+    ) -> None:
+        self._frames = frames
+        self._queue = queue
+
+    def __aiter__(self) -> Frames:
+        return self
+
+    def __anext__(self) -> Awaitable[AnswerFrame]:
+        return self._frames.__anext__()
+
+    def ready(self) -> bool:
+        """The next frame (or the error that ends the call) is here: taking it does not wait."""
+        return not self._queue.empty()
 
 
 class Router:
@@ -144,7 +168,7 @@ class Router:
     # -- the caller's side -----------------------------------------------------------------
 
     @asynccontextmanager
-    async def open(self, call: Call) -> AsyncIterator[AsyncIterator[AnswerFrame]]:
+    async def open(self, call: Call) -> AsyncIterator[Frames]:
         """Send ``call`` to a session and yield its frames; always settles the call."""
         for check in self._checks:
             check(call)
@@ -172,7 +196,7 @@ class Router:
                 pending.done = True
                 raise
             try:
-                yield self._events(pending, deadline)
+                yield Frames(self._events(pending, deadline), pending.queue)
             except errors.ProviderError as exc:
                 # Also a failure after the agent's last frame (its answer did not translate).
                 pending.outcome = exc.code

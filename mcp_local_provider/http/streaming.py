@@ -1,4 +1,5 @@
-"""Relaying an agent's frames to an HTTP client as a stream, one write per frame."""
+"""Relaying an agent's frames to an HTTP client as a stream: each frame written as soon as it is
+here, frames that arrived together in one write."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import structlog
 from aiohttp import web
 
 from mcp_local_provider.core import errors
+from mcp_local_provider.core.call import is_terminal
 from mcp_local_provider.core.protocol import AnswerFrame
+from mcp_local_provider.core.router import Frames
 from mcp_local_provider.http.state import STATE
 
 log = structlog.get_logger("mcp_local_provider.relay")
@@ -60,11 +63,18 @@ async def relay(
     agent error) still gets a proper HTTP error. A failure after it is written in-band with
     ``encode_error`` and the stream is closed without its normal ending. With ``keepalive``,
     those bytes are written whenever the agent is silent for ``stream_ping_interval``.
+
+    Each frame is written as soon as the relay has it. When ``events`` are the router's
+    ``Frames`` and more frames are already waiting (an agent sent a burst), they go out in
+    the same write, with the stream's ending if it came too: one write instead of one each,
+    and never a wait for frames that have not arrived.
     """
     response: web.StreamResponse | None = None
     frames: AsyncIterator[AnswerFrame | None] = events
+    ready = events.ready if isinstance(events, Frames) else None
     if keepalive:
         frames = ticking(events, request.app[STATE].config.stream_ping_interval)
+    out: list[bytes] = []  # encoded, not yet written
     try:
         async for event in frames:
             if event is None:
@@ -80,16 +90,27 @@ async def relay(
                     }
                 )
                 await response.prepare(request)
-            data = encode(event)
+            out.append(encode(event))
+            if ready is not None:
+                # The router's frames: those already here go out with this one, and the last
+                # one waits for the stream's ending, which follows it at once.
+                while not is_terminal(event) and ready():
+                    event = await anext(events)
+                    out.append(encode(event))
+                if is_terminal(event):
+                    continue
+            data = _take(out)
             if data:  # a frame may have nothing to show yet (a tool-call fragment, say)
                 await _write(request, response, data)
         if response is None:  # pragma: no cover - the router always ends with a frame or error
             raise errors.AgentFailed("the agent ended the request without an answer")
-        await _write(request, response, finish())
+        out.append(finish())
+        await _write(request, response, _take(out))
     except errors.ProviderError as exc:
         if response is None:
             raise
-        await response.write(encode_error(exc))
+        out.append(encode_error(exc))
+        await response.write(_take(out))
         if isinstance(exc, errors.ShuttingDown):
             await response.write_eof()
             # The process is about to exit: wait (while the server lets this handler run)
@@ -103,7 +124,8 @@ async def relay(
             raise
         # The status line is out: a second response cannot follow, so say it in-band.
         log.exception("relay_failed", path=request.path)
-        await response.write(encode_error(errors.AgentFailed("the agent's answer was malformed")))
+        out.append(encode_error(errors.AgentFailed("the agent's answer was malformed")))
+        await response.write(_take(out))
     await response.write_eof()
     return response
 
@@ -128,3 +150,10 @@ async def _flushed(request: web.Request, poll: float = 0.01) -> None:
         if transport.get_write_buffer_size() == 0:
             return
         await asyncio.sleep(poll)
+
+
+def _take(parts: list[bytes]) -> bytes:
+    """The bytes in ``parts``, joined, leaving it empty."""
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
+    parts.clear()
+    return data
