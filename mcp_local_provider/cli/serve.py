@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Callable
 
 from mcp_local_provider.cli.consent import TerminalPrompt, announce
@@ -26,4 +27,16 @@ def run(config: Config) -> int:
         hub.subscribe_pending(prompt)
         return prompt.close
 
-    return asyncio.run(serve(config, approval=approval, consent=consent))
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(serve(config, approval=approval, consent=consent))
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (the ``speed`` extra), else asyncio's own
+    (None). The ``listening`` log line says which one runs."""
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory

@@ -64,6 +64,7 @@ async def serve(config: Config, *, approval: str, consent: Consent | None = None
         url=sites[0].name,
         also=[site.name for site in sites[1:]],
         version=__version__,
+        loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
         approval=approval,
         token_file=str(token_path) if token_path else "(from config)",
         token_fingerprint=fingerprint(token),

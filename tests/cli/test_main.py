@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import signal
@@ -258,6 +259,8 @@ async def test_serve_creates_a_private_token_and_shuts_down_gracefully(
     logs = out.decode() + err.decode()
     assert token not in logs  # the token is never printed in full
     assert "listening" in logs
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    assert f'"loop": "{loop}"' in logs  # the event loop in use is named
     assert "AUTO_APPROVAL_ON" in logs  # auto approval is announced loudly
 
 
