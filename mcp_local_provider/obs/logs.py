@@ -77,6 +77,30 @@ class _LineWriter:
     debug = info = warning = warn = error = err = critical = exception = fatal = log = msg
 
 
+class BoundOnce:
+    """A logger for a hot path: bound once per logging configuration, where structlog's
+    ``get_logger`` proxy binds anew on every call (it must not cache: the configuration may
+    change, as it does between tests). ``get()`` returns the bound logger, rebuilt when
+    ``structlog.configure`` was called since."""
+
+    __slots__ = ("_config", "_logger", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._config: tuple[object, ...] = ()
+        self._logger: Any = None
+
+    def get(self) -> Any:
+        config = structlog.get_config()
+        now = (config["processors"], config["wrapper_class"], config["logger_factory"])
+        if len(self._config) != len(now) or any(
+            a is not b for a, b in zip(self._config, now, strict=True)
+        ):
+            self._logger = structlog.get_logger(self.name).bind()
+            self._config = now
+        return self._logger
+
+
 def _writer_factory(stream: TextIO) -> Callable[..., _LineWriter]:
     def make(*args: Any) -> _LineWriter:
         return _LineWriter(stream, str(args[0]) if args else "")

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 import structlog
 
-from mcp_local_provider.obs.logs import configure
+from mcp_local_provider.obs.logs import BoundOnce, configure
 from tests.fakes import BRIDGE_TOKEN, Daemon, RawAgent, make_config
 from tests.readings import CHAT, granted_raw_agent
 
@@ -198,3 +198,14 @@ async def test_probes_log_at_debug_and_access_lines_can_be_turned_off(
         assert response.status == 503
     (line,) = access_lines(debug, "/health/ready")
     assert line["level"] == "debug" and line["status"] == 503
+
+
+def test_a_logger_bound_once_follows_a_new_configuration(capture_logs: Capture) -> None:
+    logger = BoundOnce("mcp_local_provider.access")
+    first = capture_logs(log_format="json")
+    logger.get().info("one")
+    second = capture_logs(log_format="json", log_level="warning")
+    logger.get().info("below the level")
+    logger.get().warning("two")
+    assert [e["event"] for e in lines(first)] == ["one"]
+    assert [e["event"] for e in lines(second)] == ["two"]

@@ -9,6 +9,7 @@ request and writes one access line. What each call did is recorded by ``obs/call
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import structlog
@@ -27,8 +28,9 @@ from mcp_local_provider.http.families import (
 )
 from mcp_local_provider.http.state import MAPPED_ERROR, SCOPE, STATE, State
 from mcp_local_provider.obs.labels import METHODS, OTHER
+from mcp_local_provider.obs.logs import BoundOnce
 
-access_log = structlog.get_logger("mcp_local_provider.access")
+access_log = BoundOnce("mcp_local_provider.access")
 log = structlog.get_logger("mcp_local_provider.instrumentation")
 
 #: Status for a request whose client went away first (nginx's convention).
@@ -156,7 +158,13 @@ def _access_line(
     response: web.StreamResponse | None,
     error: object,
 ) -> None:
-    """One uvicorn-style line per request: client, method, path (never the query), status."""
+    """One uvicorn-style line per request: client, method, path (never the query), status.
+    Nothing is formatted when the line is below the log level."""
+    # Probes and scrapes answer 200 or 503 every few seconds: debug only, unless refused.
+    quiet = ctx.family in (HEALTH, METRICS) and not 400 <= status < 500
+    logger = access_log.get()
+    if not logger.is_enabled_for(logging.DEBUG if quiet else logging.INFO):
+        return
     version = f"{request.version.major}.{request.version.minor}"
     line = f'{ctx.client} - "{request.method} {request.path} HTTP/{version}" {status}'
     fields: dict[str, object] = {
@@ -176,6 +184,4 @@ def _access_line(
         fields["error"] = code
     if response is not None and response.body_length:
         fields["bytes"] = response.body_length
-    # Probes and scrapes answer 200 or 503 every few seconds: debug only, unless refused.
-    quiet = ctx.family in (HEALTH, METRICS) and not 400 <= status < 500
-    (access_log.debug if quiet else access_log.info)(line, **fields)
+    (logger.debug if quiet else logger.info)(line, **fields)
