@@ -17,6 +17,8 @@ from mcp_local_provider.core.router import Frames
 from mcp_local_provider.http.state import STATE
 
 log = structlog.get_logger("mcp_local_provider.relay")
+#: Frames already waiting are joined into writes of about this many bytes at most.
+BATCH_BYTES = 64 * 1024
 
 
 async def ticking(
@@ -92,11 +94,14 @@ async def relay(
                 await response.prepare(request)
             out.append(encode(event))
             if ready is not None:
-                # The router's frames: those already here go out with this one, and the last
-                # one waits for the stream's ending, which follows it at once.
-                while not is_terminal(event) and ready():
+                # The router's frames: those already here go out with this one (up to
+                # BATCH_BYTES a write), and the last one waits for the stream's ending, which
+                # follows it at once.
+                size = len(out[-1])
+                while not is_terminal(event) and size < BATCH_BYTES and ready():
                     event = await anext(events)
                     out.append(encode(event))
+                    size += len(out[-1])
                 if is_terminal(event):
                     continue
             data = _take(out)
