@@ -110,3 +110,25 @@ def check_tool_choice(choice: Any, tools: list[str], param: str = "tool_choice")
             param=param,
         )
     return choice
+
+
+class FoldedAnswer:
+    """Agent frames folded into one whole answer: its text, its reasoning, its tool calls made
+    whole, and how it finished. The non-streaming replies of each dialect build on it."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.tool_calls: list[dict[str, Any]] = []
+        self.finish_reason: str | None = None
+
+    def fold(self, frame: ModelStreamChunk | ModelResult) -> None:
+        delta, finish_reason = frame_delta(frame)
+        if delta.get("reasoning_content"):
+            self.reasoning.append(str(delta["reasoning_content"]))
+        if delta.get("content"):
+            self.text.append(str(delta["content"]))
+        for call in delta.get("tool_calls") or ():
+            merge_tool_call(self.tool_calls, call)
+        if finish_reason is not None:
+            self.finish_reason = finish_reason

@@ -17,7 +17,11 @@ from typing import Any
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.codec import dumps
 from mcp_local_provider.core.protocol import ModelResult, ModelStreamChunk
-from mcp_local_provider.translate.common import frame_delta, frame_usage, merge_tool_call
+from mcp_local_provider.translate.common import (
+    FoldedAnswer,
+    frame_delta,
+    frame_usage,
+)
 from mcp_local_provider.translate.estimate import output_tokens
 
 Frame = ModelStreamChunk | ModelResult
@@ -127,33 +131,22 @@ class Usage:
         }
 
 
-class MessageAggregate:
+class MessageAggregate(FoldedAnswer):
     """Folds agent frames into one ``message`` for a non-streaming client."""
 
     def __init__(self, model: str, input_estimate: int) -> None:
+        super().__init__()
         self.model = model
         self.usage = Usage(input_estimate)
-        self.text: list[str] = []
-        self.thinking: list[str] = []
-        self.tool_calls: list[dict[str, Any]] = []
-        self.finish_reason: str | None = None
 
     def add(self, frame: Frame) -> None:
-        delta, finish_reason = frame_delta(frame)
-        if delta.get("reasoning_content"):
-            self.thinking.append(str(delta["reasoning_content"]))
-        if delta.get("content"):
-            self.text.append(str(delta["content"]))
-        for call in delta.get("tool_calls") or ():
-            merge_tool_call(self.tool_calls, call)
-        if finish_reason is not None:
-            self.finish_reason = finish_reason
+        self.fold(frame)
         self.usage.update(frame)
 
     def body(self) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
-        if self.thinking:
-            thinking = "".join(self.thinking)
+        if self.reasoning:
+            thinking = "".join(self.reasoning)
             content.append({"type": "thinking", "thinking": thinking, "signature": ""})
         text = "".join(self.text)
         if text or not self.tool_calls:
@@ -168,7 +161,7 @@ class MessageAggregate:
                     "input": tool_input(function["arguments"]),
                 }
             )
-        self.usage.output_text = output_tokens(text + "".join(self.thinking))
+        self.usage.output_text = output_tokens(text + "".join(self.reasoning))
         return {
             "id": message_id(),
             "type": "message",

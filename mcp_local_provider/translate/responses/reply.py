@@ -19,7 +19,11 @@ from typing import Any
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.codec import dumps
 from mcp_local_provider.core.protocol import ModelResult, ModelStreamChunk
-from mcp_local_provider.translate.common import frame_delta, frame_usage, merge_tool_call
+from mcp_local_provider.translate.common import (
+    FoldedAnswer,
+    frame_delta,
+    frame_usage,
+)
 from mcp_local_provider.translate.estimate import output_tokens
 
 Frame = ModelStreamChunk | ModelResult
@@ -159,28 +163,17 @@ def call_item(item_id: str, call_id: str, name: str, arguments: str, status: str
     }
 
 
-class ResponseAggregate:
+class ResponseAggregate(FoldedAnswer):
     """Folds agent frames into one ``response`` object for a non-streaming client."""
 
     def __init__(
         self, model: str, request: dict[str, Any], input_estimate: int, ids: IdMaker = new_id
     ) -> None:
+        super().__init__()
         self.answer = Answer(model, request, input_estimate, ids)
-        self.text: list[str] = []
-        self.reasoning: list[str] = []
-        self.tool_calls: list[dict[str, Any]] = []
-        self.finish_reason: str | None = None
 
     def add(self, frame: Frame) -> None:
-        delta, finish_reason = frame_delta(frame)
-        if delta.get("reasoning_content"):
-            self.reasoning.append(str(delta["reasoning_content"]))
-        if delta.get("content"):
-            self.text.append(str(delta["content"]))
-        for call in delta.get("tool_calls") or ():
-            merge_tool_call(self.tool_calls, call)
-        if finish_reason is not None:
-            self.finish_reason = finish_reason
+        self.fold(frame)
         usage = frame_usage(frame)
         if usage is not None:
             self.answer.reported = usage
