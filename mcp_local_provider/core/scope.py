@@ -8,9 +8,10 @@ middlewares read it back when the request ends (the access line, metrics, the au
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from mcp_local_provider.core.ids import unique_hex
 
 if TYPE_CHECKING:  # annotations only: call.py imports this module
     from mcp_local_provider.core.call import Call, CallRecord
@@ -20,7 +21,7 @@ UNMATCHED = "unmatched"
 
 
 def new_request_id() -> str:
-    return "req-" + secrets.token_hex(8)
+    return "req-" + unique_hex(16)
 
 
 @dataclass(slots=True)

@@ -17,6 +17,7 @@ from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
+from pydantic_core import to_json
 from structlog.stdlib import ProcessorFormatter
 
 from mcp_local_provider.core.config import Config
@@ -125,7 +126,7 @@ def configure(config: Config, stream: TextIO | None = None) -> logging.Handler:
         rendering += [
             structlog.processors.format_exc_info,
             lead,
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(serializer=_json_line),
         ]
     else:
         rendering.append(structlog.dev.ConsoleRenderer(colors=_isatty(stream)))
@@ -152,6 +153,13 @@ def configure(config: Config, stream: TextIO | None = None) -> logging.Handler:
     # The request middleware writes the access lines; aiohttp's own would carry query strings.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     return handler
+
+
+def _json_line(event: Any, default: Callable[[Any], Any] | None = None, **_: Any) -> str:
+    """A log line's JSON: pydantic-core's encoder, several times faster than the standard
+    library's on the access line written for every request; what it cannot encode goes
+    through structlog's fallback (``repr``)."""
+    return to_json(event, fallback=default).decode()
 
 
 def _isatty(stream: TextIO) -> bool:

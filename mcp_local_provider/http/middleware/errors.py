@@ -11,6 +11,7 @@ from aiohttp.typedefs import Handler
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.http.families import ANTHROPIC, OLLAMA, OPENAI, route_family
+from mcp_local_provider.http.replies import json_reply
 from mcp_local_provider.http.state import MAPPED_ERROR
 from mcp_local_provider.translate.anthropic import reply as anthropic_shapes
 from mcp_local_provider.translate.openai import chat as openai_shapes
@@ -50,7 +51,7 @@ def error_response(request: web.Request, error: errors.ProviderError) -> web.Res
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     headers.update(error.headers)
-    return web.json_response(error_body(request.path, error), status=error.status, headers=headers)
+    return json_reply(error_body(request.path, error), status=error.status, headers=headers)
 
 
 def _from_http(exc: web.HTTPException) -> errors.ProviderError:

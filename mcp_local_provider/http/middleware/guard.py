@@ -152,8 +152,11 @@ async def _read_body(request: web.Request, security: Security) -> web.StreamResp
         error = errors.PayloadTooLarge(f"the request body is larger than {limit} bytes")
     else:
         try:
-            async with asyncio.timeout(security.config.body_timeout):
+            if request.content.is_eof():  # all of it has arrived: no deadline to arm
                 body = await request.read()
+            else:
+                async with asyncio.timeout(security.config.body_timeout):
+                    body = await request.read()
         except TimeoutError:
             error = errors.RequestTimeout(
                 f"the request body did not arrive within {security.config.body_timeout:g} s"

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from mcp_local_provider.http.calls import call_for, plan
 from mcp_local_provider.http.openapi import Operation
+from mcp_local_provider.http.replies import json_reply
 from mcp_local_provider.http.state import STATE
 from mcp_local_provider.http.streaming import relay
 from mcp_local_provider.translate.anthropic.reply import (
@@ -67,7 +68,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
             aggregate = MessageAggregate(asked.model, estimate)
             async for event in events:
                 aggregate.add(event)
-            response = web.json_response(aggregate.body())
+            response = json_reply(aggregate.body())
             usage = aggregate.usage
     if usage.estimated:
         log.info("usage_estimated", input_tokens=usage.input_tokens)
@@ -78,4 +79,4 @@ async def messages(request: web.Request) -> web.StreamResponse:
 async def count_tokens(request: web.Request) -> web.Response:
     asked = parse_body(CountRequest, await request.read())
     _, payload, _ = plan(request, asked)
-    return web.json_response(count_body(payload_tokens(payload)))
+    return json_reply(count_body(payload_tokens(payload)))

@@ -11,6 +11,7 @@ from mcp_local_provider.core.names import AGENT_ID_PATTERN, SCOPE_PATTERN, print
 from mcp_local_provider.core.protocol import ModelSpec
 from mcp_local_provider.http.auth import require_bridge_token
 from mcp_local_provider.http.openapi import Operation
+from mcp_local_provider.http.replies import json_reply
 from mcp_local_provider.http.state import STATE
 from mcp_local_provider.translate.common import parse_body
 
@@ -94,28 +95,28 @@ async def list_sessions(request: web.Request) -> web.Response:
     require_bridge_token(request)
     registry = request.app[STATE].registry
     now = registry.clock()
-    return web.json_response({"sessions": [s.describe(now) for s in registry]})
+    return json_reply({"sessions": [s.describe(now) for s in registry]})
 
 
 @routes.post("/control/sessions/{session_id}/approve")
 async def approve(request: web.Request) -> web.Response:
     require_bridge_token(request)
     session = request.app[STATE].hub.approve(request.match_info["session_id"])
-    return web.json_response({"session": _view(request, session.id)})
+    return json_reply({"session": _view(request, session.id)})
 
 
 @routes.post("/control/sessions/{session_id}/deny")
 async def deny(request: web.Request) -> web.Response:
     require_bridge_token(request)
     session = request.app[STATE].hub.deny(request.match_info["session_id"])
-    return web.json_response({"session": _view(request, session.id)})
+    return json_reply({"session": _view(request, session.id)})
 
 
 @routes.post("/control/sessions/{session_id}/revoke")
 async def revoke(request: web.Request) -> web.Response:
     require_bridge_token(request)
     session = await request.app[STATE].hub.revoke(request.match_info["session_id"])
-    return web.json_response({"session": _view(request, session.id)})
+    return json_reply({"session": _view(request, session.id)})
 
 
 @routes.post("/control/register")
@@ -131,7 +132,7 @@ async def register(request: web.Request) -> web.Response:
         max_requests=body.max_requests,
         max_concurrency=body.max_concurrency,
     )
-    return web.json_response(
+    return json_reply(
         {
             "session_id": session.id,
             "session_token": token,
@@ -149,4 +150,4 @@ async def revoke_by_body(request: web.Request) -> web.Response:
     require_bridge_token(request)
     body = parse_body(RevokeRequest, await request.read())
     session = await request.app[STATE].hub.revoke(body.session_id)
-    return web.json_response({"session_id": session.id, "state": session.state.value})
+    return json_reply({"session_id": session.id, "state": session.state.value})

@@ -16,6 +16,7 @@ from mcp_local_provider.core.catalog import require
 from mcp_local_provider.core.registry import SessionState
 from mcp_local_provider.http.calls import call_for, fetch_embeddings, plan
 from mcp_local_provider.http.openapi import Operation
+from mcp_local_provider.http.replies import json_reply
 from mcp_local_provider.http.state import STATE
 from mcp_local_provider.http.streaming import relay
 from mcp_local_provider.translate.common import parse_body
@@ -67,12 +68,12 @@ async def root(request: web.Request) -> web.Response:
 
 @routes.get("/api/version")
 async def version(request: web.Request) -> web.Response:
-    return web.json_response({"version": shapes.OLLAMA_VERSION})
+    return json_reply({"version": shapes.OLLAMA_VERSION})
 
 
 @routes.get("/api/tags")
 async def tags(request: web.Request) -> web.Response:
-    return web.json_response(shapes.tags(request.app[STATE].catalog.entries()))
+    return json_reply(shapes.tags(request.app[STATE].catalog.entries()))
 
 
 @routes.get("/api/ps")
@@ -84,7 +85,7 @@ async def running(request: web.Request) -> web.Response:
         expiries = [s.expires_at or 0.0 for s in connected if s.serves(entry.target)]
         if expiries:
             models.append(shapes.running(entry, max(expiries)))
-    return web.json_response({"models": models})
+    return json_reply({"models": models})
 
 
 @routes.post("/api/show")
@@ -92,7 +93,7 @@ async def show(request: web.Request) -> web.Response:
     asked = parse_body(ShowRequest, await request.read())
     entry = request.app[STATE].catalog.resolve(asked.model)
     user_agent = request.headers.get("User-Agent", "")
-    return web.json_response(shapes.show(entry, asked.model, user_agent))
+    return json_reply(shapes.show(entry, asked.model, user_agent))
 
 
 @routes.post("/api/chat")
@@ -101,7 +102,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     asked = parse_body(ChatRequest, await request.read())
     entry, payload, needs = plan(request, asked)
     if not asked.messages:
-        return web.json_response(loaded(asked.model, "chat", asked.load_reason))
+        return json_reply(loaded(asked.model, "chat", asked.load_reason))
     call = call_for(request, "chat", entry.target, payload, asked.streaming, needs)
     return await _answer(request, call, OllamaReply(asked.model, "chat", started=started))
 
@@ -114,7 +115,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
     needs = asked.needs(entry)  # which depends on what the model can do (chat or completion)
     require(entry, asked.model, needs)
     if asked.loads_only:
-        return web.json_response(loaded(asked.model, "generate", asked.load_reason))
+        return json_reply(loaded(asked.model, "generate", asked.load_reason))
     kind = asked.kind(entry)
     call = call_for(request, kind, entry.target, asked.payload(entry), asked.streaming, needs)
     return await _answer(request, call, OllamaReply(asked.model, "generate", started=started))
@@ -127,9 +128,9 @@ async def embed(request: web.Request) -> web.Response:
     entry = request.app[STATE].catalog.resolve(asked.model, ["embedding"])
     texts = asked.inputs()
     if not texts:
-        return web.json_response({"model": asked.model, "embeddings": []})
+        return json_reply({"model": asked.model, "embeddings": []})
     found, usage = await fetch_embeddings(request, entry, texts, asked.dimensions)
-    return web.json_response(
+    return json_reply(
         {
             "model": asked.model,
             "embeddings": [shorten(v, asked.dimensions) for v in found],
@@ -144,9 +145,9 @@ async def embeddings(request: web.Request) -> web.Response:
     asked = parse_body(OllamaEmbeddingsRequest, await request.read())
     entry = request.app[STATE].catalog.resolve(asked.model, ["embedding"])
     if not asked.prompt:
-        return web.json_response({"embedding": []})
+        return json_reply({"embedding": []})
     found, _ = await fetch_embeddings(request, entry, [asked.prompt], None)
-    return web.json_response({"embedding": found[0]})
+    return json_reply({"embedding": found[0]})
 
 
 # -- shared steps -------------------------------------------------------------------------
@@ -165,4 +166,4 @@ async def _answer(request: web.Request, call: Call, reply: OllamaReply) -> web.S
             )
         async for event in events:
             reply.add(event)
-        return web.json_response(reply.body())  # inside: a bad answer counts as the call's
+        return json_reply(reply.body())  # inside: a bad answer counts as the call's

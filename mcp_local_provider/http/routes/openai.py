@@ -15,6 +15,7 @@ from aiohttp import web
 from mcp_local_provider.core.protocol import AnswerFrame
 from mcp_local_provider.http.calls import call_for, fetch_embeddings, plan
 from mcp_local_provider.http.openapi import Operation
+from mcp_local_provider.http.replies import json_reply
 from mcp_local_provider.http.state import STATE
 from mcp_local_provider.http.streaming import relay
 from mcp_local_provider.translate.anthropic.reply import model_info, models_page
@@ -83,7 +84,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         aggregate = ChatAggregate(chat.model)
         async for event in events:
             aggregate.add(event)
-        return web.json_response(aggregate.body())
+        return json_reply(aggregate.body())
 
 
 @routes.post("/v1/completions")
@@ -102,7 +103,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
             return await _sse(request, events, reply.encode, reply.finish)
         async for event in events:
             reply.add(event)
-        return web.json_response(reply.body())
+        return json_reply(reply.body())
 
 
 @routes.post("/v1/embeddings")
@@ -111,7 +112,7 @@ async def embeddings(request: web.Request) -> web.Response:
     entry = request.app[STATE].catalog.resolve(asked.model, ["embedding"])
     found, usage = await fetch_embeddings(request, entry, asked.inputs(), asked.dimensions)
     found = [shorten(v, asked.dimensions) for v in found]
-    return web.json_response(openai_body(asked.model, found, asked.encoding_format, usage))
+    return json_reply(openai_body(asked.model, found, asked.encoding_format, usage))
 
 
 #: Sent by every Anthropic client; the model routes then answer in Anthropic's shape.
@@ -122,12 +123,8 @@ ANTHROPIC_VERSION = "anthropic-version"
 async def list_models(request: web.Request) -> web.Response:
     entries = request.app[STATE].catalog.entries()
     if ANTHROPIC_VERSION in request.headers:
-        return web.json_response(
-            models_page([(e.name, e.created, e.context_length) for e in entries])
-        )
-    return web.json_response(
-        models_list([(e.name, int(e.created), e.context_length) for e in entries])
-    )
+        return json_reply(models_page([(e.name, e.created, e.context_length) for e in entries]))
+    return json_reply(models_list([(e.name, int(e.created), e.context_length) for e in entries]))
 
 
 @routes.get("/v1/models/{model:.+}")
@@ -135,5 +132,5 @@ async def get_model(request: web.Request) -> web.Response:
     name = request.match_info["model"]
     entry = request.app[STATE].catalog.resolve(name)
     if ANTHROPIC_VERSION in request.headers:
-        return web.json_response(model_info(name, entry.created, entry.context_length))
-    return web.json_response(model_entry(name, int(entry.created), entry.context_length))
+        return json_reply(model_info(name, entry.created, entry.context_length))
+    return json_reply(model_entry(name, int(entry.created), entry.context_length))

@@ -13,6 +13,7 @@ from prometheus_client.exposition import choose_encoder
 from mcp_local_provider import __version__
 from mcp_local_provider.core.registry import SessionState
 from mcp_local_provider.http.openapi import Operation
+from mcp_local_provider.http.replies import json_reply
 from mcp_local_provider.http.state import OPENAPI, STATE, State
 from mcp_local_provider.obs import health
 from mcp_local_provider.obs.figures import live_figures
@@ -40,7 +41,7 @@ def _counts(state: State) -> dict[str, int]:
 async def health_check(request: web.Request) -> web.Response:
     """Liveness: the process answers. Cheap enough to poll every second."""
     state = request.app[STATE]
-    return web.json_response(
+    return json_reply(
         {
             "status": "ok",
             "version": __version__,
@@ -71,7 +72,7 @@ async def health_deep(request: web.Request) -> web.Response:
     for name, check in state.health_checks.items():
         components[name] = check()
     status = health.worst(components)
-    return web.json_response(
+    return json_reply(
         {
             "status": status,
             "version": __version__,
@@ -101,7 +102,7 @@ async def health_ready(request: web.Request) -> web.Response:
         reason = "no active agent session is connected"
     else:
         reason = None
-    return web.json_response(
+    return json_reply(
         {
             "status": "ready" if reason is None else "not_ready",
             "reason": reason,
@@ -123,4 +124,4 @@ async def metrics(request: web.Request) -> web.Response:
 @routes.get("/openapi.json")
 async def openapi_document(request: web.Request) -> web.Response:
     """The OpenAPI document of every route but the agent socket."""
-    return web.json_response(request.app[OPENAPI])
+    return json_reply(request.app[OPENAPI])

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from mcp_local_provider.http.calls import call_for, plan
 from mcp_local_provider.http.openapi import Operation
+from mcp_local_provider.http.replies import json_reply
 from mcp_local_provider.http.state import STATE
 from mcp_local_provider.http.streaming import relay
 from mcp_local_provider.translate.common import parse_body
@@ -58,7 +59,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
             aggregate = ResponseAggregate(asked.model, echoed, estimate)
             async for event in events:
                 aggregate.add(event)
-            response = web.json_response(aggregate.body())
+            response = json_reply(aggregate.body())
             answer = aggregate.answer
     if answer.estimated:
         log.info("usage_estimated", input_tokens=estimate)

@@ -9,6 +9,7 @@ from aiohttp import web
 from mcp_local_provider import __version__
 from mcp_local_provider.http.auth import require_bridge_token
 from mcp_local_provider.http.openapi import Operation
+from mcp_local_provider.http.replies import json_reply
 from mcp_local_provider.http.state import STATE
 from mcp_local_provider.obs.figures import live_figures
 
@@ -28,7 +29,7 @@ async def status(request: web.Request) -> web.Response:
     state = request.app[STATE]
     now = live_figures(state.registry, state.router)
     clock = state.registry.clock()
-    return web.json_response(
+    return json_reply(
         {
             "version": __version__,
             "started_at": state.started_at,

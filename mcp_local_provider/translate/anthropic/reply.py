@@ -10,12 +10,12 @@ text (``text_delta``) and tool calls (``tool_use`` with ``input_json_delta`` fra
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from typing import Any
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.codec import dumps
+from mcp_local_provider.core.ids import unique_hex
 from mcp_local_provider.core.protocol import ModelResult, ModelStreamChunk
 from mcp_local_provider.translate.common import (
     FoldedAnswer,
@@ -47,11 +47,11 @@ ERROR_TYPES = {
 
 
 def message_id() -> str:
-    return "msg_" + secrets.token_hex(12)
+    return "msg_" + unique_hex(24)
 
 
 def tool_use_id() -> str:
-    return "toolu_" + secrets.token_hex(12)
+    return "toolu_" + unique_hex(24)
 
 
 def error_type(error: errors.ProviderError) -> str:

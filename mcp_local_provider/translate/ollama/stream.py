@@ -11,13 +11,13 @@ first line is one ``{"error": ...}`` line, and no done line follows.
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any, Literal
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.codec import dumps
+from mcp_local_provider.core.ids import unique_hex
 from mcp_local_provider.core.protocol import ModelResult, ModelStreamChunk
 from mcp_local_provider.translate.common import frame_delta, frame_usage, merge_tool_call
 
@@ -42,7 +42,7 @@ def error_line(error: errors.ProviderError) -> bytes:
 
 
 def tool_call_id() -> str:
-    return "call_" + secrets.token_hex(4)
+    return "call_" + unique_hex(8)
 
 
 def ollama_tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:

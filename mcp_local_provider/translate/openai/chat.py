@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 from typing import Any, Literal
 
@@ -10,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.codec import dumps
+from mcp_local_provider.core.ids import unique_hex
 from mcp_local_provider.core.names import MODEL_NAME_PATTERN
 from mcp_local_provider.core.protocol import ModelResult, ModelStreamChunk
 from mcp_local_provider.translate.common import (
@@ -156,7 +156,7 @@ def sse(body: dict[str, Any]) -> bytes:
 
 
 def completion_id() -> str:
-    return "chatcmpl-" + secrets.token_hex(12)
+    return "chatcmpl-" + unique_hex(24)
 
 
 def error_body(error: errors.ProviderError) -> dict[str, Any]:
@@ -263,7 +263,7 @@ def stream_error(error: errors.ProviderError) -> bytes:
 
 
 def tool_call_id() -> str:
-    return "call_" + secrets.token_hex(12)
+    return "call_" + unique_hex(24)
 
 
 def no_usage() -> dict[str, int]:

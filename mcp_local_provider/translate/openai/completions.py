@@ -3,12 +3,12 @@ Pure: no I/O. A ``suffix`` makes it fill-in-the-middle, which the model must sup
 
 from __future__ import annotations
 
-import secrets
 import time
 from typing import Any
 
 from pydantic import Field, field_validator
 
+from mcp_local_provider.core.ids import unique_hex
 from mcp_local_provider.core.protocol import ModelResult, ModelStreamChunk
 from mcp_local_provider.translate.common import frame_delta, frame_usage
 from mcp_local_provider.translate.openai.chat import SSE_DONE, SamplingRequest, no_usage, sse
@@ -60,7 +60,7 @@ class CompletionRequest(SamplingRequest):
 
 
 def completion_id() -> str:
-    return "cmpl-" + secrets.token_hex(12)
+    return "cmpl-" + unique_hex(24)
 
 
 class CompletionReply:

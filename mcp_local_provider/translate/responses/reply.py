@@ -11,13 +11,13 @@ when the agent hit ``max_output_tokens``, ``response.failed`` when it failed).
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.codec import dumps
+from mcp_local_provider.core.ids import unique_hex
 from mcp_local_provider.core.protocol import ModelResult, ModelStreamChunk
 from mcp_local_provider.translate.common import (
     FoldedAnswer,
@@ -30,7 +30,7 @@ Frame = ModelStreamChunk | ModelResult
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(16)}"
+    return f"{prefix}_{unique_hex(32)}"
 
 
 def sse(name: str, body: dict[str, Any]) -> bytes:
