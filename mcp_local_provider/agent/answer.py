@@ -54,6 +54,14 @@ class AnswerFrames:
         return error_result_frame(self.request_id, code, message)
 
 
+def finished(chunk: dict[str, Any], reason: str, usage: dict[str, Any] | None) -> dict[str, Any]:
+    """A chunk frame made the answer's last: it carries the finish (and usage) too."""
+    chunk["finish_reason"] = reason
+    if usage is not None:
+        chunk["usage"] = usage
+    return chunk
+
+
 def delta_of(event: BackendEvent) -> dict[str, Any] | None:
     """The OpenAI-style ``delta`` of a text, reasoning or tool-call event."""
     if isinstance(event, TextDelta):

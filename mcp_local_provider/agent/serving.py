@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from mcp_local_provider.agent.answer import AnswerFrames
+from mcp_local_provider.agent.answer import AnswerFrames, finished
 from mcp_local_provider.agent.backend import Backend, BackendError
 from mcp_local_provider.agent.emulation import closing
 from mcp_local_provider.agent.events import Embeddings, Finish, InvokeRequest
@@ -94,14 +94,33 @@ class RequestRunner:
     async def _answer(
         self, ws: aiohttp.ClientWebSocketResponse, request: InvokeRequest, frames: AnswerFrames
     ) -> None:
-        """Send each event as it comes; the answer ends at a Finish or Embeddings event."""
+        """Send each event as it comes; the answer ends at a Finish or Embeddings event.
+
+        When the editor asked for one answer (not a stream), the daemon waits for the whole
+        of it anyway: each chunk then waits for the next event, so that the last one carries
+        the finish with it and a one-piece answer crosses the socket as one frame, not two.
+        """
+        held: dict[str, Any] | None = None
+        hold = not request.stream
         async with closing(self.backend.serve(request)) as events:
             async for event in events:
+                if held is not None and isinstance(event, Finish):
+                    await _send(ws, finished(held, event.reason, event.usage))
+                    return
                 frame = frames.frame(event)
+                if held is not None and frame is not None:
+                    await _send(ws, held)
+                    held = None
                 if frame is not None:
-                    await _send(ws, frame)
+                    if hold and not isinstance(event, Finish | Embeddings):
+                        held = frame
+                    else:
+                        await _send(ws, frame)
                 if isinstance(event, Finish | Embeddings):
                     return
+        if held is not None:
+            await _send(ws, finished(held, "stop", None))
+            return
         await _send(ws, frames.chunk({}, "stop"))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.config.models import ToolsMode
@@ -51,7 +52,13 @@ def capability(name: str) -> str:
 
 
 def capabilities_of(spec: ModelSpec) -> frozenset[str]:
-    return frozenset(capability(c) for c in spec.capabilities)
+    return _canonical(spec.capabilities)
+
+
+@lru_cache(maxsize=1024)
+def _canonical(capabilities: tuple[str, ...]) -> frozenset[str]:
+    """Asked on every request, for the few lists agents declare: computed once per list."""
+    return frozenset(capability(c) for c in capabilities)
 
 
 def name_key(name: str) -> str:

@@ -18,7 +18,8 @@ from mcp_local_provider.core.registry import SessionState
 from tests.clis import ANSWER, FakeCli, group_alive
 from tests.conftest import StartDaemon
 from tests.fakes import BRIDGE_TOKEN, Daemon, until
-from tests.upstream import Upstream
+from tests.security.helpers import audit_lines
+from tests.upstream import USAGE, WORDS, Upstream
 
 MODELS = {
     "claude": "claude-code",
@@ -217,3 +218,38 @@ async def test_the_agent_command_connects_gets_approved_and_serves(
     assert reply.choices[0].message.content == ANSWER
     await daemon.state.hub.revoke(session.id)
     assert await asyncio.wait_for(task, 5) == 0
+
+
+@pytest.mark.parametrize(("stream", "frames"), [(False, 2), (True, 3)])
+async def test_the_finish_rides_on_the_last_chunk_only_when_one_answer_was_asked_for(
+    serve: Any,
+    daemon: Daemon,
+    openai_client: Any,
+    upstream: tuple[Upstream, str],
+    stream: bool,
+    frames: int,
+) -> None:
+    """The upstream answers reasoning, text and finish at once. Asked for one answer, the
+    agent sends the finish with the text (two frames); asked for a stream, every event goes
+    out as it comes (three frames)."""
+    model = await serve("openai")
+    upstream[0].mode = "json"
+    api = openai_client(daemon)
+    if stream:
+        chunks = [c async for c in await api.chat.completions.create(
+            model=model, messages=HI, stream=True, stream_options={"include_usage": True}
+        )]  # fmt: skip
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+        usage = chunks[-1].usage
+    else:
+        reply = await api.chat.completions.create(model=model, messages=HI)
+        text, finish, usage = (
+            reply.choices[0].message.content,
+            reply.choices[0].finish_reason,
+            reply.usage,
+        )
+    assert (text, finish) == ("".join(WORDS), "stop")
+    assert usage is not None and usage.total_tokens == USAGE["total_tokens"]
+    [line] = [line for line in await audit_lines(daemon) if line["event"] == "request"]
+    assert line["frames"] == frames

@@ -260,7 +260,8 @@ async def test_serve_creates_a_private_token_and_shuts_down_gracefully(
     assert token not in logs  # the token is never printed in full
     assert "listening" in logs
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    assert f'"loop": "{loop}"' in logs  # the event loop in use is named
+    listening = [e for e in _json_lines(logs) if e.get("event") == "listening"]
+    assert [e["loop"] for e in listening] == [loop]  # the event loop in use is named
     assert "AUTO_APPROVAL_ON" in logs  # auto approval is announced loudly
 
 
@@ -324,3 +325,7 @@ async def test_agent_command_serves_until_revoked(
             await proc.wait()
     stderr = (await proc.stderr.read()).decode() if proc.stderr else ""
     assert "Session ended (revoked)" in stderr
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]

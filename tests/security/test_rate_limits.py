@@ -5,6 +5,7 @@ where the session stands (X-RateLimit-*); a refusal is 429 with Retry-After."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import aiohttp
@@ -43,7 +44,8 @@ async def test_requests_per_minute_then_429_with_retry_after(
     assert status == 429
     assert int(headers["Retry-After"]) in range(25, 31)
     assert headers["X-RateLimit-Remaining"] == "0"
-    assert b'"code": "rate_limited"' in body and b'"type": "rate_limit_error"' in body
+    error = json.loads(body)["error"]
+    assert (error["code"], error["type"]) == ("rate_limited", "rate_limit_error")
     outcomes = [line["outcome"] for line in await audit_lines(daemon) if line["event"] == "request"]
     assert outcomes == ["ok", "ok", "rate_limited"]
 
@@ -128,7 +130,7 @@ def test_429_in_the_ollama_shape_has_retry_after() -> None:
     assert response.status == 429
     assert response.headers["Retry-After"] == "3"
     assert response.headers["X-RateLimit-Limit"] == "3"
-    assert response.text == '{"error": "slow down"}'
+    assert response.body is not None and json.loads(bytes(response.body)) == {"error": "slow down"}
 
 
 def test_token_bucket_refills_and_allows_debt() -> None:

@@ -70,7 +70,9 @@ class OpenAIBackend(Backend):
         key = await self._api_key()
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         if self._http is None:
-            self._http = aiohttp.ClientSession()
+            # No cap of its own on connections (aiohttp's default is 100): the agent's
+            # max_concurrency already bounds the requests in flight to the upstream.
+            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         if not self._models:
             self._models = await self._upstream_models()
 
