@@ -25,6 +25,8 @@ class Arm:
     model: str
     #: Processes whose CPU time is this arm's cost (empty for the plain server's own).
     costs: tuple[Child, ...]
+    #: Headers of every request (LiteLLM's proxy wants its key).
+    headers: dict[str, str] = field(default_factory=lambda: dict(JSON))
     http: aiohttp.ClientSession = field(init=False)
     verified: int = 0
 
@@ -47,7 +49,7 @@ class Arm:
     async def whole(self, body: bytes, spec: Spec) -> float:
         """One non-streamed request; its latency in seconds."""
         started = time.perf_counter()
-        async with self.http.post(self.url, data=body, headers=JSON) as response:
+        async with self.http.post(self.url, data=body, headers=self.headers) as response:
             answer = await response.read()
         elapsed = time.perf_counter() - started
         if response.status != 200:
@@ -59,7 +61,7 @@ class Arm:
     async def stream(self, body: bytes, spec: Spec) -> StreamCheck:
         """One streamed request, read line by line; the check holds each chunk's arrival."""
         check = StreamCheck(spec, time.perf_counter())
-        async with self.http.post(self.url, data=body, headers=JSON) as response:
+        async with self.http.post(self.url, data=body, headers=self.headers) as response:
             if response.status != 200:
                 text = await response.read()
                 raise RuntimeError(f"{self.name}: HTTP {response.status}: {text[:300]!r}")
