@@ -21,13 +21,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiohttp
-
 from . import report
-from .answers import Spec, WrongAnswer
+from .answers import Spec
 from .litellm_arm import HOW_TO, LiteLLM, LiteLLMMissing
 from .litellm_arm import MODEL as LITELLM_MODEL
-from .load import Arm, chunk_rate, first_chunks, latencies, paced_streams, rotated, throughput
+from .load import (
+    Arm,
+    ArmFailed,
+    chunk_rate,
+    first_chunks,
+    latencies,
+    paced_streams,
+    rotated,
+    throughput,
+)
 from .processes import (
     Child,
     Cores,
@@ -54,6 +61,9 @@ IDLE_MODEL = "bench-idle"
 LITELLM_START_SECONDS = 180.0
 #: The arms forwarding to the mock upstream: the openai backend agent's and LiteLLM's.
 UPSTREAM_ARMS = ("openai", "litellm")
+#: LiteLLM's server (uvicorn) closes a connection idle for 5 s; the client lets go sooner, so
+#: that a request never goes out on a connection the server is closing.
+LITELLM_CLIENT_KEEPALIVE = 2.0
 
 T = TypeVar("T")
 
@@ -168,19 +178,19 @@ class Bench:
         return [arm for arm in arms if arm.name not in self.dropped]
 
     async def attempt(self, arm: Arm, what: str, run: Coroutine[Any, Any, T]) -> T | None:
-        """One measurement of ``arm``. Should LiteLLM fail one (an error, a wrong answer, a
-        timeout), the failure is noted, that figure stays empty and LiteLLM sits out the rest
-        of the run; any other arm's failure ends the run."""
+        """One measurement of ``arm`` (with the plain server's beside it, for some). Should
+        LiteLLM fail it (an error, a wrong answer, a dropped connection), the failure is noted,
+        that figure stays empty and LiteLLM sits out the rest of the run; any other arm's
+        failure ends the run."""
         if arm.name in self.dropped:
             run.close()
             return None
         try:
             return await run
-        except (RuntimeError, WrongAnswer, aiohttp.ClientError, TimeoutError) as exc:
-            if arm.name != "litellm":
+        except ArmFailed as exc:
+            if exc.arm != "litellm":
                 raise
-            reason = str(exc) or type(exc).__name__
-            self.notes.append(f"LiteLLM arm: {what} failed ({reason[:300]}); "
+            self.notes.append(f"LiteLLM arm: {what} failed ({str(exc)[:300]}); "
                               "the sections after it leave LiteLLM out")  # fmt: skip
             self.dropped.add(arm.name)
             return None
@@ -249,8 +259,9 @@ class Bench:
             await self.stop_child(proxy)
             return
         self.pinned["litellm"] = sorted(proxy.pin(self.cores.daemon))
-        self.arm("litellm", f"http://127.0.0.1:{port}", LITELLM_MODEL, (proxy,),
-                 self.litellm.headers())  # fmt: skip
+        arm = self.arm("litellm", f"http://127.0.0.1:{port}", LITELLM_MODEL, (proxy,),
+                       self.litellm.headers())  # fmt: skip
+        arm.keepalive_seconds = LITELLM_CLIENT_KEEPALIVE
 
     async def connect_sessions(self, count: int) -> None:
         """Bring the agent sessions connected to ``count``: the bench agent's and idle ones
