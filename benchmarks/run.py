@@ -237,9 +237,8 @@ class Bench:
         if self.litellm is None:
             return
         port = free_port()
-        # It runs in the scratch directory (not the checkout, whose packages would shadow
-        # nothing of LiteLLM's but need not be on its path); it logs a line per request, so
-        # its stdout goes to its log rather than to a pipe nobody reads.
+        # It runs from the scratch directory, so that nothing of the checkout is on its path.
+        # It logs a line per request: its stdout goes to its log, not to a pipe nobody reads.
         proxy = await start(
             "litellm", self.litellm.argv(upstream + "/v1", port), self.cores.daemon,
             self.directory, cwd=self.directory, env=self.litellm.environment(),
@@ -551,7 +550,8 @@ def find_litellm(python: str | None) -> tuple[LiteLLM | None, str | None]:
 async def main_async(args: argparse.Namespace) -> int:
     plan_name = "smoke" if args.smoke else "quick" if args.quick else "full"
     plan = PLANS[plan_name]
-    litellm, skipped = find_litellm(args.litellm)
+    # A profile of the daemon needs no LiteLLM, which takes seconds to start.
+    litellm, skipped = (None, None) if args.py_spy is not None else find_litellm(args.litellm)
     cores = Cores.split()
     raise_file_limit()
     if cores.others is not None:
