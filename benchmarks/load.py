@@ -181,6 +181,9 @@ async def chunk_rate(arm: Arm, spec: Spec) -> float:
 @dataclass(frozen=True)
 class Paced:
     gaps: list[float]
+    #: Each stream's time to its first chunk: a server that falls behind can hold a whole
+    #: stream back and then send its chunks in a burst, with short gaps.
+    firsts: list[float]
     #: The daemon's resident memory before the streams opened and at its highest while open.
     rss_before: int
     rss_peak: int
@@ -206,4 +209,4 @@ async def paced_streams(arm: Arm, spec: Spec, streams: int, watch: Child | None)
             rss_peak = max(rss_peak, watch.rss_bytes())
     raise_first(running.result())
     gaps = [gap for check in checks for gap in check.gaps()]
-    return Paced(gaps, rss_before, rss_peak)
+    return Paced(gaps, [check.first_chunk_s for check in checks], rss_before, rss_peak)

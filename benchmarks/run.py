@@ -429,7 +429,10 @@ async def measure_paced(bench: Bench, plan: Plan) -> dict[str, dict[str, Any]]:
             )
             if run is None:
                 continue
-            row[arm.name] = {"gap_p99_ms": ms(report.percentile(run.gaps, 0.99))}
+            row[arm.name] = {
+                "gap_p99_ms": ms(report.percentile(run.gaps, 0.99)),
+                "first_chunk_p99_ms": ms(report.percentile(run.firsts, 0.99)),
+            }
             if watch is not None:
                 row[arm.name]["rss_per_stream_kib"] = round(
                     max(0, run.rss_peak - run.rss_before) / count / 1024, 1

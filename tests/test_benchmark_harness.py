@@ -33,6 +33,8 @@ def test_smoke_run_measures_every_arm_and_checks_every_answer(tmp_path: Path) ->
         assert results["verified_answers"][arm] > 0
         assert results["throughput"][arm]["per_second"] > 0
     assert set(results["latency"]["relay"]) >= {"p50_ms", "p99_ms", "added_p50_ms"}
+    for arm in ("plain", "relay", "openai"):
+        assert set(results["paced"]["4"][arm]) >= {"gap_p99_ms", "first_chunk_p99_ms"}
     assert "goals:" in done.stdout
     verdicts = {goal["verdict"].partition(":")[0] for goal in results["goals"]}
     assert verdicts <= {"met", "missed", "not measured", "unreliable"}
