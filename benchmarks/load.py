@@ -5,15 +5,24 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
-from .answers import Spec, StreamCheck, check_whole, request_body
+from .answers import Spec, StreamCheck, WrongAnswer, check_whole, request_body
 from .processes import Child
 
 JSON = {"Content-Type": "application/json"}
+
+
+class ArmFailed(RuntimeError):
+    """A request through ``arm`` got an error status, a wrong answer or no answer."""
+
+    def __init__(self, arm: str, message: str) -> None:
+        super().__init__(f"{arm}: {message}")
+        self.arm = arm
 
 
 @dataclass
@@ -25,12 +34,20 @@ class Arm:
     model: str
     #: Processes whose CPU time is this arm's cost (empty for the plain server's own).
     costs: tuple[Child, ...]
+    #: Headers of every request (LiteLLM's proxy wants its key).
+    headers: dict[str, str] = field(default_factory=lambda: dict(JSON))
+    #: How long an idle connection is kept for reuse (None: aiohttp's default, 15 s). Below
+    #: the server's own idle limit, or a reused connection can meet the server closing it.
+    keepalive_seconds: float | None = None
     http: aiohttp.ClientSession = field(init=False)
     verified: int = 0
 
     async def open(self) -> None:
         # No connection limit: the paced-stream runs hold a thousand streams open at once.
-        connector = aiohttp.TCPConnector(limit=0, force_close=False)
+        if self.keepalive_seconds is None:
+            connector = aiohttp.TCPConnector(limit=0, force_close=False)
+        else:
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=self.keepalive_seconds)
         timeout = aiohttp.ClientTimeout(total=300)
         self.http = aiohttp.ClientSession(connector=connector, timeout=timeout)
 
@@ -47,27 +64,44 @@ class Arm:
     async def whole(self, body: bytes, spec: Spec) -> float:
         """One non-streamed request; its latency in seconds."""
         started = time.perf_counter()
-        async with self.http.post(self.url, data=body, headers=JSON) as response:
-            answer = await response.read()
-        elapsed = time.perf_counter() - started
-        if response.status != 200:
-            raise RuntimeError(f"{self.name}: HTTP {response.status}: {answer[:300]!r}")
-        check_whole(answer, spec)
+        try:
+            async with self.http.post(self.url, data=body, headers=self.headers) as response:
+                answer = await response.read()
+            elapsed = time.perf_counter() - started
+            if response.status != 200:
+                raise ArmFailed(self.name, f"HTTP {response.status}: {answer[:300]!r}")
+            check_whole(answer, spec)
+        except (aiohttp.ClientError, TimeoutError, WrongAnswer) as exc:
+            raise ArmFailed(self.name, str(exc) or type(exc).__name__) from exc
         self.verified += 1
         return elapsed
 
     async def stream(self, body: bytes, spec: Spec) -> StreamCheck:
         """One streamed request, read line by line; the check holds each chunk's arrival."""
         check = StreamCheck(spec, time.perf_counter())
-        async with self.http.post(self.url, data=body, headers=JSON) as response:
-            if response.status != 200:
-                text = await response.read()
-                raise RuntimeError(f"{self.name}: HTTP {response.status}: {text[:300]!r}")
-            async for data in response.content.iter_any():
-                check.read(data, time.perf_counter())
-        check.verify()
+        try:
+            async with self.http.post(self.url, data=body, headers=self.headers) as response:
+                if response.status != 200:
+                    text = await response.read()
+                    raise ArmFailed(self.name, f"HTTP {response.status}: {text[:300]!r}")
+                async for data in response.content.iter_any():
+                    check.read(data, time.perf_counter())
+            check.verify()
+        except (aiohttp.ClientError, TimeoutError, WrongAnswer) as exc:
+            raise ArmFailed(self.name, str(exc) or type(exc).__name__) from exc
         self.verified += 1
         return check
+
+
+async def gather_all(runs: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run them all to their end, then raise the first failure, if any."""
+    raise_first(await asyncio.gather(*runs, return_exceptions=True))
+
+
+def raise_first(outcomes: Iterable[object]) -> None:
+    failure = next((o for o in outcomes if isinstance(o, BaseException)), None)
+    if failure is not None:
+        raise failure
 
 
 def rotated(arms: Sequence[Arm], turn: int) -> list[Arm]:
@@ -120,7 +154,9 @@ async def throughput(arm: Arm, spec: Spec, connections: int, seconds: float) -> 
 
     cpu = arm.cpu_seconds()
     started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(connections)))
+    # Every client stops by itself (at the deadline or at its first failure), so waiting for
+    # them all leaves none running into the next measurement.
+    await gather_all(client() for _ in range(connections))
     elapsed = time.perf_counter() - started
     return Throughput(count, elapsed, arm.cpu_seconds() - cpu)
 
@@ -145,6 +181,9 @@ async def chunk_rate(arm: Arm, spec: Spec) -> float:
 @dataclass(frozen=True)
 class Paced:
     gaps: list[float]
+    #: Each stream's time to its first chunk: a server that falls behind can hold a whole
+    #: stream back and then send its chunks in a burst, with short gaps.
+    firsts: list[float]
     #: The daemon's resident memory before the streams opened and at its highest while open.
     rss_before: int
     rss_peak: int
@@ -163,11 +202,11 @@ async def paced_streams(arm: Arm, spec: Spec, streams: int, watch: Child | None)
 
     rss_before = watch.rss_bytes() if watch is not None else 0
     rss_peak = rss_before
-    running = asyncio.gather(*(one() for _ in range(streams)))
+    running = asyncio.gather(*(one() for _ in range(streams)), return_exceptions=True)
     while not running.done():
         await asyncio.wait([running], timeout=0.1)
         if watch is not None:
             rss_peak = max(rss_peak, watch.rss_bytes())
-    running.result()
+    raise_first(running.result())
     gaps = [gap for check in checks for gap in check.gaps()]
-    return Paced(gaps, rss_before, rss_peak)
+    return Paced(gaps, [check.first_chunk_s for check in checks], rss_before, rss_peak)

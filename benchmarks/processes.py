@@ -70,6 +70,17 @@ class Child:
             fields = fh.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
+    def pin(self, cores: frozenset[int] | None) -> frozenset[int]:
+        """Pin every thread the child has now (threads it starts later inherit the pinning);
+        the cores its threads may run on, all of them together."""
+        allowed: set[int] = set()
+        for task in os.listdir(f"/proc/{self.pid}/task"):
+            with suppress(ProcessLookupError):
+                if cores is not None:
+                    os.sched_setaffinity(int(task), cores)
+                allowed |= os.sched_getaffinity(int(task))
+        return frozenset(allowed)
+
     def rss_bytes(self) -> int:
         with open(f"/proc/{self.pid}/statm") as fh:
             return int(fh.read().split()[1]) * PAGE_SIZE
@@ -99,17 +110,27 @@ class Child:
 
 
 async def start(
-    name: str, argv: list[str], cores: frozenset[int] | None, log_dir: Path, cwd: Path
+    name: str,
+    argv: list[str],
+    cores: frozenset[int] | None,
+    log_dir: Path,
+    cwd: Path,
+    *,
+    env: dict[str, str] | None = None,
+    ready_line: bool = True,
 ) -> Child:
-    """Start ``argv`` with stdout piped (for its ready line) and stderr to ``<name>.log``."""
+    """Start ``argv`` with stdout piped (for its ready line) and stderr to ``<name>.log``;
+    without ``ready_line``, stdout goes to the log too (a child that prints a line per request
+    would otherwise fill the pipe and stall)."""
     log = os.open(log_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         process = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE if ready_line else log,
             stderr=log,
             cwd=cwd,
+            env=env,
         )
     finally:
         os.close(log)

@@ -149,6 +149,7 @@ def table(results: Results) -> str:
         for key, label, digits in (
             ("gap_p99_ms", "gap p99 (ms)", 2),
             ("added_gap_p99_ms", "added gap p99 (ms)", 2),
+            ("first_chunk_p99_ms", "first chunk p99 (ms)", 2),
             ("rss_per_stream_kib", "daemon RSS per stream (KiB)", 1),
         ):
             out.append(_row([f"  {label}", *(_fmt((by_arm.get(a) or {}).get(key), digits)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
 import platform
@@ -16,15 +15,26 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import report
 from .answers import Spec
-from .load import Arm, chunk_rate, first_chunks, latencies, paced_streams, rotated, throughput
+from .litellm_arm import HOW_TO, LiteLLM, LiteLLMMissing
+from .litellm_arm import MODEL as LITELLM_MODEL
+from .load import (
+    Arm,
+    ArmFailed,
+    chunk_rate,
+    first_chunks,
+    latencies,
+    paced_streams,
+    rotated,
+    throughput,
+)
 from .processes import (
     Child,
     Cores,
@@ -46,6 +56,16 @@ PACE_MS = 20.0
 #: The answer every arm gives unless a section says otherwise: 64 chunks of 16 bytes.
 ANSWER = Spec(chunks=64, size=16)
 IDLE_MODEL = "bench-idle"
+#: How long LiteLLM's proxy may take to start (importing it takes tens of seconds on a busy
+#: core).
+LITELLM_START_SECONDS = 180.0
+#: The arms forwarding to the mock upstream: the openai backend agent's and LiteLLM's.
+UPSTREAM_ARMS = ("openai", "litellm")
+#: LiteLLM's server (uvicorn) closes a connection idle for 5 s; the client lets go sooner, so
+#: that a request never goes out on a connection the server is closing.
+LITELLM_CLIENT_KEEPALIVE = 2.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -59,8 +79,9 @@ class Plan:
     long_stream_chunks: int
     paced_counts: tuple[int, ...]
     paced_chunks: int
-    #: The openai backend arm joins the paced runs up to this many streams.
-    paced_openai_max: int
+    #: The arms forwarding to the upstream (openai, litellm) join the paced runs up to this
+    #: many streams.
+    paced_upstream_max: int
     session_counts: tuple[int, ...]
     session_requests: int
     body_sizes: tuple[int, ...]
@@ -71,17 +92,17 @@ KIB = 1024
 PLANS = {
     "full": Plan(rounds=3, latency_requests=1000, throughput_seconds=3.0,
                  first_chunk_streams=200, long_stream_chunks=2000,
-                 paced_counts=(32, 256, 1000), paced_chunks=50, paced_openai_max=256,
+                 paced_counts=(32, 256, 1000), paced_chunks=50, paced_upstream_max=256,
                  session_counts=(1, 100, 1000), session_requests=500,
                  body_sizes=(KIB, 16 * KIB, 256 * KIB, 1024 * KIB), body_requests=50),
     "quick": Plan(rounds=1, latency_requests=300, throughput_seconds=1.5,
                   first_chunk_streams=60, long_stream_chunks=1000,
-                  paced_counts=(32, 256), paced_chunks=25, paced_openai_max=32,
+                  paced_counts=(32, 256), paced_chunks=25, paced_upstream_max=32,
                   session_counts=(1, 100), session_requests=200,
                   body_sizes=(KIB, 64 * KIB, 1024 * KIB), body_requests=10),
     "smoke": Plan(rounds=1, latency_requests=5, throughput_seconds=0.3,
                   first_chunk_streams=3, long_stream_chunks=50,
-                  paced_counts=(4,), paced_chunks=5, paced_openai_max=4,
+                  paced_counts=(4,), paced_chunks=5, paced_upstream_max=4,
                   session_counts=(1, 3), session_requests=5,
                   body_sizes=(KIB, 64 * KIB), body_requests=2),
 }  # fmt: skip
@@ -109,15 +130,22 @@ def raise_file_limit() -> None:
 class Bench:
     """The running processes and the arms that reach them."""
 
-    def __init__(self, stack: AsyncExitStack, directory: Path, cores: Cores) -> None:
+    def __init__(
+        self, stack: AsyncExitStack, directory: Path, cores: Cores, litellm: LiteLLM | None
+    ) -> None:
         self.stack = stack
         self.directory = directory
         self.cores = cores
+        self.litellm = litellm
         self.children: list[Child] = []
         self.arms: list[Arm] = []
         self.daemon: Child | None = None
         self.files: DaemonFiles | None = None
         self.notes: list[str] = []
+        #: The cores each pinned server's threads may run on, as read back after it started.
+        self.pinned: dict[str, list[int]] = {}
+        #: Arms left out of the sections still to run, after one of their measurements failed.
+        self.dropped: set[str] = set()
         #: Agent sessions connected (the bench agent's and the openai backend agent's are not
         #: counted apart: one serves the relay arm, the other another model).
         self.sessions = 1
@@ -132,10 +160,40 @@ class Bench:
         await child.stop()
         self.children.remove(child)
 
-    def arm(self, name: str, base_url: str, model: str, costs: tuple[Child, ...]) -> Arm:
+    def arm(
+        self,
+        name: str,
+        base_url: str,
+        model: str,
+        costs: tuple[Child, ...],
+        headers: dict[str, str] | None = None,
+    ) -> Arm:
         arm = Arm(name, base_url, model, costs)
+        if headers is not None:
+            arm.headers = headers
         self.arms.append(arm)
         return arm
+
+    def live(self, arms: Sequence[Arm]) -> list[Arm]:
+        return [arm for arm in arms if arm.name not in self.dropped]
+
+    async def attempt(self, arm: Arm, what: str, run: Coroutine[Any, Any, T]) -> T | None:
+        """One measurement of ``arm`` (with the plain server's beside it, for some). Should
+        LiteLLM fail it (an error, a wrong answer, a dropped connection), the failure is noted,
+        that figure stays empty and LiteLLM sits out the rest of the run; any other arm's
+        failure ends the run."""
+        if arm.name in self.dropped:
+            run.close()
+            return None
+        try:
+            return await run
+        except ArmFailed as exc:
+            if exc.arm != "litellm":
+                raise
+            self.notes.append(f"LiteLLM arm: {what} failed ({str(exc)[:300]}); "
+                              "the sections after it leave LiteLLM out")  # fmt: skip
+            self.dropped.add(arm.name)
+            return None
 
     async def setup(self) -> None:
         others = self.cores.others
@@ -150,6 +208,7 @@ class Bench:
             self.cores.daemon,
         )  # fmt: skip
         await wait_http(files.url + "/health", 30, daemon)
+        self.pinned["daemon"] = sorted(daemon.pin(self.cores.daemon))
         agent = await self.child(
             "bench-agent",
             python("benchmarks.bench_agent", files.agent_url, str(files.token_file)),
@@ -174,23 +233,34 @@ class Bench:
             self.stack.push_async_callback(arm.close)
 
     async def setup_litellm(self, upstream: str) -> None:
-        if importlib.util.find_spec("litellm") is None:
-            self.notes.append("LiteLLM arm skipped: litellm is not installed")
+        """LiteLLM's proxy, one worker, on the daemon's core (the two are measured in turn)."""
+        if self.litellm is None:
             return
         port = free_port()
-        start_proxy = "from litellm.proxy.proxy_cli import run_server; run_server()"
-        argv = [sys.executable, "-c", start_proxy,
-                "--model", "openai/bench", "--api_base", upstream + "/v1", "--host", "127.0.0.1",
-                "--port", str(port), "--num_workers", "1"]  # fmt: skip
-        os.environ.setdefault("OPENAI_API_KEY", "benchmark")
-        proxy = await self.child("litellm", argv, self.cores.daemon)
+        # It runs from the scratch directory, so that nothing of the checkout is on its path.
+        # It logs a line per request: its stdout goes to its log, not to a pipe nobody reads.
+        proxy = await start(
+            "litellm", self.litellm.argv(upstream + "/v1", port), self.cores.daemon,
+            self.directory, cwd=self.directory, env=self.litellm.environment(),
+            ready_line=False,
+        )  # fmt: skip
+        self.children.append(proxy)
         try:
-            await wait_http(f"http://127.0.0.1:{port}/health/liveliness", 120, proxy)
+            await wait_http(
+                f"http://127.0.0.1:{port}/health/liveliness", LITELLM_START_SECONDS, proxy
+            )
         except (RuntimeError, TimeoutError) as exc:
-            self.notes.append(f"LiteLLM arm skipped: the proxy did not start ({exc})")
+            reason = str(exc) or f"not answering after {LITELLM_START_SECONDS:g} s"
+            last = (self.directory / "litellm.log").read_text(errors="replace").strip()
+            last_line = last.splitlines()[-1] if last else "its log is empty"
+            self.notes.append(f"LiteLLM arm skipped: the proxy did not start ({reason}; "
+                              f"its last line: {last_line[:300]})")  # fmt: skip
             await self.stop_child(proxy)
             return
-        self.arm("litellm", f"http://127.0.0.1:{port}", "openai/bench", (proxy,))
+        self.pinned["litellm"] = sorted(proxy.pin(self.cores.daemon))
+        arm = self.arm("litellm", f"http://127.0.0.1:{port}", LITELLM_MODEL, (proxy,),
+                       self.litellm.headers())  # fmt: skip
+        arm.keepalive_seconds = LITELLM_CLIENT_KEEPALIVE
 
     async def connect_sessions(self, count: int) -> None:
         """Bring the agent sessions connected to ``count``: the bench agent's and idle ones
@@ -220,10 +290,10 @@ class Bench:
 
 
 @asynccontextmanager
-async def running(cores: Cores) -> AsyncIterator[Bench]:
+async def running(cores: Cores, litellm: LiteLLM | None) -> AsyncIterator[Bench]:
     with tempfile.TemporaryDirectory(prefix="mlp-bench-") as tmp:
         async with AsyncExitStack() as stack:
-            bench = Bench(stack, Path(tmp), cores)
+            bench = Bench(stack, Path(tmp), cores, litellm)
             try:
                 await bench.setup()
                 yield bench
@@ -274,10 +344,16 @@ async def measure_latency(bench: Bench, plan: Plan) -> dict[str, Any]:
     plain, relays = relays_of(bench)
     paired = Paired(relays)
     for turn in range(plan.rounds):
-        for arm in rotated(relays, turn):
-            paired.add(arm, await latencies([plain, arm], ANSWER, plan.latency_requests))
+        for arm in rotated(bench.live(relays), turn):
+            samples = await bench.attempt(
+                arm, "latency", latencies([plain, arm], ANSWER, plan.latency_requests)
+            )
+            if samples is not None:
+                paired.add(arm, samples)
     figures: dict[str, Any] = {"plain": latency_figures(paired.plain)}
     for name, (own, base) in paired.by_arm().items():
+        if not own:
+            continue
         row = figures[name] = latency_figures(own)
         plain_row = latency_figures(base)
         row["added_p50_ms"] = round(row["p50_ms"] - plain_row["p50_ms"], 3)
@@ -289,12 +365,15 @@ async def measure_throughput(bench: Bench, plan: Plan) -> dict[str, Any]:
     rates: dict[str, list[float]] = {a.name: [] for a in bench.arms}
     cpu: dict[str, list[float]] = {a.name: [] for a in bench.arms}
     for turn in range(plan.rounds):
-        for arm in rotated(bench.arms, turn):
-            done = await throughput(
-                arm, ANSWER, CONNECTIONS_FOR_THROUGHPUT, plan.throughput_seconds
+        for arm in rotated(bench.live(bench.arms), turn):
+            done = await bench.attempt(
+                arm,
+                "throughput",
+                throughput(arm, ANSWER, CONNECTIONS_FOR_THROUGHPUT, plan.throughput_seconds),
             )
-            rates[arm.name].append(done.per_second)
-            cpu[arm.name].append(done.cpu_per_request)
+            if done is not None:
+                rates[arm.name].append(done.per_second)
+                cpu[arm.name].append(done.cpu_per_request)
     plain = statistics.median(rates["plain"])
     return {
         name: {
@@ -303,6 +382,7 @@ async def measure_throughput(bench: Bench, plan: Plan) -> dict[str, Any]:
             "cpu_us_per_request": round(statistics.median(cpu[name]) * 1e6),
         }
         for name in rates
+        if rates[name]
     }
 
 
@@ -312,15 +392,24 @@ async def measure_stream(bench: Bench, plan: Plan) -> dict[str, Any]:
     rates: dict[str, list[float]] = {a.name: [] for a in bench.arms}
     long = Spec(chunks=plan.long_stream_chunks, size=16)
     for turn in range(plan.rounds):
-        for arm in rotated(relays, turn):
-            firsts.add(arm, await first_chunks([plain, arm], ANSWER, plan.first_chunk_streams))
-        for arm in rotated(bench.arms, turn):
-            rates[arm.name].append(await chunk_rate(arm, long))
+        for arm in rotated(bench.live(relays), turn):
+            samples = await bench.attempt(
+                arm, "first chunk", first_chunks([plain, arm], ANSWER, plan.first_chunk_streams)
+            )
+            if samples is not None:
+                firsts.add(arm, samples)
+        for arm in rotated(bench.live(bench.arms), turn):
+            rate = await bench.attempt(arm, "chunk rate", chunk_rate(arm, long))
+            if rate is not None:
+                rates[arm.name].append(rate)
     figures: dict[str, Any] = {
-        name: {"chunks_per_second": round(statistics.median(r))} for name, r in rates.items()
+        name: {"chunks_per_second": round(statistics.median(r))} if r else {}
+        for name, r in rates.items()
     }
     figures["plain"]["first_chunk_p50_ms"] = ms(statistics.median(firsts.plain))
     for name, (own, base) in firsts.by_arm().items():
+        if not own:
+            continue
         figures[name]["first_chunk_p50_ms"] = ms(statistics.median(own))
         figures[name]["added_first_chunk_ms"] = ms(statistics.median(own) - statistics.median(base))
     return figures
@@ -331,12 +420,19 @@ async def measure_paced(bench: Bench, plan: Plan) -> dict[str, dict[str, Any]]:
     paced: dict[str, dict[str, Any]] = {}
     for count in plan.paced_counts:
         row: dict[str, Any] = {}
-        for arm in bench.arms:
-            if arm.name == "openai" and count > plan.paced_openai_max:
+        for arm in bench.live(bench.arms):
+            if arm.name in UPSTREAM_ARMS and count > plan.paced_upstream_max:
                 continue
             watch = bench.daemon if arm.name in ("relay", "openai") else None
-            run = await paced_streams(arm, spec, count, watch)
-            row[arm.name] = {"gap_p99_ms": ms(report.percentile(run.gaps, 0.99))}
+            run = await bench.attempt(
+                arm, f"{count} paced streams", paced_streams(arm, spec, count, watch)
+            )
+            if run is None:
+                continue
+            row[arm.name] = {
+                "gap_p99_ms": ms(report.percentile(run.gaps, 0.99)),
+                "first_chunk_p99_ms": ms(report.percentile(run.firsts, 0.99)),
+            }
             if watch is not None:
                 row[arm.name]["rss_per_stream_kib"] = round(
                     max(0, run.rss_peak - run.rss_before) / count / 1024, 1
@@ -397,9 +493,15 @@ SECTIONS: dict[str, Callable[[Bench, Plan], Awaitable[dict[str, Any]]]] = {
 
 
 async def measure(bench: Bench, plan: Plan, sections: Sequence[str]) -> Results:
-    await latencies(bench.arms, ANSWER, 20)  # warm up every path
-    await first_chunks(bench.arms, ANSWER, 5)
-    return {name: await run(bench, plan) for name, run in SECTIONS.items() if name in sections}
+    for arm in bench.arms:  # warm up every path
+        await bench.attempt(arm, "warm-up", latencies([arm], ANSWER, 20))
+        await bench.attempt(arm, "warm-up", first_chunks([arm], ANSWER, 5))
+    results = {name: await run(bench, plan) for name, run in SECTIONS.items() if name in sections}
+    upstream = [arm.name for arm in bench.arms if arm.name in UPSTREAM_ARMS]
+    if "paced" in sections and max(plan.paced_counts) > plan.paced_upstream_max:
+        bench.notes.append(f"paced streams: {' and '.join(upstream)} join only the runs of up "
+                           f"to {plan.paced_upstream_max} streams")  # fmt: skip
+    return results
 
 
 async def profile_daemon(bench: Bench, output: Path, seconds: float, sessions: int) -> str:
@@ -436,16 +538,32 @@ async def profile_daemon(bench: Bench, output: Path, seconds: float, sessions: i
     return f"daemon profile ({fmt}, {requests} requests at 1 client) written to {output}"
 
 
+def find_litellm(python: str | None) -> tuple[LiteLLM | None, str | None]:
+    """LiteLLM's proxy from ``--litellm PYTHON``, or from this interpreter when it has it; else
+    a note saying the arm is skipped and how to add it. A ``--litellm`` that cannot run the
+    proxy ends the run before anything starts."""
+    try:
+        return LiteLLM.find(python), None
+    except LiteLLMMissing as exc:
+        if python is not None:
+            raise SystemExit(f"--litellm: {exc}") from None
+        return None, f"LiteLLM arm skipped: {exc}; {HOW_TO}"
+
+
 async def main_async(args: argparse.Namespace) -> int:
     plan_name = "smoke" if args.smoke else "quick" if args.quick else "full"
     plan = PLANS[plan_name]
+    # A profile of the daemon needs no LiteLLM, which takes seconds to start.
+    litellm, skipped = (None, None) if args.py_spy is not None else find_litellm(args.litellm)
     cores = Cores.split()
     raise_file_limit()
     if cores.others is not None:
         os.sched_setaffinity(0, cores.others)  # the load generator runs beside the agents
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
-    async with running(cores) as bench:
+    async with running(cores, litellm) as bench:
+        if skipped is not None:
+            bench.notes.insert(0, skipped)
         if args.py_spy is not None:
             print(await profile_daemon(bench, args.py_spy, args.py_spy_seconds, args.sessions))
             return 0
@@ -453,16 +571,24 @@ async def main_async(args: argparse.Namespace) -> int:
         results["arms"] = [arm.name for arm in bench.arms]
         results["verified_answers"] = {arm.name: arm.verified for arm in bench.arms}
         notes = bench.notes
+        pinned = bench.pinned
     results.update(
         plan=plan_name, plan_settings=asdict(plan), pace_ms=PACE_MS, answer=asdict(ANSWER),
         machine=machine(cores), seconds=round(time.perf_counter() - started, 1), notes=notes,
     )  # fmt: skip
+    if litellm is not None:
+        results["litellm"] = {"version": litellm.version, "python": litellm.python}
     results["machine"]["load_average"] = [load_before, results["machine"]["load_average"]]
+    results["machine"]["pinned"] = pinned
     results["goals"] = report.check_goals(results)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"machine: {results['machine']['cpus']} x {results['machine']['cpu_model']}, "
           f"{results['machine']['pinning']}; plan {plan_name}, {results['seconds']} s; "
           f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")  # fmt: skip
+    if litellm is not None:
+        where = pinned.get("litellm", "-")
+        print(f"LiteLLM {litellm.version} ({litellm.python}), 1 worker, on cores {where}; "
+              f"the daemon on {pinned.get('daemon', '-')}")  # fmt: skip
     for note in notes:
         print(note)
     print(report.table(results))
@@ -503,6 +629,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=sections,
         default=list(SECTIONS),
         help=f"run only these, comma-separated (default: all of {','.join(SECTIONS)})",
+    )
+    parser.add_argument(
+        "--litellm",
+        metavar="PYTHON",
+        help="the interpreter of an environment with litellm[proxy] installed, to add the "
+        "LiteLLM proxy arm (default: this interpreter if it has litellm, else no LiteLLM arm)",
     )
     parser.add_argument("--py-spy", type=Path, metavar="FILE",
                         help="instead of the benchmark, record the daemon with py-spy under "

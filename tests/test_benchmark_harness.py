@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
 
 from benchmarks.answers import Spec, StreamCheck, WrongAnswer, check_whole, completion
+from benchmarks.litellm_arm import LiteLLM, LiteLLMMissing
+from benchmarks.load import ArmFailed, latencies
+from benchmarks.processes import Cores, free_port
+from benchmarks.run import ANSWER, Bench, find_litellm
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,6 +33,8 @@ def test_smoke_run_measures_every_arm_and_checks_every_answer(tmp_path: Path) ->
         assert results["verified_answers"][arm] > 0
         assert results["throughput"][arm]["per_second"] > 0
     assert set(results["latency"]["relay"]) >= {"p50_ms", "p99_ms", "added_p50_ms"}
+    for arm in ("plain", "relay", "openai"):
+        assert set(results["paced"]["4"][arm]) >= {"gap_p99_ms", "first_chunk_p99_ms"}
     assert "goals:" in done.stdout
     verdicts = {goal["verdict"].partition(":")[0] for goal in results["goals"]}
     assert verdicts <= {"met", "missed", "not measured", "unreliable"}
@@ -58,3 +66,77 @@ def test_a_stream_without_done_or_with_other_text_is_refused() -> None:
         stream(spec.chunk(0), spec.chunk(1), done=False).verify()
     with pytest.raises(WrongAnswer):
         stream(spec.chunk(0), "<9>xxxxx").verify()
+
+
+def sse(*chunks: object) -> bytes:
+    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks)
+
+
+def test_litellm_shaped_answers_pass_on_their_text_alone() -> None:
+    """LiteLLM adds fields of its own (provider_specific_fields, the role in the first delta,
+    a usage chunk with no choices); only the text relayed is checked."""
+    spec = Spec(chunks=2, size=8)
+    whole = {"id": "chatcmpl-bench", "object": "chat.completion", "model": "openai/bench",
+             "choices": [{"finish_reason": "stop", "index": 0, "provider_specific_fields": {},
+                          "message": {"content": spec.text(), "role": "assistant"}}],
+             "usage": {"completion_tokens": 2, "prompt_tokens": 8, "total_tokens": 10}}  # fmt: skip
+    check_whole(json.dumps(whole).encode(), spec)
+
+    def stream(second: str) -> StreamCheck:
+        check = StreamCheck(spec, time.perf_counter())
+        data = sse(
+            {"choices": [{"index": 0, "delta": {"role": "assistant", "content": spec.chunk(0)}}]},
+            {"choices": [{"index": 0, "delta": {"content": second},
+                          "provider_specific_fields": None}]},
+            {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+            {"choices": [], "usage": {"completion_tokens": 2, "prompt_tokens": 8}},
+        )  # fmt: skip
+        check.read(data + b"data: [DONE]\n\n", time.perf_counter())
+        return check
+
+    stream(spec.chunk(1)).verify()
+    with pytest.raises(WrongAnswer):
+        stream("<9>xxxxx").verify()
+
+
+async def test_a_failing_litellm_arm_is_noted_and_left_out_but_another_arm_ends_the_run(
+    tmp_path: Path,
+) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    async with AsyncExitStack() as stack:
+        bench = Bench(stack, tmp_path, Cores(None, None), None)
+        litellm, relay = bench.arm("litellm", nobody, "m", ()), bench.arm("relay", nobody, "m", ())
+        for arm in bench.arms:
+            await arm.open()
+            stack.push_async_callback(arm.close)
+        assert await bench.attempt(litellm, "latency", latencies([litellm], ANSWER, 1)) is None
+        assert bench.notes[0].startswith("LiteLLM arm: latency failed (litellm: ")
+        assert bench.live(bench.arms) == [relay]
+        # Left out from then on: not even tried again.
+        assert await bench.attempt(litellm, "stream", latencies([litellm], ANSWER, 1)) is None
+        assert len(bench.notes) == 1
+        with pytest.raises(ArmFailed, match=r"^relay: "):
+            await bench.attempt(relay, "latency", latencies([relay], ANSWER, 1))
+
+
+def test_a_litellm_interpreter_that_cannot_run_the_proxy_stops_the_run_before_it_starts(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(LiteLLMMissing, match="cannot be run"):
+        LiteLLM.find(str(tmp_path / "no-python"))
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--out", str(out),
+         "--litellm", str(tmp_path / "no-python")],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "--litellm:" in done.stderr
+    assert not out.exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("litellm") is not None, reason="litellm installed")
+def test_without_litellm_the_arm_is_skipped_with_a_note_saying_how_to_add_it() -> None:
+    litellm, note = find_litellm(None)
+    assert litellm is None
+    assert note is not None and "--litellm" in note and "litellm[proxy]" in note
