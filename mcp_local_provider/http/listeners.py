@@ -7,7 +7,7 @@ import asyncio
 import errno
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from aiohttp import web
@@ -146,15 +146,18 @@ class _Refusal(asyncio.Protocol):
     def __init__(self, wait: float = 1.0) -> None:
         self.wait = wait
         self.buffer = b""
+        self.answered = False
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not registered as asyncio.Transport: no isinstance check.
+        self.transport = cast(asyncio.Transport, transport)
         self.timer = asyncio.get_running_loop().call_later(self.wait, self.answer, "/")
 
     def data_received(self, data: bytes) -> None:
+        if self.answered:
+            return  # the rest of the request, read and dropped while lingering
         self.buffer += data
         line, found, _ = self.buffer.partition(b"\r\n")
         if found or len(self.buffer) > 8192:
@@ -165,9 +168,10 @@ class _Refusal(asyncio.Protocol):
     def answer(self, path: str) -> None:
         if self.timer is not None:
             self.timer.cancel()
-        transport, self.transport = self.transport, None
-        if transport is None or transport.is_closing():
+        transport = self.transport
+        if self.answered or transport is None or transport.is_closing():
             return
+        self.answered = True
         error = errors.Overloaded("too many open connections; try again shortly")
         body = dumps(error_body(path, error)).encode()
         head = [
@@ -179,7 +183,19 @@ class _Refusal(asyncio.Protocol):
             *(f"{name}: {value}" for name, value in SECURITY_HEADERS.items()),
         ]
         transport.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-        transport.close()
+        # Closing with the rest of the request unread would reset the connection, and the
+        # client could lose the answer with it: send the end of the answer, then go on
+        # reading (and dropping) until the client closes, for ``wait`` seconds at most.
+        if transport.can_write_eof():
+            transport.write_eof()
+            self.timer = asyncio.get_running_loop().call_later(self.wait, transport.close)
+        else:
+            transport.close()
+
+    def eof_received(self) -> bool:
+        if self.answered and self.transport is not None:
+            self.transport.close()  # the client is done too
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
