@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mcp_local_provider.cli.serve import loop_factory
+
 from . import report
 from .answers import Spec
 from .litellm_arm import HOW_TO, LiteLLM, LiteLLMMissing
@@ -117,6 +119,7 @@ def machine(cores: Cores) -> dict[str, Any]:
     except OSError:
         pass
     return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
+            "daemon_loop": "asyncio" if loop_factory() is None else "uvloop",
             "pinning": cores.describe(), "load_average": os.getloadavg()[0]}  # fmt: skip
 
 
@@ -583,7 +586,8 @@ async def main_async(args: argparse.Namespace) -> int:
     results["goals"] = report.check_goals(results)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"machine: {results['machine']['cpus']} x {results['machine']['cpu_model']}, "
-          f"{results['machine']['pinning']}; plan {plan_name}, {results['seconds']} s; "
+          f"{results['machine']['pinning']}; the daemon's event loop: {results['machine']['daemon_loop']}; "
+          f"plan {plan_name}, {results['seconds']} s; "
           f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")  # fmt: skip
     if litellm is not None:
         where = pinned.get("litellm", "-")
