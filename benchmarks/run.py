@@ -586,7 +586,8 @@ async def main_async(args: argparse.Namespace) -> int:
     results["goals"] = report.check_goals(results)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"machine: {results['machine']['cpus']} x {results['machine']['cpu_model']}, "
-          f"{results['machine']['pinning']}; the daemon's event loop: {results['machine']['daemon_loop']}; "
+          f"{results['machine']['pinning']}; "
+          f"the daemon's event loop: {results['machine']['daemon_loop']}; "
           f"plan {plan_name}, {results['seconds']} s; "
           f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")  # fmt: skip
     if litellm is not None:
