@@ -56,7 +56,8 @@ async def test_a_request_line_has_every_field_and_no_prompt(
     assert line["model"] == "echo" and line["kind"] == "chat" and line["stream"] is False
     assert line["session_id"].startswith("sess-") and line["agent_id"] == "test-agent"
     assert line["bytes_in"] == len(chat_body(PROMPT)) and line["bytes_out"] == len(text)
-    assert line["total_tokens"] == 10 and line["frames"] == 6  # five words, then the finish
+    # Five words, the last carrying the finish (the request was not streamed).
+    assert line["total_tokens"] == 10 and line["frames"] == 5
     assert line["digest_alg"] == "hmac-sha256"
     raw = echo_daemon.app[STATE].security.audit.path.read_text()
     assert "audit-canary" not in raw and "canary" not in raw
