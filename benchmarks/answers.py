@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 SPEC_PREFIX = "bench:"
@@ -34,9 +35,16 @@ class Spec:
         return chunk_text(index, self.size)
 
     def text(self) -> str:
-        return "".join(self.chunk(i) for i in range(self.chunks))
+        return answer_text(self.chunks, self.size)
 
 
+@lru_cache(maxsize=64)
+def answer_text(chunks: int, size: int) -> str:
+    """A whole answer, made once per spec: the servers under test do no work of their own."""
+    return "".join(chunk_text(i, size) for i in range(chunks))
+
+
+@lru_cache(maxsize=8192)
 def chunk_text(index: int, size: int) -> str:
     """Piece ``index`` of an answer: its number, then filler, exactly ``size`` characters."""
     head = f"<{index}>"
