@@ -58,6 +58,10 @@ PACE_MS = 20.0
 #: The answer every arm gives unless a section says otherwise: 64 chunks of 16 bytes.
 ANSWER = Spec(chunks=64, size=16)
 IDLE_MODEL = "bench-idle"
+#: Before each measurement, the processes are idle when in SETTLE_PERIOD seconds they used
+#: less than IDLE_SHARE of one core between them.
+SETTLE_PERIOD = 0.1
+IDLE_SHARE = 0.05
 #: How long LiteLLM's proxy may take to start (importing it takes tens of seconds on a busy
 #: core).
 LITELLM_START_SECONDS = 180.0
@@ -188,6 +192,7 @@ class Bench:
         if arm.name in self.dropped:
             run.close()
             return None
+        await self.settle()
         try:
             return await run
         except ArmFailed as exc:
@@ -197,6 +202,19 @@ class Bench:
                               "the sections after it leave LiteLLM out")  # fmt: skip
             self.dropped.add(arm.name)
             return None
+
+    async def settle(self, limit: float = 10.0) -> None:
+        """Wait (``limit`` seconds at most) until every process is idle, so that work one arm
+        leaves behind (LiteLLM's logging after its answers, on the daemon's core) is not
+        charged to the next measurement."""
+        started = time.perf_counter()
+        before = sum(child.cpu_seconds() for child in self.children)
+        while time.perf_counter() - started < limit:
+            await asyncio.sleep(SETTLE_PERIOD)
+            now = sum(child.cpu_seconds() for child in self.children)
+            busy, before = now - before, now
+            if busy < SETTLE_PERIOD * IDLE_SHARE:
+                return
 
     async def setup(self) -> None:
         others = self.cores.others
@@ -453,6 +471,7 @@ async def measure_body(bench: Bench, plan: Plan) -> dict[str, Any]:
     for size in plan.body_sizes:
         spec = Spec(chunks=1, size=size)
         before = daemon.cpu_seconds()
+        await bench.settle()
         samples = await latencies([plain, relay], spec, plan.body_requests, padding=size)
         spent = daemon.cpu_seconds() - before
         p50 = {name: statistics.median(s) for name, s in samples.items()}
@@ -472,6 +491,7 @@ async def measure_sessions(bench: Bench, plan: Plan) -> dict[str, Any]:
     for count in plan.session_counts:
         await bench.connect_sessions(count)
         before = bench.daemon.cpu_seconds()
+        await bench.settle()
         samples = await latencies([plain, relay], ANSWER, plan.session_requests)
         spent = bench.daemon.cpu_seconds() - before
         figures = {name: latency_figures(s) for name, s in samples.items()}
