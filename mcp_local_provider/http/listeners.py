@@ -193,8 +193,10 @@ class _Refusal(asyncio.Protocol):
             transport.close()
 
     def eof_received(self) -> bool:
-        if self.answered and self.transport is not None:
-            self.transport.close()  # the client is done too
+        if not self.answered:
+            self.answer("/")
+        if self.transport is not None:
+            self.transport.close()  # the client has nothing more to send
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
