@@ -11,13 +11,14 @@ replaced with ``"[redacted]"`` as a last line of defence; nothing should log the
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 from structlog.stdlib import ProcessorFormatter
 
 from mcp_local_provider.core.config import Config
@@ -158,8 +159,12 @@ def configure(config: Config, stream: TextIO | None = None) -> logging.Handler:
 def _json_line(event: Any, default: Callable[[Any], Any] | None = None, **_: Any) -> str:
     """A log line's JSON: pydantic-core's encoder, several times faster than the standard
     library's on the access line written for every request; what it cannot encode goes
-    through structlog's fallback (``repr``)."""
-    return to_json(event, fallback=default).decode()
+    through structlog's fallback (``repr``). A value it refuses (bytes that are not UTF-8)
+    sends the line through the standard library's encoder instead: a log line never fails."""
+    try:
+        return to_json(event, fallback=default).decode()
+    except PydanticSerializationError:
+        return json.dumps(event, default=default or repr)
 
 
 def _isatty(stream: TextIO) -> bool:

@@ -209,3 +209,14 @@ def test_a_logger_bound_once_follows_a_new_configuration(capture_logs: Capture) 
     logger.get().warning("two")
     assert [e["event"] for e in lines(first)] == ["one"]
     assert [e["event"] for e in lines(second)] == ["two"]
+
+
+async def test_a_value_the_fast_encoder_refuses_still_gives_one_json_line(
+    capture_logs: Capture,
+) -> None:
+    stream = capture_logs(log_format="json")
+    log = structlog.get_logger("mcp_local_provider.test")
+    log.info("odd_values", raw=b"\xff\xfe", ratio=0.5, items={3, 1})
+    [line] = [entry for entry in lines(stream) if entry["event"] == "odd_values"]
+    assert line["raw"] == repr(b"\xff\xfe") and line["ratio"] == 0.5
+    assert line["items"] == repr({1, 3})  # the whole line went through the fallback
