@@ -55,6 +55,10 @@ def _result_frame(request_id: str, spec: Spec) -> str:
     return encode(result_frame(request_id, {"choices": [choice], "usage": usage}))
 
 
+def _streamed(payload: dict[str, Any]) -> bool:
+    return bool((payload.get("parameters") or {}).get("stream"))
+
+
 class Session:
     """One agent session on its own WebSocket."""
 
@@ -68,6 +72,10 @@ class Session:
                 continue
             frame = parse_daemon_frame(msg.data)
             if isinstance(frame, ModelInvoke):
+                if not _streamed(frame.payload):
+                    # One frame, sent at once from here: no task (and no loop turn) of its own.
+                    await self.answer(frame.id, frame.payload)
+                    continue
                 task = asyncio.create_task(self.answer(frame.id, frame.payload))
                 self.tasks[frame.id] = task
                 task.add_done_callback(partial(self.forget, frame.id))
@@ -85,7 +93,7 @@ class Session:
         except ValueError as exc:
             await self.ws.send_str(encode(error_result_frame(request_id, "bad_request", str(exc))))
             return
-        if not (payload.get("parameters") or {}).get("stream"):
+        if not _streamed(payload):
             await self.ws.send_str(_result_frame(request_id, spec))
             return
         pace = spec.pace_ms / 1000
