@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from pydantic_core import PydanticSerializationError, to_json
@@ -14,11 +15,12 @@ def dumps(value: Any) -> str:
     return dumps_bytes(value).decode()
 
 
-def dumps_bytes(value: Any) -> bytes:
-    """``dumps`` as UTF-8 bytes, for a body sent as it is. Text UTF-8 cannot hold (a lone
-    surrogate, as a header or URL with undecodable bytes can carry into an error message) is
-    written as the standard library writes it, escaped, rather than failing the answer."""
+def dumps_bytes(value: Any, fallback: Callable[[Any], Any] | None = None) -> bytes:
+    """``dumps`` as UTF-8 bytes, for a body sent as it is; ``fallback`` turns a value neither
+    encoder knows into one they do. What pydantic-core refuses (a lone surrogate, as a header
+    or URL with undecodable bytes can carry into an error message; bytes that are not UTF-8)
+    is written by the standard library's encoder instead, escaped, rather than failing."""
     try:
-        return to_json(value)
+        return to_json(value, fallback=fallback)
     except PydanticSerializationError:
-        return json.dumps(value, separators=(",", ":")).encode()
+        return json.dumps(value, separators=(",", ":"), default=fallback or repr).encode()

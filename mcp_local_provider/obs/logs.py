@@ -11,16 +11,15 @@ replaced with ``"[redacted]"`` as a last line of defence; nothing should log the
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
-from pydantic_core import PydanticSerializationError, to_json
 from structlog.stdlib import ProcessorFormatter
 
+from mcp_local_provider.core.codec import dumps_bytes
 from mcp_local_provider.core.config import Config
 
 #: Keys whose values never reach a log line.
@@ -159,12 +158,9 @@ def configure(config: Config, stream: TextIO | None = None) -> logging.Handler:
 def _json_line(event: Any, default: Callable[[Any], Any] | None = None, **_: Any) -> str:
     """A log line's JSON: pydantic-core's encoder, several times faster than the standard
     library's on the access line written for every request; what it cannot encode goes
-    through structlog's fallback (``repr``). A value it refuses (bytes that are not UTF-8)
-    sends the line through the standard library's encoder instead: a log line never fails."""
-    try:
-        return to_json(event, fallback=default).decode()
-    except PydanticSerializationError:
-        return json.dumps(event, default=default or repr)
+    through structlog's fallback (``repr``); the codec's own fallback to the standard
+    library covers what pydantic-core refuses, so a log line never fails."""
+    return dumps_bytes(event, default).decode()
 
 
 def _isatty(stream: TextIO) -> bool:

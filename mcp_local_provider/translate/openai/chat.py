@@ -13,10 +13,10 @@ from mcp_local_provider.core.ids import unique_hex
 from mcp_local_provider.core.names import MODEL_NAME_PATTERN
 from mcp_local_provider.core.protocol import ModelResult, ModelStreamChunk
 from mcp_local_provider.translate.common import (
+    FoldedAnswer,
     check_tool_choice,
     frame_delta,
     frame_usage,
-    merge_tool_call,
 )
 
 SSE_DONE = b"data: [DONE]\n\n"
@@ -270,28 +270,16 @@ def no_usage() -> dict[str, int]:
     return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 
 
-class ChatAggregate:
+class ChatAggregate(FoldedAnswer):
     """Folds agent frames into one ``chat.completion`` for a non-streaming client."""
 
     def __init__(self, model: str) -> None:
+        super().__init__()
         self.model = model
-        self.content: list[str] = []
-        self.reasoning: list[str] = []
-        self.tool_calls: list[dict[str, Any]] = []
-        self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
 
     def add(self, event: ModelStreamChunk | ModelResult) -> None:
-        delta, finish_reason = frame_delta(event)
-        if delta.get("content"):
-            self.content.append(str(delta["content"]))
-        if delta.get("reasoning_content"):
-            self.reasoning.append(str(delta["reasoning_content"]))
-        for call in delta.get("tool_calls") or ():
-            if isinstance(call, dict):
-                merge_tool_call(self.tool_calls, call)
-        if finish_reason is not None:
-            self.finish_reason = finish_reason
+        self.fold(event)
         usage = frame_usage(event)
         if usage is not None:
             self.usage = usage
@@ -299,7 +287,7 @@ class ChatAggregate:
     def body(self) -> dict[str, Any]:
         message: dict[str, Any] = {
             "role": "assistant",
-            "content": "".join(self.content) if self.content or not self.tool_calls else None,
+            "content": "".join(self.text) if self.text or not self.tool_calls else None,
             "refusal": None,
         }
         if self.reasoning:
