@@ -140,27 +140,6 @@ class Throughput:
         return self.cpu_seconds / self.requests
 
 
-async def throughput(arm: Arm, spec: Spec, connections: int, seconds: float) -> Throughput:
-    """``connections`` clients sending non-streamed requests back to back for ``seconds``."""
-    body = request_body(arm.model, spec, stream=False)
-    count = 0
-    stop_at = time.perf_counter() + seconds
-
-    async def client() -> None:
-        nonlocal count
-        while time.perf_counter() < stop_at:
-            await arm.whole(body, spec)
-            count += 1
-
-    cpu = arm.cpu_seconds()
-    started = time.perf_counter()
-    # Every client stops by itself (at the deadline or at its first failure), so waiting for
-    # them all leaves none running into the next measurement.
-    await gather_all(client() for _ in range(connections))
-    elapsed = time.perf_counter() - started
-    return Throughput(count, elapsed, arm.cpu_seconds() - cpu)
-
-
 async def first_chunks(arms: Sequence[Arm], spec: Spec, n: int) -> dict[str, list[float]]:
     """Time to the first content chunk of ``n`` streams per arm, interleaved; seconds."""
     bodies = {arm.name: request_body(arm.model, spec, stream=True) for arm in arms}

@@ -35,7 +35,6 @@ from .load import (
     latencies,
     paced_streams,
     rotated,
-    throughput,
 )
 from .processes import (
     Child,
@@ -48,12 +47,15 @@ from .processes import (
     wait_model,
     write_daemon_config,
 )
-from .report import Results, latency_figures, ms
+from .report import BUSY_SHARE, Results, latency_figures, ms
+from .wrk import Driven, with_processes, with_wrk, wrk_path
 
 REPO = Path(__file__).resolve().parent.parent
 #: Connections, requests in flight and per-session concurrency the daemon is allowed.
 CONNECTIONS = 4096
 CONNECTIONS_FOR_THROUGHPUT = 32
+#: Python load processes that drive the throughput runs where wrk is not installed.
+LOAD_PROCESSES = 4
 PACE_MS = 20.0
 #: The answer every arm gives unless a section says otherwise: 64 chunks of 16 bytes.
 ANSWER = Spec(chunks=64, size=16)
@@ -156,6 +158,9 @@ class Bench:
         #: Agent sessions connected (the bench agent's and the openai backend agent's are not
         #: counted apart: one serves the relay arm, the other another model).
         self.sessions = 1
+        #: What drives the throughput runs: ``wrk``, ``processes`` or ``auto`` (wrk if
+        #: installed).
+        self.load_generator = "auto"
 
     async def child(self, name: str, argv: list[str], cores: frozenset[int] | None) -> Child:
         # The children run the benchmarks package from this checkout.
@@ -382,29 +387,65 @@ async def measure_latency(bench: Bench, plan: Plan) -> dict[str, Any]:
     return figures
 
 
+async def drive(bench: Bench, arm: Arm, plan: Plan, driver: str | None) -> Driven:
+    """One throughput run of ``arm``: ``wrk`` when installed (``driver`` None), else
+    ``LOAD_PROCESSES`` Python load processes. The server being driven runs alone on the
+    daemon's core: the plain server moves there for its own run (it sits beside the agents
+    otherwise, as the mock upstream), so that both sides get one core each."""
+    plain = bench.get("plain").costs[0]
+    if arm.name == "plain":
+        plain.pin(bench.cores.daemon)
+    try:
+        if driver is None:
+            run = with_wrk(arm, ANSWER, CONNECTIONS_FOR_THROUGHPUT, plan.throughput_seconds,
+                           bench.directory, bench.cores.others)  # fmt: skip
+        else:
+            run = with_processes(arm, ANSWER, CONNECTIONS_FOR_THROUGHPUT,
+                                 plan.throughput_seconds, bench.directory, bench.cores.others,
+                                 LOAD_PROCESSES)  # fmt: skip
+        return await run
+    finally:
+        if arm.name == "plain":
+            plain.pin(bench.cores.others)
+
+
 async def measure_throughput(bench: Bench, plan: Plan) -> dict[str, Any]:
-    rates: dict[str, list[float]] = {a.name: [] for a in bench.arms}
-    cpu: dict[str, list[float]] = {a.name: [] for a in bench.arms}
+    use_wrk = bench.load_generator == "wrk" or (
+        bench.load_generator == "auto" and wrk_path() is not None
+    )
+    driver = None if use_wrk else f"{LOAD_PROCESSES} load processes"
+    runs: dict[str, list[Driven]] = {a.name: [] for a in bench.arms}
     for turn in range(plan.rounds):
         for arm in rotated(bench.live(bench.arms), turn):
-            done = await bench.attempt(
-                arm,
-                "throughput",
-                throughput(arm, ANSWER, CONNECTIONS_FOR_THROUGHPUT, plan.throughput_seconds),
-            )
+            done = await bench.attempt(arm, "throughput", drive(bench, arm, plan, driver))
             if done is not None:
-                rates[arm.name].append(done.per_second)
-                cpu[arm.name].append(done.cpu_per_request)
-    plain = statistics.median(rates["plain"])
-    return {
+                runs[arm.name].append(done)
+    if driver is not None and bench.load_generator == "auto":
+        bench.notes.append(f"throughput: wrk is not installed, so {driver} drove it "
+                           "(install wrk for figures a Python client cannot limit)")  # fmt: skip
+    figures: dict[str, dict[str, Any]] = {
         name: {
-            "per_second": round(statistics.median(rates[name])),
-            "ratio_to_plain": round(statistics.median(rates[name]) / plain, 3),
-            "cpu_us_per_request": round(statistics.median(cpu[name]) * 1e6),
+            "per_second": round(statistics.median(r.per_second for r in done)),
+            "cpu_us_per_request": round(statistics.median(r.cpu_per_request for r in done) * 1e6),
+            "busy_share": round(statistics.median(r.busy_share for r in done), 3),
+            "driver": done[0].driver,
         }
-        for name in rates
-        if rates[name]
+        for name, done in runs.items()
+        if done
     }
+    plain = figures["plain"]
+    for row in figures.values():
+        row["ratio_to_plain"] = round(row["per_second"] / plain["per_second"], 3)
+        row["cpu_ratio_to_plain"] = round(
+            row["cpu_us_per_request"] / plain["cpu_us_per_request"], 2
+        )
+    if plain["busy_share"] < BUSY_SHARE:
+        bench.notes.append(
+            f"throughput: the plain server used {plain['busy_share']:.0%} of its core, so the "
+            f"load generator ({plain['driver']}), not the server, limited the plain figure and "
+            "every ratio to it"
+        )
+    return figures
 
 
 async def measure_stream(bench: Bench, plan: Plan) -> dict[str, Any]:
@@ -574,6 +615,10 @@ def find_litellm(python: str | None) -> tuple[LiteLLM | None, str | None]:
 
 
 async def main_async(args: argparse.Namespace) -> int:
+    if args.load_generator == "wrk" and wrk_path() is None:
+        print("--load-generator wrk: wrk is not on PATH (Debian and Ubuntu: apt-get install "
+              "wrk)", file=sys.stderr)  # fmt: skip
+        return 2
     plan_name = "smoke" if args.smoke else "quick" if args.quick else "full"
     plan = PLANS[plan_name]
     # A profile of the daemon needs no LiteLLM, which takes seconds to start.
@@ -587,6 +632,7 @@ async def main_async(args: argparse.Namespace) -> int:
     async with running(cores, litellm) as bench:
         if skipped is not None:
             bench.notes.insert(0, skipped)
+        bench.load_generator = args.load_generator
         if args.py_spy is not None:
             print(await profile_daemon(bench, args.py_spy, args.py_spy_seconds, args.sessions))
             return 0
@@ -660,6 +706,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="PYTHON",
         help="the interpreter of an environment with litellm[proxy] installed, to add the "
         "LiteLLM proxy arm (default: this interpreter if it has litellm, else no LiteLLM arm)",
+    )
+    parser.add_argument(
+        "--load-generator",
+        choices=("auto", "wrk", "processes"),
+        default="auto",
+        help="what drives the throughput runs: wrk (a C load generator that a Python client "
+        "cannot match), several Python load processes, or wrk when installed (default: auto)",
     )
     parser.add_argument("--py-spy", type=Path, metavar="FILE",
                         help="instead of the benchmark, record the daemon with py-spy under "

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +18,7 @@ from benchmarks.answers import Spec, StreamCheck, WrongAnswer, check_whole, comp
 from benchmarks.litellm_arm import LiteLLM, LiteLLMMissing
 from benchmarks.load import ArmFailed, latencies
 from benchmarks.processes import Cores, free_port
+from benchmarks.report import check_goals
 from benchmarks.run import ANSWER, Bench, find_litellm
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,6 +41,56 @@ def test_smoke_run_measures_every_arm_and_checks_every_answer(tmp_path: Path) ->
     assert "goals:" in done.stdout
     verdicts = {goal["verdict"].partition(":")[0] for goal in results["goals"]}
     assert verdicts <= {"met", "missed", "not measured", "unreliable"}
+
+
+def throughput_run(tmp_path: Path, load_generator: str) -> dict[str, Any]:
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--sections", "throughput",
+         "--load-generator", load_generator, "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    results: dict[str, Any] = json.loads(out.read_text())
+    return results
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_wrk_drives_the_throughput_runs_with_answers_sampled(tmp_path: Path) -> None:
+    results = throughput_run(tmp_path, "wrk")
+    for arm in ("plain", "relay", "openai"):
+        row = results["throughput"][arm]
+        assert row["driver"] == "wrk"
+        assert row["per_second"] > 0 and row["cpu_us_per_request"] > 0
+        # Answers checked through the Python client before and after each wrk run.
+        assert results["verified_answers"][arm] >= 2 * 3
+    assert results["throughput"]["plain"]["cpu_ratio_to_plain"] == 1.0
+
+
+def test_load_processes_drive_the_throughput_runs_without_wrk(tmp_path: Path) -> None:
+    results = throughput_run(tmp_path, "processes")
+    for arm in ("plain", "relay", "openai"):
+        row = results["throughput"][arm]
+        assert row["driver"] == "4 load processes"
+        assert row["per_second"] > 0 and row["busy_share"] > 0
+
+
+def test_a_load_bound_plain_figure_makes_the_throughput_goals_unreliable() -> None:
+    results: dict[str, Any] = {
+        "pace_ms": 20.0,
+        "throughput": {
+            "plain": {"per_second": 1000, "busy_share": 0.5, "driver": "wrk",
+                      "cpu_ratio_to_plain": 1.0},
+            "relay": {"per_second": 500, "busy_share": 1.0, "driver": "wrk",
+                      "cpu_ratio_to_plain": 3.0},
+        },
+    }  # fmt: skip
+    verdicts = {g["goal"]: g["verdict"] for g in check_goals(results)}
+    assert verdicts["relay: throughput at 32 connections / plain"].startswith("unreliable")
+    results["throughput"]["plain"]["busy_share"] = 0.95
+    verdicts = {g["goal"]: g["verdict"] for g in check_goals(results)}
+    assert verdicts["relay: throughput at 32 connections / plain"] == "met"
+    assert verdicts["relay: CPU per request / plain's"] == "met"
 
 
 def test_a_whole_answer_with_other_text_is_refused() -> None:
