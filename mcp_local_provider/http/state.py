@@ -23,10 +23,10 @@ from mcp_local_provider.core.call import Timeouts
 from mcp_local_provider.core.catalog import Catalog
 from mcp_local_provider.core.config import Config
 from mcp_local_provider.core.registry import Registry, Session, SessionLimits
-from mcp_local_provider.core.router import Router
+from mcp_local_provider.core.router import Failover, Router
 from mcp_local_provider.core.scope import RequestScope
 from mcp_local_provider.core.sessions import Hub
-from mcp_local_provider.obs.calls import observe_call
+from mcp_local_provider.obs.calls import observe_call, observe_failover
 from mcp_local_provider.obs.figures import live_figures
 from mcp_local_provider.obs.metrics import Metrics
 from mcp_local_provider.obs.traffic import Traffic
@@ -97,6 +97,14 @@ def build_state(config: Config, bridge_token: str, approval: str) -> State:
         throttle=security.throttle,
         queue_limit=config.max_queued_requests,
         max_buffered=config.max_buffered_bytes,
+        failover=Failover(
+            attempts=config.models.failover_attempts,
+            fallbacks=config.models.fallbacks,
+            cooldown_initial=config.models.cooldown_initial,
+            cooldown_max=config.models.cooldown_max,
+            routing=config.models.routing,
+        ),
+        on_failover=[functools.partial(observe_failover, metrics), security.failover_event],
     )
 
     def count_event(action: str, _session: Session, _details: dict[str, Any]) -> None:

@@ -98,6 +98,8 @@ def _request_line(
         "agent_id": pending.session.agent_id if pending is not None else None,
         "route": f"{record.method} {record.route}",
         "model": call.model,
+        "served_model": call.served_model,
+        "failovers": call.failovers,
         "kind": call.kind,
         "stream": call.stream,
         "status": status,
