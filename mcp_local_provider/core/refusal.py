@@ -15,9 +15,7 @@ from typing import Any
 
 #: Codes saying the agent's vendor refused for a rate limit or an exhausted quota: the session
 #: cools down, and the request goes elsewhere.
-QUOTA_CODES = frozenset(
-    {"rate_limited", "quota_exceeded", "usage_limit", "upstream_rate_limited"}
-)
+QUOTA_CODES = frozenset({"rate_limited", "quota_exceeded", "usage_limit", "upstream_rate_limited"})
 #: Codes another session may not share (the agent's own process or upstream is unwell).
 RETRYABLE_CODES = frozenset({"overloaded", "unavailable", "backend_unavailable"})
 #: The longest reset an agent may announce (a week); longer values are clamped.

@@ -574,10 +574,8 @@ def _preferred(
 ) -> errors.ProviderError:
     """The error a call that found no session ends with: a cool-down wins (its Retry-After
     tells the editor when to come back), then what the model asked for ran into."""
-    if isinstance(latest, errors.QuotaExhausted) or asked is None:
-        chosen = latest
-    else:
-        chosen = asked
+    quota = isinstance(latest, errors.QuotaExhausted)
+    chosen = latest if quota or asked is None else asked
     if isinstance(chosen, _Exhausted):
         return chosen.last or errors.AgentFailed(chosen.message)
     return chosen

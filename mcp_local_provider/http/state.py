@@ -65,6 +65,8 @@ OPENAPI = web.AppKey("openapi", dict[str, Any])
 #: ``TOOLS_HEADER`` (added when the response is prepared, streamed or not).
 TOOLS_NOT_OFFERED = web.RequestKey("tools_not_offered", bool)
 TOOLS_HEADER = "X-MCP-Tools"
+#: Names the model that served the request when a fallback model did (see ``core/router.py``).
+SERVED_MODEL_HEADER = "X-MCP-Served-Model"
 #: The error a request ended with, for the access log and metrics (set by ``error_response``).
 MAPPED_ERROR = web.RequestKey("mapped_error", errors.ProviderError)
 
@@ -123,6 +125,7 @@ def build_state(config: Config, bridge_token: str, approval: str) -> State:
         config.models.default_context_length,
         config.models.tools,
         config.models.tools_per_model,
+        config.models.fallbacks,
     )
     state = State(config, bridge_token, approval, registry, router, hub, catalog, security, metrics)
     state.health_checks["audit"] = security.audit_health

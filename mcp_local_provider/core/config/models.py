@@ -42,7 +42,7 @@ class ModelsConfig(BaseModel):
     fallbacks: dict[str, tuple[str, ...]] = Field(
         default_factory=dict,
         description="models tried in order when no session of a model can take a request "
-        "([models.fallbacks] table, e.g. \"claude-code\" = [\"codex\", \"gemini-cli\"])",
+        '([models.fallbacks] table, e.g. "claude-code" = ["codex", "gemini-cli"])',
     )
     routing: Routing = Field(
         "least-busy",

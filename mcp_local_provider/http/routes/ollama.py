@@ -11,7 +11,7 @@ import time
 
 from aiohttp import web
 
-from mcp_local_provider.core.call import Call
+from mcp_local_provider.core.call import Call, served_name
 from mcp_local_provider.core.catalog import require
 from mcp_local_provider.core.registry import SessionState
 from mcp_local_provider.http.calls import call_for, fetch_embeddings, plan
@@ -104,7 +104,9 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if not asked.messages:
         return json_reply(loaded(asked.model, "chat", asked.load_reason))
     call = call_for(request, "chat", entry.target, payload, asked.streaming, needs)
-    return await _answer(request, call, OllamaReply(asked.model, "chat", started=started))
+    return await _answer(
+        request, call, OllamaReply(served_name(call, asked.model), "chat", started=started)
+    )
 
 
 @routes.post("/api/generate")
@@ -118,7 +120,9 @@ async def generate(request: web.Request) -> web.StreamResponse:
         return json_reply(loaded(asked.model, "generate", asked.load_reason))
     kind = asked.kind(entry)
     call = call_for(request, kind, entry.target, asked.payload(entry), asked.streaming, needs)
-    return await _answer(request, call, OllamaReply(asked.model, "generate", started=started))
+    return await _answer(
+        request, call, OllamaReply(served_name(call, asked.model), "generate", started=started)
+    )
 
 
 @routes.post("/api/embed")
