@@ -184,8 +184,9 @@ class Router:
         Until the agent's first frame the call may move: to another session when its own
         disconnects, reports a refusal from its vendor or a retryable error (at most
         ``failover.attempts`` times), and to the model's fallbacks when no session of the
-        model can take it. This happens inside the frames' iterator, before it hands out the
-        first frame; once it has, nothing is retried."""
+        model can take it. This happens before the frames' iterator hands out the first frame
+        (for a model with fallbacks, before ``open`` yields, so the caller knows which model
+        answers); once the first frame is out, nothing is retried."""
         for check in self._checks:
             check(call)
         if self.closing:
@@ -196,9 +197,14 @@ class Router:
             call, queued, self.failover.chain(call.model) if not call.session_hint else ()
         )
         await self._attempt(route, deadline)
+        first: AnswerFrame | Failure | None = None
         try:
+            if route.chain:
+                # The call may end up with a fallback model: settle that before the caller
+                # builds its answer, which names the model.
+                first = await self._first_worth_sending(route, deadline)
             try:
-                yield Frames(self._events(route, deadline), route)
+                yield Frames(self._events(route, deadline, first), route)
             except errors.ProviderError as exc:
                 # Also a failure after the agent's last frame (its answer did not translate).
                 route.pending.outcome = exc.code
@@ -350,17 +356,26 @@ class Router:
             pending.buffered -= pending.sizes.popleft()
         return item
 
-    async def _events(self, route: _Route, deadline: float) -> AsyncIterator[AnswerFrame]:
+    async def _first_worth_sending(self, route: _Route, deadline: float) -> AnswerFrame | Failure:
+        """The first frame of the attempt that gets one worth handing out: before it, the
+        call moves to another session (or fallback model) as often as it may."""
         pending = route.pending
         first = await self._first(pending, deadline)
-        while True:  # before the first frame goes out, the call may move to another session
+        while True:
             why, refused = self._refused(pending, first)
             if why is None or not self._may_retry(route.call):
-                break
+                return first
             route.last = refused
             self._give_up(pending, route, why)
             pending = await self._attempt(route, deadline)
             first = await self._first(pending, deadline)
+
+    async def _events(
+        self, route: _Route, deadline: float, first: AnswerFrame | Failure | None
+    ) -> AsyncIterator[AnswerFrame]:
+        if first is None:
+            first = await self._first_worth_sending(route, deadline)
+        pending = route.pending
         timeouts = self.timeouts
         wait, phase = timeouts.idle, "idle"
         queue = pending.queue
