@@ -76,6 +76,7 @@ REFUSALS: dict[str, Reply] = {
     ),
 }
 
+
 async def record(name: str, root: Path) -> None:
     """One request through the backend, the real CLI behind the recording wrapper, refused."""
     api = await ModelApi(REFUSALS[name]).start()

@@ -280,7 +280,8 @@ async def test_when_every_session_of_a_model_is_cooling_its_fallback_serves(
     assert json.loads(text)["model"] == "echo"
     audit = daemon.state.security.audit
     await audit.drain()
-    lines = [json.loads(line) for line in Path(audit.path).read_text().splitlines()]
+    text = await asyncio.to_thread(Path(audit.path).read_text)
+    lines = [json.loads(line) for line in text.splitlines()]
     [failover] = [line for line in lines if line.get("event") == "failover"]
     assert failover["reason"] == "quota" and failover["model"] == "main"
     [request] = [line for line in lines if line.get("event") == "request"]
