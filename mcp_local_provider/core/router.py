@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -39,16 +39,22 @@ from mcp_local_provider.core.selection import candidates as select
 log = structlog.get_logger("mcp_local_provider.router")
 
 
+class Waiting(Protocol):
+    """Where a call's next frame waits: its queue (or the route that knows its queue)."""
+
+    def empty(self) -> bool: ...
+
+
 class Frames:
     """A call's frames, as ``router.open`` hands them out: an async iterator, and ``ready()``
     says whether the next one has already arrived, so a writer can take every frame that is
     waiting at once, never waiting for more."""
 
-    __slots__ = ("_frames", "_route")
+    __slots__ = ("_frames", "_queue")
 
-    def __init__(self, frames: AsyncIterator[AnswerFrame], route: _Route) -> None:
+    def __init__(self, frames: AsyncIterator[AnswerFrame], queue: Waiting) -> None:
         self._frames = frames
-        self._route = route
+        self._queue = queue
 
     def __aiter__(self) -> Frames:
         return self
@@ -58,7 +64,7 @@ class Frames:
 
     def ready(self) -> bool:
         """The next frame (or the error that ends the call) is here: taking it does not wait."""
-        return not self._route.pending.queue.empty()
+        return not self._queue.empty()
 
 
 class Router:
@@ -561,6 +567,10 @@ class _Route:
         self.asked_error: errors.ProviderError | None = None
         self.given_up: CallRecord | None = None
         self.pending: CallRecord  # set by the first attempt
+
+    def empty(self) -> bool:
+        """No frame of the current attempt is waiting (see ``Frames.ready``)."""
+        return self.pending.queue.empty()
 
 
 class _Exhausted(errors.ProviderError):
