@@ -301,7 +301,8 @@ class UsageStore:
         except sqlite3.Error as exc:
             self._failures += 1
             log.warning("usage_write_failed", error=str(exc), failures=self._failures)
-            if self._failures >= _FAILURES_BEFORE_ASIDE or isinstance(exc, sqlite3.DatabaseError):
+            corrupt = not isinstance(exc, sqlite3.OperationalError)  # locked, busy: wait
+            if corrupt or self._failures >= _FAILURES_BEFORE_ASIDE:
                 self._aside(f"the usage database could not be written ({exc})")
                 self._failures = 0
                 with suppress(sqlite3.Error):
