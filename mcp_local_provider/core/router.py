@@ -227,7 +227,7 @@ class Router:
                 session = await self._acquire(call, deadline, route.tried, route.last)
             except errors.ProviderError as exc:
                 if not isinstance(exc, FALLBACK_ON) or not route.chain:
-                    final = _preferred(route.asked_error, exc)
+                    final = _preferred(route, exc)
                     self._observe_last(route, final)
                     raise final from None
                 route.asked_error = route.asked_error or exc
@@ -594,13 +594,13 @@ FALLBACK_ON = (
 )
 
 
-def _preferred(
-    asked: errors.ProviderError | None, latest: errors.ProviderError
-) -> errors.ProviderError:
-    """The error a call that found no session ends with: a cool-down wins (its Retry-After
-    tells the editor when to come back), then what the model asked for ran into."""
-    quota = isinstance(latest, errors.QuotaExhausted)
-    chosen = latest if quota or asked is None else asked
+def _preferred(route: _Route, latest: errors.ProviderError) -> errors.ProviderError:
+    """The error a call that found no (further) session ends with: a cool-down wins (its
+    Retry-After tells the editor when to come back), then how its last attempt failed, then
+    what the model asked for ran into."""
+    if isinstance(latest, errors.QuotaExhausted):
+        return latest
+    chosen = route.last or route.asked_error or latest
     if isinstance(chosen, _Exhausted):
         return chosen.last or errors.AgentFailed(chosen.message)
     return chosen
