@@ -77,6 +77,7 @@ class CallRecord:
         "first_event_at",
         "frames",
         "last_frame_at",
+        "moved_on",
         "outcome",
         "queue",
         "queued_at",
@@ -101,6 +102,9 @@ class CallRecord:
         self.cancel_reason = "client_disconnected"
         #: Seconds of cool-down this call's refusal added to its session (None: no refusal).
         self.cooled: float | None = None
+        #: The call moved on to another session before this attempt's first frame (the
+        #: failover observers have seen it).
+        self.moved_on = False
         self.assigned_at = time.monotonic()  # when the session was chosen, just before the invoke
         self.queued_at = self.assigned_at  # when the call began looking for a session (set by open)
         self.first_event_at: float | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -321,6 +321,7 @@ class Router:
         call.failovers += 1
         route.tried.add(session)
         route.given_up = pending
+        pending.moved_on = True
         pending.outcome = pending.outcome or why
         log.info("failover", call_id=call.request_id, session_id=session.id, reason=why)
         self._settle(pending, attempt=True)
@@ -493,7 +494,7 @@ class Router:
         self,
         call: Call,
         deadline: float,
-        tried: set[Session] = frozenset(),  # type: ignore[assignment]
+        tried: Collection[Session] = (),
         last: errors.ProviderError | None = None,
     ) -> Session:
         """Pick a connected session with a free slot, waiting within the limits if needed.
@@ -621,6 +622,8 @@ class Failover:
 
     def chain(self, model: str) -> tuple[str, ...]:
         """The models tried after ``model``, in order, each once (fallbacks of fallbacks too)."""
+        if model not in self.fallbacks:
+            return ()
         seen = {model}
         out: list[str] = []
         todo = list(self.fallbacks.get(model, ()))

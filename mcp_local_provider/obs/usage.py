@@ -135,6 +135,8 @@ class UsageStore:
 
     def observe_call(self, pending: CallRecord) -> None:
         """Count one settled call (a router observer): never raises, never blocks."""
+        if pending.moved_on:
+            return  # counted as a failover already
         try:
             tally = self._tally(pending)
             tally.requests += 1

@@ -138,6 +138,7 @@ def record(store: UsageStore, session: str = "Work", model: str = "echo", **fiel
         usage=fields.get("usage", {"prompt_tokens": 10, "completion_tokens": 5}),
         received=fields.get("received", 80),
         cooled=None,
+        moved_on=False,
     )
     store.observe_call(pending)
 

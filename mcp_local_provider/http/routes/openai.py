@@ -96,12 +96,12 @@ async def completions(request: web.Request) -> web.StreamResponse:
     call = call_for(
         request, "completion", entry.target, asked.payload(entry.target), bool(asked.stream), needs
     )
-    reply = CompletionReply(
-        served_name(call, asked.model),
-        echo_prompt=asked.text if asked.echo else "",
-        want_usage=asked.wants_usage,
-    )
     async with request.app[STATE].router.open(call) as events:
+        reply = CompletionReply(
+            served_name(call, asked.model),
+            echo_prompt=asked.text if asked.echo else "",
+            want_usage=asked.wants_usage,
+        )
         if call.stream:
             return await _sse(request, events, reply.encode, reply.finish)
         async for event in events:
