@@ -124,6 +124,8 @@ class UsageStore:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="usage")
         self._flusher: asyncio.Task[None] | None = None
         self._failures = 0
+        self._closed = False
+        self._pruned = ""  # the day old rows were last dropped
         self._day = ""
         self._day_ends = 0.0
         #: What went wrong with the database, for health and logs (None: nothing).
@@ -199,6 +201,8 @@ class UsageStore:
 
     async def close(self) -> None:
         """Write what is left and close the database."""
+        if self._closed:
+            return
         if self._flusher is not None:
             self._flusher.cancel()
             with suppress(asyncio.CancelledError):
@@ -206,10 +210,13 @@ class UsageStore:
             self._flusher = None
         await self.flush()
         await self._run(self._close)
+        self._closed = True
         self._worker.shutdown(wait=True)
 
     async def flush(self) -> None:
         """Write the calls counted so far."""
+        if self._closed:
+            return  # the daemon is stopping: what is counted now is not kept
         batch, self._pending = self._pending, {}
         if batch:
             unwritten = await self._run(self._write, batch)
@@ -220,6 +227,8 @@ class UsageStore:
         """One row per (day, session, model) for today and the ``since_days - 1`` days before
         it, oldest day first."""
         await self.flush()
+        if self._closed:
+            return []
         first = time.strftime(
             "%Y-%m-%d", time.gmtime(self.clock() - max(0, since_days - 1) * 86400)
         )
@@ -261,15 +270,19 @@ class UsageStore:
             if check is None or check[0] != "ok":
                 raise sqlite3.DatabaseError(f"integrity check failed: {check}")
             db.executescript(_SCHEMA)
-            cutoff = time.strftime(
-                "%Y-%m-%d", time.gmtime(self.clock() - self.retention_days * 86400)
-            )
-            db.execute("DELETE FROM usage WHERE day < ?", (cutoff,))
-            db.execute("DELETE FROM usage_errors WHERE day < ?", (cutoff,))
+            self._prune(db)
         except BaseException:
             db.close()
             raise
         self._db = db
+
+    def _prune(self, db: sqlite3.Connection) -> None:
+        """Drop the days past the retention (at start-up, then once a day)."""
+        now = self.clock()
+        cutoff = time.strftime("%Y-%m-%d", time.gmtime(now - self.retention_days * 86400))
+        db.execute("DELETE FROM usage WHERE day < ?", (cutoff,))
+        db.execute("DELETE FROM usage_errors WHERE day < ?", (cutoff,))
+        self._pruned = time.strftime("%Y-%m-%d", time.gmtime(now))
 
     def _aside(self, why: str) -> None:
         """Rename the database (and its WAL files) aside, and say so."""
@@ -298,6 +311,8 @@ class UsageStore:
                     _UPSERT_ERRORS,
                     [(*key, o, n) for key, t in batch.items() for o, n in t.outcomes.items()],
                 )
+                if self._pruned != min(key[0] for key in batch):  # a new day began
+                    self._prune(db)
             self._failures = 0
             return None
         except sqlite3.Error as exc:

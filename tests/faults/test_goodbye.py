@@ -19,13 +19,13 @@ from tests.fakes import until
 from tests.faults.live import CHAT, chat, next_of, raw_agent_at
 
 #: Ways a client says goodbye: from the task that reads, after cancelling its reading task
-#: (aiohttp then drops the connection right after the close frame), or while a request it
-#: was sent is still unanswered.
-HOW = ["plain", "reader_cancelled", "request_unanswered"]
+#: (aiohttp then drops the connection right after the close frame), while a request it was
+#: sent is still unanswered, or both, the request unread (its socket then ends with a reset).
+HOW = ["plain", "reader_cancelled", "request_unanswered", "request_unread"]
 
 
 async def goodbye(ws: aiohttp.ClientWebSocketResponse, how: str, reason: bytes) -> None:
-    if how == "reader_cancelled":
+    if how in ("reader_cancelled", "request_unread"):
 
         async def read() -> None:
             async for _ in ws:
@@ -55,6 +55,9 @@ async def test_a_third_party_agent_that_says_goodbye_leaves_at_once(
     if how == "request_unanswered":
         waiting = asyncio.create_task(http.post(daemon.url + CHAT, json=chat("raw")))
         await next_of(agent, "model_invoke")
+    if how == "request_unread":
+        waiting = asyncio.create_task(http.post(daemon.url + CHAT, json=chat("raw")))
+        await until(lambda: daemon.state.router.in_flight == 1)
     await goodbye(agent.ws, how, reason)
     await until(lambda: session.state is SessionState.LEFT, timeout=1)
     if waiting is not None:
