@@ -7,15 +7,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from mcp_local_provider.agent import quota
+from mcp_local_provider.agent.backends import create
 from mcp_local_provider.agent.quota import QuotaError, QuotaSignal
+from tests import real_clis
 from tests.clis import FIXTURES, FakeCli, chat, collect
 from tests.conftest import StartDaemon
-from tests.record_quota import RESETS_AT
+from tests.model_api import model_api
+from tests.record_quota import REFUSALS, RESETS_AT
 
 #: The exit code and stderr each CLI ended the recorded run with.
 EXITS = {"claude": (1, ""), "codex": (0, ""), "gemini": (1, "retryDelayMs: 1800000")}
@@ -138,3 +142,25 @@ async def test_a_refusal_recorded_from_gemini_reaches_the_editor_as_429_with_ret
         assert (await response.json())["error"]["code"] == "quota_exhausted"
     [session] = list(daemon.state.registry)
     assert session.cooling_left(time.time()) > 1790
+
+
+@pytest.mark.usefixtures("agent_clis", "utc")
+@pytest.mark.parametrize("name", ["claude", "codex", "gemini"])
+async def test_the_real_cli_refused_with_a_429_is_recognised_by_its_backend(
+    name: str, tmp_path: Path
+) -> None:
+    """The installed CLI itself, its model API refusing as its vendor does: the backend
+    reports a refusal, with the reset time where the CLI gives one."""
+    async with model_api(REFUSALS[name]) as api:
+        backend = create(name, settings=real_clis.settings(name, api, tmp_path / "home"))
+        try:
+            with pytest.raises(QuotaError) as raised:
+                await collect(backend.serve(chat("Say hello.")))
+        finally:
+            await backend.close()
+    expected = {"claude": None, "codex": RESETS_AT - time.time(), "gemini": 1800.0}[name]
+    if expected is None:
+        assert raised.value.retry_after is None
+    else:
+        assert raised.value.retry_after is not None
+        assert expected - 60 <= raised.value.retry_after <= expected

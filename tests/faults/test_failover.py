@@ -256,16 +256,23 @@ async def test_cooling_shows_in_the_control_api_and_metrics(
 # -- fallback models ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("path", [CHAT, "/v1/messages", "/api/chat", "/v1/completions"])
 async def test_a_model_no_session_serves_is_answered_by_its_fallback_which_the_answer_names(
-    start_daemon: StartDaemon, http: aiohttp.ClientSession
+    start_daemon: StartDaemon, http: aiohttp.ClientSession, path: str
 ) -> None:
     daemon = await start_daemon(models={"fallbacks": {"claude-code": ["codex", "echo"]}})
     await daemon.start_agent(agent_id="echo")
     for stream in (False, True):
-        status, headers, text = await ask(http, daemon, "claude-code", stream=stream)
+        if path == "/v1/completions":
+            body: dict[str, Any] = {"model": "claude-code", "prompt": "hi", "stream": stream}
+            async with http.post(daemon.url + path, json=body) as response:
+                status, headers, text = response.status, response.headers, await response.text()
+        else:
+            status, headers, text = await ask(http, daemon, "claude-code", stream=stream, path=path)
         assert status == 200, text
         assert headers["X-MCP-Served-Model"] == "echo"
         assert '"model":"echo"' in text.replace(" ", "")
+        assert "claude-code" not in text
 
 
 async def test_when_every_session_of_a_model_is_cooling_its_fallback_serves(

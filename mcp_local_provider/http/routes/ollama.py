@@ -104,9 +104,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if not asked.messages:
         return json_reply(loaded(asked.model, "chat", asked.load_reason))
     call = call_for(request, "chat", entry.target, payload, asked.streaming, needs)
-    return await _answer(
-        request, call, OllamaReply(served_name(call, asked.model), "chat", started=started)
-    )
+    return await _answer(request, call, OllamaReply(asked.model, "chat", started=started))
 
 
 @routes.post("/api/generate")
@@ -120,9 +118,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
         return json_reply(loaded(asked.model, "generate", asked.load_reason))
     kind = asked.kind(entry)
     call = call_for(request, kind, entry.target, asked.payload(entry), asked.streaming, needs)
-    return await _answer(
-        request, call, OllamaReply(served_name(call, asked.model), "generate", started=started)
-    )
+    return await _answer(request, call, OllamaReply(asked.model, "generate", started=started))
 
 
 @routes.post("/api/embed")
@@ -159,6 +155,7 @@ async def embeddings(request: web.Request) -> web.Response:
 
 async def _answer(request: web.Request, call: Call, reply: OllamaReply) -> web.StreamResponse:
     async with request.app[STATE].router.open(call) as events:
+        reply.model = served_name(call, reply.model)
         if call.stream:
             return await relay(
                 request,
