@@ -39,8 +39,9 @@ class Call:
     #: The HTTP request this call serves, if any (its scope collects how the call went).
     request: RequestScope | None = None
     #: Set by the router when a fallback model served the call (``model`` is then that one):
-    #: the answer names it.
+    #: the answer names it; ``asked_model`` keeps the model the call was for.
     served_model: str | None = None
+    asked_model: str | None = None
     #: How many times the call was given to another session before its first frame.
     failovers: int = 0
 

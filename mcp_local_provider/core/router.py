@@ -233,6 +233,7 @@ class Router:
                 route.asked_error = route.asked_error or exc
                 model, route.chain = route.chain[0], route.chain[1:]
                 log.info("fallback_model", call_id=call.request_id, model=call.model, to=model)
+                call.asked_model = call.asked_model or call.model
                 call.model = call.served_model = model
                 call.payload = {**call.payload, "model": model}
                 route.tried.clear()

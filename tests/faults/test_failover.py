@@ -292,7 +292,8 @@ async def test_when_every_session_of_a_model_is_cooling_its_fallback_serves(
     [failover] = [line for line in lines if line.get("event") == "failover"]
     assert failover["reason"] == "quota" and failover["model"] == "main"
     [request] = [line for line in lines if line.get("event") == "request"]
-    assert request["served_model"] == "echo" and request["failovers"] == 1
+    assert request["model"] == "main" and request["served_model"] == "echo"
+    assert request["failovers"] == 1
 
 
 def test_a_fallback_loop_is_refused_at_start_up_naming_it(tmp_path: Path) -> None:

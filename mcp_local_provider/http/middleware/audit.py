@@ -97,7 +97,7 @@ def _request_line(
         "session_id": pending.session.id if pending is not None else None,
         "agent_id": pending.session.agent_id if pending is not None else None,
         "route": f"{record.method} {record.route}",
-        "model": call.model,
+        "model": call.asked_model or call.model,
         "served_model": call.served_model,
         "failovers": call.failovers,
         "kind": call.kind,
