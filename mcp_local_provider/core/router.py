@@ -513,7 +513,8 @@ class Router:
                 connected = unthrottled(connected, self.throttle)
             free = [s for s in connected if s.has_free_slot()]
             if free:
-                session = free[0] if len(free) == 1 else self.choice.pick(call, free)
+                # With one session connected there is nothing to choose (nor to remember).
+                session = free[0] if len(connected) == 1 else self.choice.pick(call, free)
                 session.in_flight += 1
                 session.requests += 1
                 if self.throttle is not None:

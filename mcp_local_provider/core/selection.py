@@ -111,7 +111,7 @@ class Choice:
         self._turn = 0
         self._affinity: OrderedDict[bytes, str] = OrderedDict()
 
-    def pick(self, call: Any, free: list[Session]) -> Session:
+    def pick(self, call: Call, free: list[Session]) -> Session:
         key = conversation_key(call.payload)
         if key is not None:
             known = self._affinity.get(key)
