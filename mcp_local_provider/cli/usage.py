@@ -11,7 +11,8 @@ from typing import Any, TextIO
 
 from mcp_local_provider.cli.common import CliError
 from mcp_local_provider.core.config import Config
-from mcp_local_provider.obs.usage import DATABASE, parse_since, read_rows, summed
+from mcp_local_provider.obs.usage import DATABASE
+from mcp_local_provider.obs.usage_report import parse_since, read_rows, summed
 
 COLUMNS = (
     ("requests", "REQUESTS"),

@@ -8,7 +8,8 @@ from typing import Any
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.registry import Session
-from mcp_local_provider.obs.usage import UsageRow, UsageStore, parse_since, summed
+from mcp_local_provider.obs.usage import UsageRow, UsageStore
+from mcp_local_provider.obs.usage_report import parse_since, summed
 
 
 def since_days(text: str | None) -> int:

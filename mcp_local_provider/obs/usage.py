@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -251,11 +251,15 @@ class UsageStore:
     def _open(self) -> None:
         try:
             self._connect()
+        except OSError as exc:  # the state directory cannot be written
+            self.problem = f"the usage database cannot be created: {exc}"
+            log.warning("usage_unavailable", path=str(self.path), error=str(exc))
+            return
         except sqlite3.Error as exc:
             self._aside(f"the usage database could not be opened ({exc})")
             try:
                 self._connect()
-            except sqlite3.Error as again:
+            except (sqlite3.Error, OSError) as again:
                 self.problem = f"the usage database cannot be used: {again}"
                 log.warning("usage_unavailable", path=str(self.path), error=str(again))
                 self._db = None
@@ -348,7 +352,7 @@ class UsageStore:
         if self._db is None:
             return []
         try:
-            return _query(self._db, first_day)
+            return query_rows(self._db, first_day)
         except sqlite3.Error as exc:
             log.warning("usage_read_failed", error=str(exc))
             self.problem = f"the usage database could not be read: {exc}"
@@ -388,7 +392,8 @@ def _count(value: object) -> int | None:
     return value
 
 
-def _query(db: sqlite3.Connection, first_day: str) -> list[UsageRow]:
+def query_rows(db: sqlite3.Connection, first_day: str) -> list[UsageRow]:
+    """The rows of ``db`` from ``first_day`` (an ISO date) on, oldest first."""
     found = db.execute(
         "SELECT day, session, model, requests, errors, input_tokens, output_tokens,"
         " estimated, failovers, cooling_seconds FROM usage WHERE day >= ?"
@@ -420,22 +425,6 @@ def _query(db: sqlite3.Connection, first_day: str) -> list[UsageRow]:
     ]
 
 
-def read_rows(
-    path: Path, since_days: int, clock: Callable[[], float] = time.time
-) -> list[UsageRow]:
-    """The rows of the database at ``path`` without a daemon (``mcp-local-provider usage``):
-    opened read-only, so a running daemon is never disturbed; [] if there is none. Raises
-    sqlite3.Error if it cannot be read."""
-    if not path.exists():
-        return []
-    first = time.strftime("%Y-%m-%d", time.gmtime(clock() - max(0, since_days - 1) * 86400))
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
-    try:
-        return _query(db, first)
-    finally:
-        db.close()
-
-
 def usage_health(store: UsageStore) -> dict[str, Any]:
     """The usage store's ``/health/deep`` component: degraded (never unhealthy: requests are
     served either way) while its database has a problem or was set aside."""
@@ -444,49 +433,3 @@ def usage_health(store: UsageStore) -> dict[str, Any]:
         store.problem,
         set_aside=[str(p) for p in store.set_aside],
     )
-
-
-#: What ``by`` may group rows by (besides none: one row per day, session and model).
-GROUPINGS = ("day", "session", "model")
-#: The longest period that may be asked for, in days.
-MAX_DAYS = 3650
-
-
-def parse_since(text: str | None, default: int = 7) -> int:
-    """``7d``, ``24h`` or ``30`` (days) as whole days counted back from today (at least 1)."""
-    if not text:
-        return default
-    value = text.strip().lower()
-    try:
-        hours = value.endswith("h")
-        days = -(-int(value[:-1]) // 24) if hours else int(value.removesuffix("d"))
-    except ValueError:
-        raise ValueError(
-            f"since must be a number of days (7d) or hours (24h), not {text!r}"
-        ) from None
-    if not 1 <= days <= MAX_DAYS:
-        raise ValueError(f"since must be 1 to {MAX_DAYS} days")
-    return days
-
-
-def summed(rows: Iterable[UsageRow], by: str | None) -> list[dict[str, Any]]:
-    """``rows`` as JSON objects, summed by ``by`` (``day``, ``session`` or ``model``)."""
-    if by is None:
-        return [row.as_dict() for row in rows]
-    if by not in GROUPINGS:
-        raise ValueError(f"by must be one of {', '.join(GROUPINGS)}")
-    sums: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        key = getattr(row, by)
-        total = sums.setdefault(
-            key,
-            {by: key, "requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0,
-             "estimated": False, "failovers": 0, "cooling_seconds": 0.0, "errors_by_outcome": {}},
-        )  # fmt: skip
-        for name in ("requests", "errors", "input_tokens", "output_tokens", "failovers"):
-            total[name] += getattr(row, name)
-        total["cooling_seconds"] = round(total["cooling_seconds"] + row.cooling_seconds, 1)
-        total["estimated"] = total["estimated"] or row.estimated
-        for outcome, count in row.errors_by_outcome:
-            total["errors_by_outcome"][outcome] = total["errors_by_outcome"].get(outcome, 0) + count
-    return [sums[key] for key in sorted(sums)]

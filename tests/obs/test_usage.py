@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 
 from mcp_local_provider.cli.main import main
-from mcp_local_provider.obs.usage import DATABASE, UsageRow, UsageStore, read_rows
+from mcp_local_provider.obs.usage import DATABASE, UsageRow, UsageStore
+from mcp_local_provider.obs.usage_report import read_rows
 from tests.conftest import StartDaemon
 from tests.fakes import Daemon
 from tests.faults.test_failover import Refusing, quota
@@ -226,4 +227,17 @@ async def test_a_database_that_stays_locked_is_set_aside_and_nothing_is_lost(
     rows = await store.rows(1)
     assert [r.requests for r in rows] == [1]  # the locked-out call, kept and written anew
     assert [r.requests for r in read_rows(aside, 1, Clock())] == [1]
+    await store.close()
+
+
+async def test_a_state_directory_that_cannot_hold_the_database_does_not_stop_serving(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the state directory should be")
+    store = UsageStore(blocker / DATABASE, clock=Clock())
+    await store.start()
+    record(store)
+    assert await store.rows(1) == []  # nothing kept, nothing raised
+    assert store.problem is not None and "cannot be created" in store.problem
     await store.close()
