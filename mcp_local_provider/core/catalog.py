@@ -113,6 +113,7 @@ class Catalog:
         self.registry = registry
         #: Models that serve a request for a model no session serves (see the router).
         self.fallbacks = {name_key(k): v for k, v in (fallbacks or {}).items()}
+        self._fallback_names = list(fallbacks or {})
         self.aliases = dict(aliases)
         self.default_context_length = default_context_length
         self.tools = tools
@@ -180,7 +181,8 @@ class Catalog:
         )
 
     def entries(self) -> list[Entry]:
-        """Every name served now: agents' models first, then aliases whose target is served."""
+        """Every name served now: agents' models first, then aliases whose target is served,
+        then models no session serves but one of whose fallbacks is."""
         served = self._served()
         alias_keys = {name_key(a) for a in self.aliases}
         listed = [e for key, e in served.items() if key not in alias_keys]
@@ -188,6 +190,13 @@ class Catalog:
             entry = served.get(name_key(target))
             if entry is not None:
                 listed.append(_as_alias(entry, alias))
+        for name in self._fallback_names:
+            key = name_key(name)
+            if key in served or key in alias_keys:
+                continue
+            entry = self._fallback_entry(name)
+            if entry is not None:
+                listed.append(entry)
         return listed
 
     def find(self, requested: str) -> Entry | None:

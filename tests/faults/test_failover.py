@@ -262,6 +262,9 @@ async def test_a_model_no_session_serves_is_answered_by_its_fallback_which_the_a
 ) -> None:
     daemon = await start_daemon(models={"fallbacks": {"claude-code": ["codex", "echo"]}})
     await daemon.start_agent(agent_id="echo")
+    async with http.get(daemon.url + "/v1/models") as response:
+        listed = [m["id"] for m in (await response.json())["data"]]
+    assert listed == ["echo", "claude-code"]  # offered while a fallback serves it
     for stream in (False, True):
         if path == "/v1/completions":
             body: dict[str, Any] = {"model": "claude-code", "prompt": "hi", "stream": stream}
