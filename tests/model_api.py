@@ -42,6 +42,10 @@ class Reply:
     #: Instead of text, a call of this tool (``name`` or, for Codex's MCP tools,
     #: ``namespace.name``) with these arguments.
     tool_call: tuple[str, dict[str, Any]] | None = None
+    #: With a ``status``: the error body (else a generic one) and extra response headers, to
+    #: answer as a vendor does when it refuses (a 429 with its rate-limit headers, say).
+    error: dict[str, Any] | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def text(cls, text: str, *, pieces: int = 1, delay: float = 0.0) -> Reply:
@@ -141,8 +145,11 @@ class ModelApi:
         if reply.silent:
             await asyncio.Event().wait()  # until the client hangs up (the handler is cancelled)
         if reply.status != 200:
-            error = {"type": "error", "error": {"type": "api_error", "message": "mock failure"}}
-            return web.json_response(error, status=reply.status)
+            error = reply.error or {
+                "type": "error",
+                "error": {"type": "api_error", "message": "mock failure"},
+            }
+            return web.json_response(error, status=reply.status, headers=dict(reply.headers))
         return None
 
     async def _other(self, request: web.Request) -> web.Response:

@@ -50,8 +50,8 @@ class AnswerFrames:
         ]
         return result_frame(self.request_id, {"data": data, "usage": event.usage})
 
-    def error(self, code: str, message: str) -> dict[str, Any]:
-        return error_result_frame(self.request_id, code, message)
+    def error(self, code: str, message: str, retry_after: float | None = None) -> dict[str, Any]:
+        return error_result_frame(self.request_id, code, message, retry_after)
 
 
 def finished(chunk: dict[str, Any], reason: str, usage: dict[str, Any] | None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from mcp_local_provider.agent.answer import AnswerFrames, finished
 from mcp_local_provider.agent.backend import Backend, BackendError
 from mcp_local_provider.agent.emulation import closing
 from mcp_local_provider.agent.events import Embeddings, Finish, InvokeRequest
+from mcp_local_provider.agent.quota import retry_after_of
 from mcp_local_provider.core.protocol import ModelInvoke, encode
 
 log = structlog.get_logger("mcp_local_provider.agent")
@@ -85,7 +86,7 @@ class RequestRunner:
         except _Gone:
             return
         except BackendError as exc:
-            await _send_quietly(ws, frames.error(exc.code, exc.message))
+            await _send_quietly(ws, frames.error(exc.code, exc.message, retry_after_of(exc)))
         except Exception as exc:
             log.exception("backend_failed", request_id=request.id)
             await _send_quietly(ws, frames.error("backend_error", f"{type(exc).__name__}: {exc}"))

@@ -35,10 +35,21 @@ def http_url(config: Config, url: str | None) -> str:
     return (url or base_url(config.host, config.port)).rstrip("/")
 
 
+def _tokens(today: dict[str, Any] | None) -> str:
+    """``in/out`` tokens of today (``*``: partly estimated), or ``-`` if unknown."""
+    if not today:
+        return "-"
+    mark = "*" if today.get("estimated") else ""
+    return f"{today.get('input_tokens', 0)}/{today.get('output_tokens', 0)}{mark}"
+
+
 def session_table(sessions: list[dict[str, Any]]) -> str:
     if not sessions:
         return "no sessions"
-    header = ("SESSION", "STATE", "AGENT", "LABEL", "MODELS", "EXPIRES IN", "REQUESTS", "IN FLIGHT")
+    header = (
+        "SESSION", "STATE", "AGENT", "LABEL", "MODELS", "EXPIRES IN", "REQUESTS", "IN FLIGHT",
+        "TOKENS TODAY", "COOLING",
+    )  # fmt: skip
     rows = [header]
     for s in sessions:
         expires = s.get("expires_in")
@@ -52,6 +63,8 @@ def session_table(sessions: list[dict[str, Any]]) -> str:
                 "-" if expires is None else f"{int(expires)}s",
                 f"{s['requests']}/{s['max_requests']}",
                 f"{s['in_flight']}/{s['max_concurrency']}",
+                _tokens(s.get("tokens_today")),
+                f"{int(s['cooling_left'])}s" if s.get("cooling") else "-",
             )
         )
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]

@@ -76,6 +76,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="refresh every SECONDS (default 2) until Ctrl-C",
     )
 
+    usage = commands.add_parser(
+        "usage",
+        help="show requests, tokens, errors and failovers per session, model and day",
+        description="Show what each agent session served: requests, errors, input and output "
+        "tokens, failovers and time spent cooling down, per day, session label and model. Read "
+        "from the usage database in the state directory (kept across restarts); the daemon "
+        "need not be running.",
+    )
+    usage.set_defaults(command_parser=usage)
+    add_common(usage)
+    usage.add_argument(
+        "--since",
+        metavar="PERIOD",
+        help="how far back: days (7d, the default) or hours (24h), counting today",
+    )
+    usage.add_argument(
+        "--by",
+        choices=["day", "session", "model"],
+        help="sum the rows by day, session or model (default: one row per day, session, model)",
+    )
+    usage.add_argument("--json", action="store_true", help="print JSON")
+
     agent = commands.add_parser(
         "agent",
         help="run an agent that serves requests",
@@ -189,6 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mcp_local_provider.cli import status
 
             return asyncio.run(status.run(args, config_for(args)))
+        if args.command == "usage":
+            from mcp_local_provider.cli import usage
+
+            return usage.run(args, config_for(args))
         if args.command == "agent":
             from mcp_local_provider.cli import agent
 

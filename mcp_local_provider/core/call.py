@@ -38,6 +38,17 @@ class Call:
     request_id: str = field(default_factory=new_request_id)
     #: The HTTP request this call serves, if any (its scope collects how the call went).
     request: RequestScope | None = None
+    #: Set by the router when a fallback model served the call (``model`` is then that one):
+    #: the answer names it; ``asked_model`` keeps the model the call was for.
+    served_model: str | None = None
+    asked_model: str | None = None
+    #: How many times the call was given to another session before its first frame.
+    failovers: int = 0
+
+
+def served_name(call: Call, asked: str) -> str:
+    """The model name an answer shows: the fallback that served ``call``, else ``asked``."""
+    return call.served_model or asked
 
 
 class Failure:
@@ -60,15 +71,18 @@ class CallRecord:
         "buffered",
         "call",
         "cancel_reason",
+        "cooled",
         "done",
         "ended",
         "failure",
         "first_event_at",
         "frames",
         "last_frame_at",
+        "moved_on",
         "outcome",
         "queue",
         "queued_at",
+        "received",
         "session",
         "sizes",
         "timeout_phase",
@@ -87,6 +101,11 @@ class CallRecord:
         self.buffered = 0
         self.sizes: deque[int] = deque()
         self.cancel_reason = "client_disconnected"
+        #: Seconds of cool-down this call's refusal added to its session (None: no refusal).
+        self.cooled: float | None = None
+        #: The call moved on to another session before this attempt's first frame (the
+        #: failover observers have seen it).
+        self.moved_on = False
         self.assigned_at = time.monotonic()  # when the session was chosen, just before the invoke
         self.queued_at = self.assigned_at  # when the call began looking for a session (set by open)
         self.first_event_at: float | None = None
@@ -94,6 +113,9 @@ class CallRecord:
         self.last_frame_at: float | None = None
         self.ended: float | None = None
         self.frames = 0
+        #: Bytes of the agent's frames received for this call (an estimate of its output when
+        #: the agent reports no usage).
+        self.received = 0
         self.usage: dict[str, Any] | None = None
         #: "ok", an error code ("timeout", "agent_error", "agent_disconnected",
         #: "session_ended", "shutting_down"), or "client_disconnected".

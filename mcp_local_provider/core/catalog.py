@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from mcp_local_provider.core import errors
@@ -108,8 +108,12 @@ class Catalog:
         default_context_length: int,
         tools: ToolsMode = "drop",
         tools_per_model: Mapping[str, ToolsMode] | None = None,
+        fallbacks: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.registry = registry
+        #: Models that serve a request for a model no session serves (see the router).
+        self.fallbacks = {name_key(k): v for k, v in (fallbacks or {}).items()}
+        self._fallback_names = list(fallbacks or {})
         self.aliases = dict(aliases)
         self.default_context_length = default_context_length
         self.tools = tools
@@ -177,7 +181,8 @@ class Catalog:
         )
 
     def entries(self) -> list[Entry]:
-        """Every name served now: agents' models first, then aliases whose target is served."""
+        """Every name served now: agents' models first, then aliases whose target is served,
+        then models no session serves but one of whose fallbacks is."""
         served = self._served()
         alias_keys = {name_key(a) for a in self.aliases}
         listed = [e for key, e in served.items() if key not in alias_keys]
@@ -185,6 +190,13 @@ class Catalog:
             entry = served.get(name_key(target))
             if entry is not None:
                 listed.append(_as_alias(entry, alias))
+        for name in self._fallback_names:
+            key = name_key(name)
+            if key in served or key in alias_keys:
+                continue
+            entry = self._fallback_entry(name)
+            if entry is not None:
+                listed.append(entry)
         return listed
 
     def find(self, requested: str) -> Entry | None:
@@ -200,6 +212,8 @@ class Catalog:
         """The entry for ``requested``; raises ModelNotFound, or Unsupported naming the
         first capability in ``needs`` the model lacks."""
         entry = self.find(requested)
+        if entry is None and name_key(requested) in self.fallbacks:
+            entry = self._fallback_entry(requested)
         if entry is None and not self.registry.count(SessionState.ACTIVE):
             raise errors.NoActiveSession(NO_SESSION)
         if entry is None and self._away(requested):
@@ -211,6 +225,21 @@ class Catalog:
             raise errors.ModelNotFound(self._not_found(requested))
         require(entry, requested, needs)
         return entry
+
+    def _fallback_entry(self, requested: str) -> Entry | None:
+        """For a model no session serves: an entry under its own name with the first served
+        fallback's capabilities; the router then moves the call along the fallbacks."""
+        todo, seen = list(self.fallbacks.get(name_key(requested), ())), {name_key(requested)}
+        while todo:
+            name = todo.pop(0)
+            if name_key(name) in seen:
+                continue
+            seen.add(name_key(name))
+            found = self.find(name)
+            if found is not None:
+                return replace(found, name=requested, target=requested, alias=False)
+            todo.extend(self.fallbacks.get(name_key(name), ()))
+        return None
 
     def _away(self, requested: str) -> bool:
         """Whether an active session whose agent is away serves ``requested``."""

@@ -185,3 +185,10 @@ class Unsupported(BadRequest):
     """The model exists but its agent does not declare the capability the request needs."""
 
     code = "unsupported_capability"
+
+
+class QuotaExhausted(RateLimited):
+    """Every session that could take the request is cooling down after its vendor refused
+    (rate limit or quota); ``retry_after`` is when the first comes back."""
+
+    code = "quota_exhausted"

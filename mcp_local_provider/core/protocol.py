@@ -284,13 +284,15 @@ def result_frame(request_id: str, result: dict[str, Any]) -> dict[str, Any]:
     return {"type": "model_result", "id": request_id, "status": "ok", "result": result}
 
 
-def error_result_frame(request_id: str, code: str, message: str) -> dict[str, Any]:
-    return {
-        "type": "model_result",
-        "id": request_id,
-        "status": "error",
-        "error": {"code": code, "message": message},
-    }
+def error_result_frame(
+    request_id: str, code: str, message: str, retry_after: float | None = None
+) -> dict[str, Any]:
+    """An agent's error; ``retry_after`` (seconds) tells when a refusing vendor takes requests
+    again (an optional field older daemons ignore: see docs/agent-protocol.md)."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if retry_after is not None:
+        error["retry_after"] = round(retry_after, 3)
+    return {"type": "model_result", "id": request_id, "status": "error", "error": error}
 
 
 # Frames the daemon sends -------------------------------------------------------------------

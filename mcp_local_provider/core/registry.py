@@ -86,6 +86,12 @@ class Session:
     #: Wall clock when the session last had no agent connected (None: it always had one).
     away_since: float | None = None
     end_reason: str | None = None
+    #: Wall clock until which the session is cooling down (its vendor refused for a rate limit
+    #: or quota); routing skips it until then. ``cooling_code`` is the agent's error code.
+    cooling_until: float | None = None
+    cooling_code: str | None = None
+    #: Refusals in a row (the backoff grows with them); reset by an answer.
+    strikes: int = 0
     _model_names: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
@@ -110,14 +116,25 @@ class Session:
     def serves(self, model: str) -> bool:
         return model in self._model_names
 
+    def cooling_left(self, now: float) -> float:
+        """Seconds of cool-down left at ``now`` (0: not cooling)."""
+        until = self.cooling_until
+        return 0.0 if until is None or until <= now else until - now
+
+    def cool(self, now: float, seconds: float, code: str) -> float:
+        """Cool the session down for ``seconds`` from ``now``; the seconds added to what was
+        already planned (the cooling time to count)."""
+        before = self.cooling_left(now)
+        self.cooling_until = max(self.cooling_until or 0.0, now + seconds)
+        self.cooling_code = code
+        self.strikes += 1
+        return max(0.0, self.cooling_left(now) - before)
+
     def has_free_slot(self) -> bool:
         return self.in_flight < self.max_concurrency
 
     def expires_at_iso(self) -> str | None:
-        if self.expires_at is None:
-            return None
-        moment = datetime.fromtimestamp(self.expires_at, UTC).replace(microsecond=0)
-        return moment.isoformat().replace("+00:00", "Z")
+        return _iso(self.expires_at)
 
     def token_matches(self, token: str) -> bool:
         return self.token_hash is not None and hmac.compare_digest(
@@ -148,7 +165,18 @@ class Session:
             "in_flight": self.in_flight,
             "max_concurrency": self.max_concurrency,
             "end_reason": self.end_reason,
+            "cooling": self.cooling_left(now) > 0,
+            "cooling_left": round(self.cooling_left(now), 1),
+            "cooling_until": _iso(self.cooling_until) if self.cooling_left(now) > 0 else None,
+            "cooling_reason": self.cooling_code if self.cooling_left(now) > 0 else None,
         }
+
+
+def _iso(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    when = datetime.fromtimestamp(moment, UTC).replace(microsecond=0)
+    return when.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@ capabilities, under their limits. No I/O."""
 
 from __future__ import annotations
 
-from typing import Protocol
+import hashlib
+from collections import OrderedDict
+from typing import Any, Protocol
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.call import Call
@@ -80,4 +82,76 @@ def candidates(registry: Registry, call: Call) -> list[Session]:
     usable = [s for s in scoped if not s.exhausted]
     if not usable:
         raise errors.LimitReached("every matching agent session has used up its max_requests")
-    return usable
+    ready = [s for s in usable if s.cooling_until is None or s.cooling_until <= now]
+    if not ready:
+        wait = min(s.cooling_left(now) for s in usable)
+        raise errors.QuotaExhausted(
+            f"every agent session serving {call.model!r} is cooling down after its vendor "
+            f"refused (rate limit or quota); retry after {max(1, int(wait + 0.999))} s",
+            retry_after=wait,
+        )
+    return ready
+
+
+#: Conversations whose session is remembered (the oldest is forgotten past it).
+AFFINITY_SIZE = 4096
+
+
+class Choice:
+    """Which of the sessions free to take a call gets it.
+
+    A conversation (same system prompt and first user message) stays on the session that
+    served it while that session is free to take it, so its warm process and its vendor's
+    prompt cache are reused; otherwise ``routing`` decides: ``least-busy`` (fewest calls in
+    flight for its size, then fewest served), ``round-robin`` or ``fill-first`` (the oldest
+    session with a free slot)."""
+
+    def __init__(self, routing: str = "least-busy") -> None:
+        self.routing = routing
+        self._turn = 0
+        self._affinity: OrderedDict[bytes, str] = OrderedDict()
+
+    def pick(self, call: Call, free: list[Session]) -> Session:
+        key = conversation_key(call.payload)
+        if key is not None:
+            known = self._affinity.get(key)
+            if known is not None:
+                for session in free:
+                    if session.id == known:
+                        self._affinity.move_to_end(key)
+                        return session
+        session = self._by_policy(free)
+        if key is not None:
+            self._affinity[key] = session.id
+            if len(self._affinity) > AFFINITY_SIZE:
+                self._affinity.popitem(last=False)
+        return session
+
+    def _by_policy(self, free: list[Session]) -> Session:
+        if self.routing == "fill-first":
+            return min(free, key=lambda s: s.created_at)
+        if self.routing == "round-robin":
+            self._turn += 1
+            ordered = sorted(free, key=lambda s: s.created_at)
+            return ordered[self._turn % len(ordered)]
+        return min(free, key=lambda s: (s.in_flight / s.max_concurrency, s.requests))
+
+
+def conversation_key(payload: dict[str, Any]) -> bytes | None:
+    """A digest of a chat's system prompt and first user message (None: not a chat)."""
+    messages = payload.get("messages")
+    if not isinstance(messages, list):
+        return None
+    system, first = "", None
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        role = message.get("role")
+        if role in ("system", "developer") and not system:
+            system = repr(message.get("content"))
+        elif role == "user":
+            first = repr(message.get("content"))
+            break
+    if first is None:
+        return None
+    return hashlib.blake2b(f"{system}\0{first}".encode(), digest_size=16).digest()

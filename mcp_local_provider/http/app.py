@@ -27,7 +27,7 @@ from mcp_local_provider.http.routes import (
     responses,
     status,
 )
-from mcp_local_provider.http.state import OPENAPI, STATE, build_state
+from mcp_local_provider.http.state import OPENAPI, STATE, USAGE, build_state
 
 log = structlog.get_logger("mcp_local_provider.app")
 
@@ -49,6 +49,8 @@ def create_app(
         client_max_size=config.max_body_bytes,
     )
     app[STATE] = state
+    assert state.usage is not None
+    app[USAGE] = state.usage
     observe.install(app)
     app.on_response_prepare.append(on_response_prepare)
     for routes in (openai, anthropic, responses, ollama, agent, control, ops, status):
@@ -58,9 +60,18 @@ def create_app(
          *control.operations, *status.operations, *ops.operations]
     )  # fmt: skip
     app.cleanup_ctx.append(audit_lifecycle)
+    app.cleanup_ctx.append(_usage)
     app.cleanup_ctx.append(_sweeper)
     app.on_shutdown.append(_shutdown)
     return app
+
+
+async def _usage(app: web.Application) -> AsyncIterator[None]:
+    """Open the usage store for the app's lifetime; what is counted is written at the end."""
+    usage = app[USAGE]
+    await usage.start()
+    yield
+    await usage.close()
 
 
 async def _sweeper(app: web.Application) -> AsyncIterator[None]:

@@ -23,13 +23,15 @@ from mcp_local_provider.core.call import Timeouts
 from mcp_local_provider.core.catalog import Catalog
 from mcp_local_provider.core.config import Config
 from mcp_local_provider.core.registry import Registry, Session, SessionLimits
-from mcp_local_provider.core.router import Router
+from mcp_local_provider.core.router import Failover, Router
 from mcp_local_provider.core.scope import RequestScope
 from mcp_local_provider.core.sessions import Hub
-from mcp_local_provider.obs.calls import observe_call
+from mcp_local_provider.obs import usage as usage_db
+from mcp_local_provider.obs.calls import observe_call, observe_failover
 from mcp_local_provider.obs.figures import live_figures
 from mcp_local_provider.obs.metrics import Metrics
 from mcp_local_provider.obs.traffic import Traffic
+from mcp_local_provider.obs.usage import UsageStore, usage_health
 from mcp_local_provider.policy import defences
 from mcp_local_provider.policy.defences import Security
 
@@ -52,11 +54,15 @@ class State:
     started_at: float = field(default_factory=time.time)
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
     traffic: Traffic = field(default_factory=Traffic)
+    #: Usage per day, session and model, kept across restarts (also at ``app[USAGE]``).
+    usage: UsageStore | None = None
     #: ``/health/deep`` components by name; each returns ``health.component(...)``.
     health_checks: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
 
 
 STATE = web.AppKey("state", State)
+#: The usage store (``obs/usage.py``): ``await app[USAGE].rows(since_days)``.
+USAGE = web.AppKey("usage", UsageStore)
 #: The request's scope, opened by the outermost middleware (see ``core/scope.py``).
 SCOPE = web.RequestKey("request_scope", RequestScope)
 #: The app's OpenAPI document (``http/openapi.py``), built once.
@@ -65,6 +71,8 @@ OPENAPI = web.AppKey("openapi", dict[str, Any])
 #: ``TOOLS_HEADER`` (added when the response is prepared, streamed or not).
 TOOLS_NOT_OFFERED = web.RequestKey("tools_not_offered", bool)
 TOOLS_HEADER = "X-MCP-Tools"
+#: Names the model that served the request when a fallback model did (see ``core/router.py``).
+SERVED_MODEL_HEADER = "X-MCP-Served-Model"
 #: The error a request ended with, for the access log and metrics (set by ``error_response``).
 MAPPED_ERROR = web.RequestKey("mapped_error", errors.ProviderError)
 
@@ -74,6 +82,7 @@ def build_state(config: Config, bridge_token: str, approval: str) -> State:
     security = defences.build(config)
     metrics = Metrics(CollectorRegistry())
     security.audit.on_failed_line = metrics.audit_write_failed
+    usage = UsageStore(config.state_dir / usage_db.DATABASE, config.usage_retention_days)
     registry = Registry(
         SessionLimits(
             allowed_scopes=tuple(config.allowed_scopes),
@@ -93,10 +102,26 @@ def build_state(config: Config, bridge_token: str, approval: str) -> State:
             reconnect_grace=config.reconnect_grace,
         ),
         checks=[security.check_call],
-        observers=[functools.partial(observe_call, metrics), security.throttle.settled],
+        observers=[
+            functools.partial(observe_call, metrics),
+            security.throttle.settled,
+            usage.observe_call,
+        ],
         throttle=security.throttle,
         queue_limit=config.max_queued_requests,
         max_buffered=config.max_buffered_bytes,
+        failover=Failover(
+            attempts=config.models.failover_attempts,
+            fallbacks=config.models.fallbacks,
+            cooldown_initial=config.models.cooldown_initial,
+            cooldown_max=config.models.cooldown_max,
+            routing=config.models.routing,
+        ),
+        on_failover=[
+            functools.partial(observe_failover, metrics),
+            security.failover_event,
+            usage.observe_failover,
+        ],
     )
 
     def count_event(action: str, _session: Session, _details: dict[str, Any]) -> None:
@@ -115,9 +140,12 @@ def build_state(config: Config, bridge_token: str, approval: str) -> State:
         config.models.default_context_length,
         config.models.tools,
         config.models.tools_per_model,
+        config.models.fallbacks,
     )
     state = State(config, bridge_token, approval, registry, router, hub, catalog, security, metrics)
+    state.usage = usage
     state.health_checks["audit"] = security.audit_health
+    state.health_checks["usage"] = functools.partial(usage_health, usage)
     metrics.start_time.set(state.started_at)
     metrics.track(functools.partial(live_figures, registry, router))
     return state

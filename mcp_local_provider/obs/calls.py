@@ -28,6 +28,14 @@ def observe_call(metrics: Metrics, pending: CallRecord) -> None:
         log.exception("metrics_observer_failed")
 
 
+def observe_failover(metrics: Metrics, pending: CallRecord, reason: str) -> None:
+    """Count one attempt the router gave up before its first frame (a failover observer)."""
+    try:
+        metrics.failovers.labels(pending.call.model, reason).inc()
+    except Exception:  # metrics must never break a request
+        log.exception("metrics_observer_failed")
+
+
 def _record_call(metrics: Metrics, pending: CallRecord) -> None:
     call = pending.call
     model = call.model if pending.session.serves(call.model) else OTHER

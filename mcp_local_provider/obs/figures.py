@@ -22,6 +22,8 @@ class Figures(NamedTuple):
     connected_agents: int
     calls_in_flight: int
     dropped_frames: int
+    #: (session id, seconds left) of each active session cooling down.
+    cooling: tuple[tuple[str, float], ...] = ()
 
 
 class LiveGauges(Collector):
@@ -48,6 +50,15 @@ class LiveGauges(Collector):
             "Calls handed to an agent and not yet settled.",
             value=figures.calls_in_flight,
         )
+        cooling = GaugeMetricFamily(
+            PREFIX + "session_cooling_seconds",
+            "Seconds of cool-down left for each session whose vendor refused (rate limit or "
+            "quota); routing skips it until then.",
+            labels=["session_id"],
+        )
+        for session_id, left in figures.cooling:
+            cooling.add_metric([session_id], left)
+        yield cooling
         yield CounterMetricFamily(
             PREFIX + "dropped_frames",
             "Agent frames dropped because their call had already ended.",
@@ -62,10 +73,14 @@ class LiveGauges(Collector):
 def live_figures(registry: Registry, router: Router) -> Figures:
     """Sessions, agents and calls right now (gauges, health, status)."""
     active = registry.in_state(SessionState.ACTIVE)
+    now = registry.clock()
     return Figures(
         pending_sessions=registry.count(SessionState.PENDING),
         active_sessions=len(active),
         connected_agents=sum(1 for s in active if s.connected),
         calls_in_flight=router.in_flight,
         dropped_frames=router.dropped_frames,
+        cooling=tuple(
+            (s.id, round(s.cooling_left(now), 1)) for s in active if s.cooling_left(now) > 0
+        ),
     )

@@ -121,6 +121,14 @@ class Metrics:
             OVERHEAD_BUCKETS,
         )
 
+        # Attempts given up before their first frame: the call went to another session.
+        self.failovers = counter(
+            "failovers",
+            "Calls given to another session (or a fallback model) before their first frame, "
+            "by model and reason (disconnected, quota, retryable).",
+            ("model", "reason"),
+        )
+
         # Calls handed to agents, recorded by the router observer when each one settles.
         self.calls = counter(
             "relay_calls",

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from mcp_local_provider.core import errors
-from mcp_local_provider.core.call import Call
+from mcp_local_provider.core.call import Call, CallRecord
 from mcp_local_provider.core.config import Config, ConfigError
 from mcp_local_provider.core.registry import Session
 from mcp_local_provider.obs import health
@@ -64,6 +64,23 @@ class Security:
                 "scopes": list(session.scopes or session.requested_scopes),
                 "state": session.state.value,
                 **details,
+            }
+        )
+
+    def failover_event(self, pending: CallRecord, reason: str) -> None:
+        """One audit line per attempt given up before its first frame (a router observer of
+        failovers); the request's own line follows when it ends."""
+        call, session = pending.call, pending.session
+        self.audit.event(
+            {
+                "event": "failover",
+                "request_id": call.request_id,
+                "session_id": session.id,
+                "agent_id": session.agent_id,
+                "model": call.model,
+                "reason": reason,
+                "error": pending.outcome,
+                "cooling_seconds": round(pending.cooled, 1) if pending.cooled else None,
             }
         )
 

@@ -75,9 +75,15 @@ async def test_status_prints_a_table_for_a_person(
     assert "3 requests, 1 error (1 client, 0 server), 0 cancelled" in out
     header, row = out.strip().splitlines()[-2:]
     assert header.split() == [
-        "SESSION", "STATE", "AGENT", "LABEL", "MODELS", "EXPIRES", "IN", "REQUESTS", "IN", "FLIGHT"
+        "SESSION", "STATE", "AGENT", "LABEL", "MODELS", "EXPIRES", "IN", "REQUESTS", "IN", "FLIGHT",
+        "TOKENS", "TODAY", "COOLING",
     ]  # fmt: skip
     assert row.split()[1:3] == ["active", "test-agent"] and "2/100000" in row
+    # Today's tokens of the two answered requests (input/output), and no cool-down.
+    tokens, cooling = row.split()[-2:]
+    assert cooling == "-"
+    took_in, took_out = (int(n) for n in tokens.rstrip("*").split("/"))
+    assert took_in > 0 and took_out > 0
 
 
 async def test_status_json_is_the_control_status_document(

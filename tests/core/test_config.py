@@ -74,7 +74,9 @@ def test_unknown_key_in_a_small_table_lists_that_table(tmp_path: Path) -> None:
     path.write_text("[models]\nzzzz = 1\n")
     with pytest.raises(ConfigError) as raised:
         load_config(path, environ={})
-    assert "known settings: aliases, default_context_length" in str(raised.value)
+    assert "known settings: aliases, cooldown_initial, cooldown_max, default_context_length" in (
+        str(raised.value)
+    )
 
 
 def test_a_bad_value_from_the_environment_names_the_variable(tmp_path: Path) -> None:

@@ -40,6 +40,8 @@ DOCUMENTED = {
     "mcp_local_provider_sessions": "gauge",
     "mcp_local_provider_agents_connected": "gauge",
     "mcp_local_provider_dropped_frames": "counter",
+    "mcp_local_provider_failovers": "counter",
+    "mcp_local_provider_session_cooling_seconds": "gauge",
     "process_cpu_seconds": "counter",
     "process_resident_memory_bytes": "gauge",
     "python_info": "gauge",

@@ -30,7 +30,8 @@ JSON = {"Content-Type": "application/json"}
 PROMPT = "audit-canary-prompt do not log me"
 
 REQUEST_FIELDS = {
-    "ts", "event", "request_id", "session_id", "agent_id", "route", "model", "kind", "stream",
+    "ts", "event", "request_id", "session_id", "agent_id", "route", "model", "served_model",
+    "failovers", "kind", "stream",
     "status", "outcome", "error", "duration_ms", "first_chunk_ms", "bytes_in", "bytes_out",
     "frames", "prompt_tokens", "completion_tokens", "total_tokens", "client_key", "peer",
     "prompt_digest", "digest_alg", "digest_key_id",

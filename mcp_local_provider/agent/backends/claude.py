@@ -23,8 +23,8 @@ from typing import Any
 
 import structlog
 
+from mcp_local_provider.agent import quota
 from mcp_local_provider.agent import tools as editor
-from mcp_local_provider.agent.backend import BackendError
 from mcp_local_provider.agent.backends.cli import (
     SYSTEM_ARG_LIMIT,
     CliBackend,
@@ -170,7 +170,7 @@ class ClaudeParser(OutputParser):
             return [*self.final(event.get("result")), Finish("length", _usage(event))]
         if event.get("is_error") or subtype.startswith("error"):
             detail = event.get("result") or subtype or "unknown error"
-            raise BackendError(f"claude reported an error: {detail}")
+            raise quota.refused(quota.claude(event), f"claude reported an error: {detail}")
         events = self.final(event.get("result"))
         reason = str(event.get("stop_reason") or self.stop_reason or "end_turn")
         return [*events, Finish(FINISH_REASONS.get(reason, "stop"), _usage(event))]

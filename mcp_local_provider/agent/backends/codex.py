@@ -29,6 +29,7 @@ from typing import Any
 import structlog
 
 from mcp_local_provider import __version__
+from mcp_local_provider.agent import quota
 from mcp_local_provider.agent import tools as editor
 from mcp_local_provider.agent.backend import BackendError
 from mcp_local_provider.agent.backends.cli import (
@@ -161,7 +162,8 @@ class CodexParser(OutputParser):
             raise BackendError("the codex turn was interrupted", "cancelled")
         error = turn.get("error") or {}
         detail = (error.get("message") if isinstance(error, dict) else error) or self.error
-        raise BackendError(f"codex reported an error: {detail or status or 'unknown error'}")
+        message = f"codex reported an error: {detail or status or 'unknown error'}"
+        raise quota.refused(quota.codex(error if isinstance(error, dict) else None), message)
 
 
 #: How Codex names the editor's tools to its model: a namespace holding the functions.

@@ -32,8 +32,8 @@ from typing import Any
 
 import structlog
 
+from mcp_local_provider.agent import quota
 from mcp_local_provider.agent import tools as editor
-from mcp_local_provider.agent.backend import BackendError
 from mcp_local_provider.agent.backends.cli import CliBackend, OutputParser, failure, usage_from
 from mcp_local_provider.agent.emulation import Prompt
 from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest, ToolCallDelta
@@ -148,7 +148,8 @@ class GeminiParser(OutputParser):
             what, kind = EXIT_MEANINGS[code]
             raise failure(what, self.error or stderr, kind)
         if self.error is not None:
-            raise BackendError(f"gemini reported an error: {self.error}")
+            signal = quota.gemini(self.error, stderr)
+            raise quota.refused(signal, f"gemini reported an error: {self.error}")
         return super().end(code, stderr)
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from mcp_local_provider.agent import quota
 from mcp_local_provider.agent.backend import Backend, BackendError
 from mcp_local_provider.agent.events import (
     BackendEvent,
@@ -117,7 +118,7 @@ class OpenAIBackend(Backend):
                 url, headers=self._headers, timeout=self._timeout()
             ) as response:
                 if response.status >= 400:
-                    raise _upstream_error(response.status, await response.read())
+                    raise _upstream_error(response.status, await response.read(), response.headers)
                 body = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise BackendError(
@@ -167,7 +168,7 @@ class OpenAIBackend(Backend):
                 self.base_url + path, json=body, headers=self._headers, timeout=self._timeout()
             ) as response:
                 if response.status >= 400:
-                    raise _upstream_error(response.status, await response.read())
+                    raise _upstream_error(response.status, await response.read(), response.headers)
                 if response.content_type != "text/event-stream":
                     for event in _whole(await response.json(content_type=None), request.kind):
                         yield event
@@ -284,7 +285,7 @@ def _message(error: Any) -> str:
     return str(error)
 
 
-def _upstream_error(status: int, body: bytes) -> BackendError:
+def _upstream_error(status: int, body: bytes, headers: Mapping[str, str]) -> BackendError:
     try:
         parsed = json.loads(body)
         detail = _message(parsed.get("error", parsed)) if isinstance(parsed, dict) else str(parsed)
@@ -292,4 +293,5 @@ def _upstream_error(status: int, body: bytes) -> BackendError:
         detail = body[:500].decode(errors="replace").strip() or "no details"
     code = {401: "upstream_unauthorized", 403: "upstream_forbidden", 404: "upstream_not_found",
             429: "upstream_rate_limited"}.get(status, "upstream_error")  # fmt: skip
-    return BackendError(f"the upstream answered {status}: {detail}", code)
+    message = f"the upstream answered {status}: {detail}"
+    return quota.refused(quota.upstream(status, headers), message, code)

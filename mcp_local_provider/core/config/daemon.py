@@ -127,6 +127,10 @@ class Config(BaseModel):
         default_factory=ModelsConfig, description="model aliases and defaults ([models] table)"
     )
 
+    usage_retention_days: int = Field(
+        90, ge=1, le=3650, description="days of usage (requests, tokens, per session) kept"
+    )
+
     # The MCP server (``mcp-local-provider mcp``)
     mcp_models: tuple[str, ...] = Field(
         ("mcp-agent",), description="models an MCP host's agent serves unless it names its own"

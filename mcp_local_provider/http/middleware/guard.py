@@ -28,7 +28,13 @@ from mcp_local_provider.http.families import (
 )
 from mcp_local_provider.http.listeners import SECURITY_HEADERS
 from mcp_local_provider.http.middleware.errors import error_response
-from mcp_local_provider.http.state import SCOPE, STATE, TOOLS_HEADER, TOOLS_NOT_OFFERED
+from mcp_local_provider.http.state import (
+    SCOPE,
+    SERVED_MODEL_HEADER,
+    STATE,
+    TOOLS_HEADER,
+    TOOLS_NOT_OFFERED,
+)
 from mcp_local_provider.policy.defences import Security
 from mcp_local_provider.policy.input_limits import check_model_name
 
@@ -44,6 +50,8 @@ _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _EXPOSED = (
     "Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, x-should-retry, "
     + TOOLS_HEADER
+    + ", "
+    + SERVED_MODEL_HEADER
 )
 
 
@@ -231,6 +239,10 @@ async def on_response_prepare(request: web.Request, response: web.StreamResponse
     headers = response.headers
     if request.get(TOOLS_NOT_OFFERED):
         headers[TOOLS_HEADER] = "not-offered"
+    scope = request.get(SCOPE)
+    call = scope.call if scope is not None else None
+    if call is not None and call.served_model is not None:
+        headers[SERVED_MODEL_HEADER] = call.served_model
     for name, value in SECURITY_HEADERS.items():
         headers.setdefault(name, value)
     headers.setdefault("Cache-Control", "no-store")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
+from mcp_local_provider.core.call import served_name
 from mcp_local_provider.http.calls import call_for, plan
 from mcp_local_provider.http.openapi import Operation
 from mcp_local_provider.http.replies import json_reply
@@ -53,7 +54,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     call = call_for(request, "chat", entry.target, payload, bool(asked.stream), needs)
     async with request.app[STATE].router.open(call) as events:
         if call.stream:
-            stream = MessageStream(asked.model, estimate)
+            stream = MessageStream(served_name(call, asked.model), estimate)
             response = await relay(
                 request,
                 events,
@@ -65,7 +66,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
             )
             usage = stream.usage
         else:
-            aggregate = MessageAggregate(asked.model, estimate)
+            aggregate = MessageAggregate(served_name(call, asked.model), estimate)
             async for event in events:
                 aggregate.add(event)
             response = json_reply(aggregate.body())

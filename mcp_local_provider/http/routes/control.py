@@ -12,7 +12,8 @@ from mcp_local_provider.core.protocol import ModelSpec
 from mcp_local_provider.http.auth import require_bridge_token
 from mcp_local_provider.http.openapi import Operation
 from mcp_local_provider.http.replies import json_reply
-from mcp_local_provider.http.state import STATE
+from mcp_local_provider.http.state import STATE, USAGE
+from mcp_local_provider.http.usage import described, grouped, since_days
 from mcp_local_provider.translate.common import parse_body
 
 routes = web.RouteTableDef()
@@ -82,6 +83,12 @@ operations = [
         status=201,
     ),
     Operation("post", "/control/revoke", "End a session by id", RevokeRequest, bridge_token=True),
+    Operation(
+        "get",
+        "/control/usage",
+        "Usage per day, session and model (?since=7d&by=day|session|model)",
+        bridge_token=True,
+    ),
 ]
 
 
@@ -93,9 +100,20 @@ def _view(request: web.Request, session_id: str) -> dict[str, Any]:
 @routes.get("/control/sessions")
 async def list_sessions(request: web.Request) -> web.Response:
     require_bridge_token(request)
-    registry = request.app[STATE].registry
-    now = registry.clock()
-    return json_reply({"sessions": [s.describe(now) for s in registry]})
+    state = request.app[STATE]
+    registry = state.registry
+    return json_reply({"sessions": await described(registry, registry.clock(), state.usage)})
+
+
+@routes.get("/control/usage")
+async def usage(request: web.Request) -> web.Response:
+    """Requests, errors, tokens, failovers and cool-down per day, session and model, kept
+    across restarts; ``since`` (``7d``, ``24h``) and ``by`` (``day``, ``session``, ``model``)."""
+    require_bridge_token(request)
+    days = since_days(request.query.get("since"))
+    by = request.query.get("by") or None
+    rows = await request.app[USAGE].rows(days)
+    return json_reply({"since_days": days, "by": by, "rows": grouped(rows, by)})
 
 
 @routes.post("/control/sessions/{session_id}/approve")

@@ -11,7 +11,7 @@ import time
 
 from aiohttp import web
 
-from mcp_local_provider.core.call import Call
+from mcp_local_provider.core.call import Call, served_name
 from mcp_local_provider.core.catalog import require
 from mcp_local_provider.core.registry import SessionState
 from mcp_local_provider.http.calls import call_for, fetch_embeddings, plan
@@ -155,6 +155,7 @@ async def embeddings(request: web.Request) -> web.Response:
 
 async def _answer(request: web.Request, call: Call, reply: OllamaReply) -> web.StreamResponse:
     async with request.app[STATE].router.open(call) as events:
+        reply.model = served_name(call, reply.model)
         if call.stream:
             return await relay(
                 request,

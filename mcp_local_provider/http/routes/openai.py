@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from mcp_local_provider.core.call import served_name
 from mcp_local_provider.core.protocol import AnswerFrame
 from mcp_local_provider.http.calls import call_for, fetch_embeddings, plan
 from mcp_local_provider.http.openapi import Operation
@@ -79,9 +80,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     call = call_for(request, "chat", entry.target, payload, bool(chat.stream), needs)
     async with request.app[STATE].router.open(call) as events:
         if call.stream:
-            stream = ChatStream(chat.model, chat.wants_usage)
+            stream = ChatStream(served_name(call, chat.model), chat.wants_usage)
             return await _sse(request, events, stream.encode, stream.finish)
-        aggregate = ChatAggregate(chat.model)
+        aggregate = ChatAggregate(served_name(call, chat.model))
         async for event in events:
             aggregate.add(event)
         return json_reply(aggregate.body())
@@ -95,10 +96,12 @@ async def completions(request: web.Request) -> web.StreamResponse:
     call = call_for(
         request, "completion", entry.target, asked.payload(entry.target), bool(asked.stream), needs
     )
-    reply = CompletionReply(
-        asked.model, echo_prompt=asked.text if asked.echo else "", want_usage=asked.wants_usage
-    )
     async with request.app[STATE].router.open(call) as events:
+        reply = CompletionReply(
+            served_name(call, asked.model),
+            echo_prompt=asked.text if asked.echo else "",
+            want_usage=asked.wants_usage,
+        )
         if call.stream:
             return await _sse(request, events, reply.encode, reply.finish)
         async for event in events:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
+from mcp_local_provider.core.call import served_name
 from mcp_local_provider.http.calls import call_for, plan
 from mcp_local_provider.http.openapi import Operation
 from mcp_local_provider.http.replies import json_reply
@@ -45,7 +46,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
     call = call_for(request, "chat", entry.target, payload, bool(asked.stream), needs)
     async with request.app[STATE].router.open(call) as events:
         if call.stream:
-            stream = ResponseStream(asked.model, echoed, estimate)
+            stream = ResponseStream(served_name(call, asked.model), echoed, estimate)
             response = await relay(
                 request,
                 events,
@@ -56,7 +57,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
             )
             answer = stream.answer
         else:
-            aggregate = ResponseAggregate(asked.model, echoed, estimate)
+            aggregate = ResponseAggregate(served_name(call, asked.model), echoed, estimate)
             async for event in events:
                 aggregate.add(event)
             response = json_reply(aggregate.body())

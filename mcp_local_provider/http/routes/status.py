@@ -11,6 +11,7 @@ from mcp_local_provider.http.auth import require_bridge_token
 from mcp_local_provider.http.openapi import Operation
 from mcp_local_provider.http.replies import json_reply
 from mcp_local_provider.http.state import STATE
+from mcp_local_provider.http.usage import described
 from mcp_local_provider.obs.figures import live_figures
 
 routes = web.RouteTableDef()
@@ -40,6 +41,6 @@ async def status(request: web.Request) -> web.Response:
             "sessions_pending": now.pending_sessions,
             "in_flight": now.calls_in_flight,
             "traffic": state.traffic.snapshot(),
-            "sessions": [s.describe(clock) for s in state.registry],
+            "sessions": await described(state.registry, clock, state.usage),
         }
     )
