@@ -26,6 +26,7 @@ from mcp_local_provider.core.registry import Registry, Session, SessionLimits
 from mcp_local_provider.core.router import Router
 from mcp_local_provider.core.scope import RequestScope
 from mcp_local_provider.core.sessions import Hub
+from mcp_local_provider.http.ui.state import PageState
 from mcp_local_provider.obs.calls import observe_call
 from mcp_local_provider.obs.figures import live_figures
 from mcp_local_provider.obs.metrics import Metrics
@@ -59,6 +60,8 @@ class State:
 STATE = web.AppKey("state", State)
 #: The request's scope, opened by the outermost middleware (see ``core/scope.py``).
 SCOPE = web.RequestKey("request_scope", RequestScope)
+#: The web page's logins and usage source (``http/ui``); set only when ``ui`` is on.
+PAGE = web.AppKey("page", PageState)
 #: The app's OpenAPI document (``http/openapi.py``), built once.
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 #: Set when the request offered tools its agent will not see: the response says so in
