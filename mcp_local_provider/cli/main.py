@@ -76,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="refresh every SECONDS (default 2) until Ctrl-C",
     )
 
+    ui = commands.add_parser(
+        "ui",
+        help="print a link that logs a browser in to the web page",
+        description="Print a one-time link (good for a few minutes) that logs a browser in to "
+        "the running daemon's web page at /ui, where agents are approved and usage and live "
+        "traffic are shown. The bridge token never reaches the browser.",
+    )
+    ui.set_defaults(command_parser=ui)
+    add_common(ui)
+    ui.add_argument("--url", help="daemon URL (default from the config)")
+    ui.add_argument("--open", action="store_true", help="open the link in the default browser")
+
     agent = commands.add_parser(
         "agent",
         help="run an agent that serves requests",
@@ -189,6 +201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mcp_local_provider.cli import status
 
             return asyncio.run(status.run(args, config_for(args)))
+        if args.command == "ui":
+            from mcp_local_provider.cli import ui
+
+            return asyncio.run(ui.run(args, config_for(args)))
         if args.command == "agent":
             from mcp_local_provider.cli import agent
 
