@@ -262,7 +262,8 @@ class Page:
                 raise AssertionError(f"in the page, never true: {expression}")
             await asyncio.sleep(0.05)
 
-    async def screenshot(self, path: Path, width: int, height: int = 900) -> None:
+    async def screenshot(self, width: int, height: int = 900) -> bytes:
+        """A PNG of the whole page laid out ``width`` pixels wide."""
         await self.send(
             "Emulation.setDeviceMetricsOverride",
             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
@@ -270,8 +271,7 @@ class Page:
         shot = await self.send(
             "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(shot["data"]))
+        return base64.b64decode(shot["data"])
 
     def sent_to(self, fragment: str, method: str = "POST") -> list[dict[str, str]]:
         """Headers of the requests (with ``method``) whose URL contains ``fragment``."""

@@ -84,6 +84,12 @@ async def pending_agent(daemon: Daemon, models: list[str] | None = None, **optio
     return daemon.state.registry.in_state(SessionState.PENDING)[-1].id
 
 
+def save(path: Path, data: bytes) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return data
+
+
 def screenshots() -> Path:
     return Path(os.environ.get("MCP_LOCAL_PROVIDER_SCREENSHOTS") or ROOT / "build/screenshots")
 
@@ -122,8 +128,7 @@ async def test_log_in_approve_watch_a_request_and_revoke(
     assert "secret words" not in await page.text()
 
     for width, name in ((1280, "ui-wide.png"), (420, "ui-narrow.png")):
-        await page.screenshot(screenshots() / name, width)
-        assert (screenshots() / name).stat().st_size > 10_000
+        assert len(save(screenshots() / name, await page.screenshot(width))) > 10_000
 
     await page.click(f'tr[data-session="{session_id}"] button.revoke')
     assert daemon.state.registry.get(session_id).state is SessionState.REVOKED
@@ -174,7 +179,8 @@ async def test_another_origins_page_cannot_approve_or_revoke(
     attacker.pages["/form"] = form_page(target, stolen)
     attacker.pages["/fetch"] = f"""<!doctype html><script>
 fetch({json.dumps(target)}, {{method: "POST", mode: "no-cors", credentials: "include",
-  body: new URLSearchParams({{csrf: {json.dumps(stolen)}}})}}).finally(() => document.title = "sent");
+  body: new URLSearchParams({{csrf: {json.dumps(stolen)}}})}})
+  .finally(() => document.title = "sent");
 </script>"""
 
     tab = await browser.new_page()  # the same browser, so the same cookie jar
