@@ -178,9 +178,9 @@ class Page:
         self.session = session
         self.loads = 0
         self._loaded = asyncio.Event()
-        #: Headers each request really carried (cookies included), by URL, in order.
-        self.sent: list[tuple[str, str, dict[str, str]]] = []
-        self._urls: dict[str, tuple[str, str]] = {}
+        #: Headers each request really carried (cookies included), by request id, in order.
+        self._extra: dict[str, list[dict[str, str]]] = {}
+        self._urls: dict[str, list[tuple[str, str]]] = {}
         #: Status of each document the tab loaded, in order.
         self.documents: list[tuple[str, int]] = []
         self.dialogs: list[str] = []
@@ -192,11 +192,14 @@ class Page:
             self._loaded.set()
         elif method == "Network.requestWillBeSent":
             request = params["request"]
-            self._urls[params["requestId"]] = (request["method"], request["url"])
+            # A redirect keeps the request id: each hop is one more entry.
+            self._urls.setdefault(params["requestId"], []).append(
+                (request["method"], request["url"])
+            )
         elif method == "Network.requestWillBeSentExtraInfo":
-            method_url = self._urls.get(params["requestId"], ("?", "?"))
+            # It may come before or after requestWillBeSent: joined when read (sent_to).
             headers = {k.lower(): v for k, v in params.get("headers", {}).items()}
-            self.sent.append((*method_url, headers))
+            self._extra.setdefault(params["requestId"], []).append(headers)
         elif method == "Network.responseReceived" and params.get("type") == "Document":
             self.documents.append((params["response"]["url"], params["response"]["status"]))
         elif method == "Page.javascriptDialogOpening":
@@ -275,4 +278,11 @@ class Page:
 
     def sent_to(self, fragment: str, method: str = "POST") -> list[dict[str, str]]:
         """Headers of the requests (with ``method``) whose URL contains ``fragment``."""
-        return [headers for m, url, headers in self.sent if m == method and fragment in url]
+        found = []
+        for request_id, hops in self._urls.items():
+            for (sent_method, url), headers in zip(
+                hops, self._extra.get(request_id, []), strict=False
+            ):
+                if sent_method == method and fragment in url:
+                    found.append(headers)
+        return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
@@ -57,3 +58,19 @@ async def logged_in(daemon: Daemon) -> tuple[aiohttp.ClientSession, str]:
     marker = 'name="csrf" value="'
     start = page.index(marker) + len(marker)
     return http, page[start : page.index('"', start)]
+
+
+def a_week_of_usage() -> list[Row]:
+    """Seven days of two sessions' use of three models, for the chart and the screenshots."""
+    today = datetime.now(UTC).date()
+    rows = []
+    for back in range(7):
+        day = (today - timedelta(days=6 - back)).isoformat()
+        rows.append(Row(day, "Claude Code on laptop", "claude", 40 + 9 * back, back % 3,
+                        52_000 + 7_000 * back, 9_000 + 1_500 * back))  # fmt: skip
+        rows.append(Row(day, "Codex", "gpt-5-codex", 25 + (back * 7) % 11, 0,
+                        30_000 + (back * 9_000) % 41_000, 6_000, failovers=back % 2))  # fmt: skip
+        if back >= 4:
+            rows.append(Row(day, "Gemini CLI", "gemini-2.5-pro", 12, 1, 18_000, 4_000,
+                            estimated=True, cooling_seconds=300.0))  # fmt: skip
+    return rows

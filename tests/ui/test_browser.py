@@ -21,12 +21,13 @@ from aiohttp.test_utils import TestServer
 
 from mcp_local_provider.agent.backends.echo import EchoBackend
 from mcp_local_provider.core.registry import SessionState
+from mcp_local_provider.http.state import PAGE
 from tests.browser import ATTACKER_HOST, Browser, Page, need_chromium
 from tests.conftest import StartDaemon
 from tests.fakes import Daemon, until
 from tests.readings import Meter
 from tests.security.helpers import port_of
-from tests.ui.pages import login_path
+from tests.ui.pages import Rows, a_week_of_usage, login_path
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT_LABEL = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
@@ -56,6 +57,8 @@ async def attacker(aiohttp_server: Any) -> Attacker:
     pages: dict[str, str] = {}
 
     async def serve(request: web.Request) -> web.Response:
+        if request.path not in pages:
+            raise web.HTTPNotFound()
         return web.Response(text=pages[request.path], content_type="text/html")
 
     app = web.Application()
@@ -97,7 +100,8 @@ def screenshots() -> Path:
 async def test_log_in_approve_watch_a_request_and_revoke(
     start_daemon: StartDaemon, browser: Browser, http: aiohttp.ClientSession
 ) -> None:
-    daemon = await start_daemon(approval="manual")
+    daemon = await start_daemon(approval="manual", usage=Rows(a_week_of_usage()))
+    daemon.app[PAGE].listening = [daemon.url]  # what serve sets once it listens
     page = await log_in(daemon, browser)
     assert await page.eval("document.cookie") == ""  # HttpOnly: no script can read it
     session_id = await pending_agent(daemon, label="Claude Code on laptop", models=["claude"])
@@ -109,7 +113,9 @@ async def test_log_in_approve_watch_a_request_and_revoke(
     await asyncio.wait_for(client.wait_ready(), 5)
     assert "active" in await page.text(f'#sessions tr[data-session="{session_id}"] .state')
     # The page's own form post passed, carrying what the origin check reads.
-    (sent,) = page.sent_to(f"/ui/sessions/{session_id}/approve")
+    approve = f"/ui/sessions/{session_id}/approve"
+    await until(lambda: len(page.sent_to(approve)) == 1)
+    (sent,) = page.sent_to(approve)
     assert sent["sec-fetch-site"] == "same-origin"
     assert sent["origin"] == daemon.url
 
@@ -127,6 +133,8 @@ async def test_log_in_approve_watch_a_request_and_revoke(
     assert "claude" in row and "Claude Code on laptop" in row and "200" in row
     assert "secret words" not in await page.text()
 
+    await page.goto(daemon.url + "/ui")  # the page as it stands, for the pictures
+    assert "gpt-5-codex" in await page.text("#usage")
     for width, name in ((1280, "ui-wide.png"), (420, "ui-narrow.png")):
         assert len(save(screenshots() / name, await page.screenshot(width))) > 10_000
 
@@ -189,8 +197,8 @@ fetch({json.dumps(target)}, {{method: "POST", mode: "no-cors", credentials: "inc
     await tab.goto(attacker.url(host, "/fetch"))
     await tab.wait_for("document.title === 'sent'")
 
+    await until(lambda: len(tab.sent_to(target)) == 2)  # the browser reports them apart
     posts = tab.sent_to(target)
-    assert len(posts) == 2
     for headers in posts:
         assert ("cookie" in headers) is cookie_sent
         assert headers["sec-fetch-site"] != "same-origin"

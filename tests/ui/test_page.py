@@ -328,18 +328,10 @@ async def test_live_traffic_streams_each_request_without_its_text(echo_daemon: D
     assert "canary" not in text
 
 
-async def test_usage_is_drawn_from_the_injected_source(
-    start_daemon: StartDaemon, aiohttp_server: Any, tmp_path: Any
-) -> None:
-    from mcp_local_provider.http.app import create_app
-    from mcp_local_provider.http.listeners import runner_options
-    from tests.fakes import BRIDGE_TOKEN, make_config
-
+async def test_usage_is_drawn_from_the_injected_source(start_daemon: StartDaemon) -> None:
     today = datetime.now(UTC).date().isoformat()
     source = Rows([Row(today, "Laptop <b>", "opus", requests=3, input_tokens=1200)])
-    config = make_config(tmp_path)
-    app = create_app(config, bridge_token=BRIDGE_TOKEN, approval="auto", usage=source)
-    daemon = Daemon(server=await aiohttp_server(app, **runner_options(config)), app=app)
+    daemon = await start_daemon(usage=source)
     http, _ = await logged_in(daemon)
     async with http, http.get(daemon.url + "/ui") as response:
         page = await response.text()

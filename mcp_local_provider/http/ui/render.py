@@ -80,16 +80,18 @@ def dashboard(daemon: Daemon, panels: Panels) -> str:
 def header(daemon: Daemon, csrf: str) -> str:
     listening = ", ".join(esc(url) for url in daemon.listening) or "(in-process)"
     config = esc(daemon.config_file) if daemon.config_file else "none (defaults and environment)"
+    pairs = (
+        ("version", esc(daemon.version)),
+        ("up", esc(duration(daemon.uptime_seconds))),
+        ("listening", listening),
+        ("config file", config),
+        ("approval", esc(daemon.approval)),
+        ("metrics", '<a href="/metrics">/metrics</a>'),
+    )
+    facts = "".join(f"<div><dt>{name}</dt><dd>{value}</dd></div>" for name, value in pairs)
     return f"""<header>
 <h1>mcp-local-provider</h1>
-<dl class="daemon">
-<dt>version</dt><dd>{esc(daemon.version)}</dd>
-<dt>up</dt><dd>{esc(duration(daemon.uptime_seconds))}</dd>
-<dt>listening</dt><dd>{listening}</dd>
-<dt>config file</dt><dd>{config}</dd>
-<dt>approval</dt><dd>{esc(daemon.approval)}</dd>
-<dt>metrics</dt><dd><a href="/metrics">/metrics</a></dd>
-</dl>
+<dl class="daemon">{facts}</dl>
 <form method="post" action="/ui/logout" class="logout">{_csrf_field(csrf)}
 <button>Log out</button></form>
 </header>"""
