@@ -70,6 +70,14 @@ def fresh_venv(tmp_path: Path, wheel: Path) -> Path:
     return env
 
 
+def installed_at(env: Path, cwd: Path) -> str:
+    """Where ``env``'s Python imports the package from."""
+    return subprocess.run(
+        [env / "bin" / "python", "-c", "import mcp_local_provider as m; print(m.__file__)"],
+        capture_output=True, text=True, check=True, cwd=cwd,
+    ).stdout  # fmt: skip
+
+
 def test_the_wheel_carries_the_pages_files(tmp_path: Path) -> None:
     names = zipfile.ZipFile(build_wheel(tmp_path)).namelist()
     for asset in ("page.html", *ASSET_TYPES):
@@ -80,10 +88,7 @@ async def test_an_installed_daemon_serves_the_page_and_its_assets(tmp_path: Path
     env = await asyncio.to_thread(
         fresh_venv, tmp_path, await asyncio.to_thread(build_wheel, tmp_path)
     )
-    where = subprocess.run(
-        [env / "bin" / "python", "-c", "import mcp_local_provider as m; print(m.__file__)"],
-        capture_output=True, text=True, check=True, cwd=tmp_path,
-    ).stdout  # fmt: skip
+    where = await asyncio.to_thread(installed_at, env, tmp_path)
     assert where.startswith(str(env)), where
     port = free_port()
     daemon = await asyncio.create_subprocess_exec(
