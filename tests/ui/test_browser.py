@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestServer
 from mcp_local_provider.agent.backends.echo import EchoBackend
 from mcp_local_provider.core.registry import SessionState
 from mcp_local_provider.http.state import PAGE
+from mcp_local_provider.policy.page_access import same_origin_post
 from tests.browser import ATTACKER_HOST, Browser, Page, need_chromium
 from tests.conftest import StartDaemon
 from tests.fakes import Daemon, until
@@ -292,3 +293,43 @@ async def test_an_expired_login_link_does_not_log_in(
     await page.goto(daemon.url + path)
     assert page.documents[-1][1] == 403
     assert "Log out" not in await page.text()
+
+
+@pytest.mark.parametrize(
+    ("policy", "origin_sent"), [("no-referrer", "null"), ("same-origin", "the page's")]
+)
+async def test_what_chromium_sends_on_a_pages_own_form_post_under_each_referrer_policy(
+    browser: Browser, aiohttp_server: Any, policy: str, origin_sent: str
+) -> None:
+    """Why the page is served with ``Referrer-Policy: same-origin`` and checked on
+    ``Sec-Fetch-Site``: under ``no-referrer`` Chromium's own same-origin form post says
+    ``Origin: null``, which an Origin-only check would refuse."""
+    seen: list[dict[str, str]] = []
+
+    async def form(request: web.Request) -> web.Response:
+        return web.Response(
+            text='<form method="post" action="/post"><input name="a" value="b"></form>'
+            "<script>document.forms[0].submit()</script>",
+            content_type="text/html",
+            headers={"Referrer-Policy": policy},
+        )
+
+    async def post(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.Response(text="posted")
+
+    app = web.Application()
+    app.router.add_get("/form", form)
+    app.router.add_post("/post", post)
+    server = await aiohttp_server(app)
+    host = f"127.0.0.1:{server.port}"
+    page = await browser.new_page()
+    await page.goto(f"http://{host}/form")
+    await page.wait_for("document.body && document.body.textContent === 'posted'")
+    (headers,) = seen
+    expected = "null" if origin_sent == "null" else f"http://{host}"
+    assert headers["Origin"] == expected
+    assert headers["Sec-Fetch-Site"] == "same-origin"
+    assert same_origin_post(headers["Sec-Fetch-Site"], headers["Origin"], host)
+    # An Origin-only check passes the page under same-origin, and refuses it under no-referrer.
+    assert same_origin_post(None, headers["Origin"], host) is (policy == "same-origin")
