@@ -68,6 +68,7 @@ def create_app(
     if config.ui:
         app[PAGE] = page_state(config, usage)
         app.add_routes(page.routes)
+        app.on_shutdown.append(page.close_streams)
         operations += page.operations
     app[OPENAPI] = document(operations)
     app.cleanup_ctx.append(audit_lifecycle)

@@ -16,6 +16,7 @@ import pytest
 from mcp_local_provider.core.registry import SessionState
 from mcp_local_provider.http.state import PAGE
 from mcp_local_provider.http.ui.routes import PAGE_HEADERS
+from mcp_local_provider.http.ui.state import MAX_STREAMS
 from mcp_local_provider.policy.page_access import COOKIE_NAME
 from tests.conftest import StartDaemon
 from tests.fakes import Daemon, RawAgent, until
@@ -355,3 +356,22 @@ async def test_with_ui_off_there_is_no_page_and_no_login(
     for method, path in (("GET", "/ui"), ("GET", "/ui/login"), ("POST", "/control/ui/login")):
         async with http.request(method, daemon.url + path, headers=daemon.auth) as response:
             assert response.status == 404, path
+
+
+async def test_event_streams_are_capped(daemon: Daemon) -> None:
+    http, _ = await logged_in(daemon)
+    streams = daemon.app[PAGE].streams
+    for _ in range(MAX_STREAMS):
+        streams.add(asyncio.Queue())
+    async with http, http.get(daemon.url + "/ui/events") as response:
+        assert response.status == 503
+
+
+async def test_event_streams_end_when_the_daemon_shuts_down(echo_daemon: Daemon) -> None:
+    http, _ = await logged_in(echo_daemon)
+    async with http, http.get(echo_daemon.url + "/ui/events") as stream:
+        await until(lambda: len(echo_daemon.app[PAGE].streams) == 1)
+        await echo_daemon.app.shutdown()
+        async with asyncio.timeout(5):
+            assert await stream.content.read() == b""  # ended, well before the next ping
+    assert not echo_daemon.app[PAGE].streams

@@ -218,9 +218,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     if session is None:
         raise errors.Unauthorized("log in to the web page first (mcp-local-provider ui)")
     state, page = request.app[STATE], request.app[PAGE]
-    if page.streams >= MAX_STREAMS:
+    if len(page.streams) >= MAX_STREAMS:
         raise errors.Overloaded("too many open web pages; close one")
-    queue: asyncio.Queue[Passed] = asyncio.Queue(maxsize=256)
+    queue: asyncio.Queue[Passed | None] = asyncio.Queue(maxsize=256)
 
     def notify(passed: Passed) -> None:
         with suppress(asyncio.QueueFull):  # a page that cannot keep up misses some rows
@@ -230,10 +230,10 @@ async def events(request: web.Request) -> web.StreamResponse:
         headers={**PAGE_HEADERS, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
     )
     await response.prepare(request)
-    page.streams += 1
+    page.streams.add(queue)
     stop = state.traffic.watch(notify)
     try:
-        while not state.router.closing:
+        while True:
             try:
                 async with asyncio.timeout(STREAM_PING):
                     passed = await queue.get()
@@ -243,11 +243,18 @@ async def events(request: web.Request) -> web.StreamResponse:
                     break
                 await response.write(b": ping\n\n")
                 continue
+            if passed is None:  # the daemon is stopping
+                break
             await response.write(f"event: request\ndata: {dumps(passed.view())}\n\n".encode())
     finally:
         stop()
-        page.streams -= 1
+        page.streams.discard(queue)
     return response
+
+
+async def close_streams(app: web.Application) -> None:
+    """On shutdown: end the event streams, which would otherwise hold it up."""
+    app[PAGE].close_streams()
 
 
 @routes.get("/ui/static/{name}")
