@@ -375,3 +375,30 @@ async def test_event_streams_end_when_the_daemon_shuts_down(echo_daemon: Daemon)
         async with asyncio.timeout(5):
             assert await stream.content.read() == b""  # ended, well before the next ping
     assert not echo_daemon.app[PAGE].streams
+
+
+@pytest.mark.parametrize(
+    "body", [b"\xff\xfe=\x80", b"csrf=%ff%fe", b"%", b"=&&==", b"a=1&" * 20, b"csrf=1&csrf=2"]
+)
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/x-www-form-urlencoded",
+        "application/x-www-form-urlencoded; charset=no-such-charset",
+        "application/json",
+    ],
+)
+async def test_malformed_forms_from_a_logged_in_page_are_403_never_5xx(
+    daemon: Daemon, body: bytes, content_type: str
+) -> None:
+    http, _ = await logged_in(daemon)
+    async with (
+        http,
+        http.post(
+            daemon.url + "/ui/logout",
+            data=body,
+            headers={**SAME_ORIGIN, "Content-Type": content_type},
+        ) as response,
+    ):
+        assert response.status == 403
+    assert len(daemon.app[PAGE].access) == 1  # still logged in

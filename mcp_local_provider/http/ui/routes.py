@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import suppress
+from urllib.parse import parse_qs
 
 import structlog
 from aiohttp import web
@@ -151,8 +152,9 @@ async def login(request: web.Request) -> web.Response:
     raise response
 
 
-def _check_post(request: web.Request, form: dict[str, str]) -> PageSession:
-    """The request comes from the page itself, from a logged-in browser, with its token."""
+async def _check_post(request: web.Request) -> PageSession:
+    """The request comes from the page itself, from a logged-in browser, with its token
+    (the form is read only once the first two hold)."""
     state = request.app[STATE]
     scope = request[SCOPE]
     if not same_origin_post(
@@ -167,16 +169,24 @@ def _check_post(request: web.Request, form: dict[str, str]) -> PageSession:
     if session is None:
         state.metrics.rejected("auth", scope)
         raise errors.Forbidden("log in to the web page first (mcp-local-provider ui)")
-    if not session.csrf_matches(form.get("csrf")):
+    if not session.csrf_matches(await _csrf(request)):
         state.metrics.rejected("auth", scope)
         log.warning("ui_csrf_refused")
         raise errors.Forbidden("this form is stale or not this browser's; reload the page")
     return session
 
 
-async def _form(request: web.Request) -> dict[str, str]:
-    data = await request.post()
-    return {key: value for key, value in data.items() if isinstance(value, str)}
+async def _csrf(request: web.Request) -> str | None:
+    """The form's one ``csrf`` field; None for anything else (tokens are plain ASCII, so the
+    body's declared charset does not matter)."""
+    if request.content_type != "application/x-www-form-urlencoded":
+        return None
+    try:
+        fields = parse_qs((await request.read()).decode("ascii"), max_num_fields=8)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    values = fields.get("csrf", [])
+    return values[0] if len(values) == 1 else None
 
 
 @routes.post("/ui/sessions/{session_id}/{action}")
@@ -185,7 +195,7 @@ async def act(request: web.Request) -> web.Response:
     action = request.match_info["action"]
     if action not in ACTIONS:
         raise errors.NotFound(f"no action {action!r}")
-    session = _check_post(request, await _form(request))
+    session = await _check_post(request)
     hub = request.app[STATE].hub
     session_id = request.match_info["session_id"]
     try:
@@ -203,7 +213,7 @@ async def act(request: web.Request) -> web.Response:
 
 @routes.post("/ui/logout")
 async def logout(request: web.Request) -> web.Response:
-    session = _check_post(request, await _form(request))
+    session = await _check_post(request)
     request.app[PAGE].access.end(session)
     response = web.HTTPSeeOther("/ui", headers=PAGE_HEADERS)
     response.del_cookie(COOKIE_NAME, path="/ui")
