@@ -163,7 +163,7 @@ class Browser:
         ]
         page = Page(self, session)
         self._pages[session] = page
-        for domain in ("Page", "Runtime", "Network"):
+        for domain in ("Page", "Runtime", "Network", "Log"):
             await page.send(f"{domain}.enable")
         if bypass_csp:  # the page plays one its attacker served, which has no CSP
             await page.send("Page.setBypassCSP", {"enabled": True})
@@ -184,6 +184,8 @@ class Page:
         #: Status of each document the tab loaded, in order.
         self.documents: list[tuple[str, int]] = []
         self.dialogs: list[str] = []
+        #: Script errors, and what the browser logged as errors (CSP refusals among them).
+        self.errors: list[str] = []
         self.console: list[str] = []
 
     def event(self, method: str, params: dict[str, Any]) -> None:
@@ -207,6 +209,12 @@ class Page:
             asyncio.get_running_loop().create_task(
                 self.send("Page.handleJavaScriptDialog", {"accept": False})
             )
+        elif method == "Runtime.exceptionThrown":
+            details = params.get("exceptionDetails", {})
+            self.errors.append(str(details.get("exception", {}).get("description") or details))
+        elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
+            # Where the browser reports what it refused: CSP violations, failed loads.
+            self.errors.append(params["entry"].get("text", ""))
         elif method == "Runtime.consoleAPICalled":
             self.console.append(" ".join(str(a.get("value")) for a in params.get("args", [])))
 

@@ -142,6 +142,7 @@ async def test_log_in_approve_watch_a_request_and_revoke(
     await page.click(f'tr[data-session="{session_id}"] button.revoke')
     assert daemon.state.registry.get(session_id).state is SessionState.REVOKED
     assert "revoked" in await page.text(f'tr[data-session="{session_id}"] .state')
+    assert page.errors == []  # the script ran clean, and the CSP refused nothing of the page
 
 
 async def test_the_panels_refresh_on_their_own(start_daemon: StartDaemon, browser: Browser) -> None:
@@ -249,6 +250,7 @@ async def test_a_label_holding_script_is_shown_as_text(
     assert await page.eval("typeof window.__pwned") == "undefined"
     assert await page.eval("document.querySelectorAll('#pending script, #pending img').length") == 0
     assert page.dialogs == []
+    assert page.errors == []  # not even a blocked inline script: there was none to block
 
 
 async def test_a_stolen_csrf_token_is_refused_in_another_session(

@@ -148,7 +148,8 @@ async def test_the_page_and_its_assets_have_no_inline_script_or_style(
 
 
 @pytest.mark.parametrize(
-    ("name", "kind"), [("page.js", "text/javascript"), ("page.css", "text/css")]
+    ("name", "kind"),
+    [("page.js", "text/javascript"), ("page.css", "text/css"), ("icon.svg", "image/svg+xml")],
 )
 async def test_assets_are_served_with_their_type(
     daemon: Daemon, http: aiohttp.ClientSession, name: str, kind: str

@@ -50,7 +50,7 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
-ASSET_TYPES = {"page.css": "text/css", "page.js": "text/javascript"}
+ASSET_TYPES = {"page.css": "text/css", "page.js": "text/javascript", "icon.svg": "image/svg+xml"}
 ACTIONS = ("approve", "deny", "revoke")
 #: Seconds between keep-alive comments on the event stream.
 STREAM_PING = 15.0
@@ -275,7 +275,8 @@ async def asset(request: web.Request) -> web.Response:
     if kind is None:
         raise errors.NotFound("no such file")
     body = (render.ASSETS / name).read_bytes()
-    return web.Response(body=body, content_type=kind, charset="utf-8", headers=PAGE_HEADERS)
+    charset = None if kind.startswith("image/") else "utf-8"
+    return web.Response(body=body, content_type=kind, charset=charset, headers=PAGE_HEADERS)
 
 
 @routes.post("/control/ui/login")
