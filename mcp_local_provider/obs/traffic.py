@@ -17,6 +17,8 @@ from mcp_local_provider.obs.calls import reported_tokens
 WINDOW_SECONDS = 60
 #: Finished requests kept for the web page's live list.
 RECENT = 50
+#: Sessions whose last request time is kept, at most.
+MAX_SESSIONS_SEEN = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,8 @@ class Traffic:
         default_factory=lambda: [_Bucket() for _ in range(WINDOW_SECONDS)]
     )
     recent: deque[Passed] = field(default_factory=lambda: deque(maxlen=RECENT))
+    #: When each session last finished a request (wall clock), for the web page.
+    last_used: dict[str, float] = field(default_factory=dict)
     _watchers: dict[int, Callable[[Passed], None]] = field(default_factory=dict)
     _next_watcher: int = 0
 
@@ -83,6 +87,11 @@ class Traffic:
     def passed(self, request: Passed) -> None:
         """Keep ``request`` among the recent ones and tell every watcher (who must not block)."""
         self.recent.append(request)
+        if request.session_id is not None:
+            self.last_used[request.session_id] = request.at
+            if len(self.last_used) > MAX_SESSIONS_SEEN:  # keep the most recent half
+                latest = sorted(self.last_used.items(), key=lambda item: item[1])
+                self.last_used = dict(latest[len(latest) // 2 :])
         for notify in list(self._watchers.values()):
             notify(request)
 

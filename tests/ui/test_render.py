@@ -4,12 +4,13 @@ or an editor chose, the states in words, and the chart's bars."""
 from __future__ import annotations
 
 import re
+import time
 
 from mcp_local_provider.core.protocol import ModelSpec
 from mcp_local_provider.core.registry import Session, SessionState
 from mcp_local_provider.http.ui import render
 from mcp_local_provider.http.ui.chart import usage_chart
-from mcp_local_provider.obs.traffic import Passed
+from mcp_local_provider.obs.traffic import MAX_SESSIONS_SEEN, Passed, Traffic
 from tests.ui.pages import Row
 
 HOSTILE = '"><script>alert(1)</script><img src=x onerror=alert(2)>&amp;'
@@ -125,3 +126,18 @@ def test_the_chart_stacks_each_days_tokens_by_model() -> None:
     assert heights["2026-12-04 m1: 400 tokens"] == 4 * heights["2026-12-04 m2: 100 tokens"]
     assert heights["2026-12-05 m1: 200 tokens"] == 2 * heights["2026-12-04 m2: 100 tokens"]
     assert "<script" not in svg and "style=" not in svg
+
+
+def test_sessions_show_when_they_were_last_used() -> None:
+    active = session(SessionState.ACTIVE)
+    html = render.sessions_section(panels(active, last_used={active.id: time.time() - 125}))
+    assert "2m 05s ago" in html or "2m 06s ago" in html
+
+
+def test_traffic_remembers_each_sessions_last_request_within_bounds() -> None:
+    traffic = Traffic()
+    for n in range(MAX_SESSIONS_SEEN + 1):
+        traffic.passed(Passed(float(n), "POST", "/v1/chat/completions", 200, 1.0, None, f"s{n}"))
+    assert len(traffic.last_used) <= MAX_SESSIONS_SEEN
+    assert traffic.last_used[f"s{MAX_SESSIONS_SEEN}"] == float(MAX_SESSIONS_SEEN)
+    assert "s0" not in traffic.last_used

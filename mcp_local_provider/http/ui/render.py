@@ -5,8 +5,8 @@ through ``esc``; nothing is ever placed in a script, a style or an event attribu
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
 from importlib import resources
@@ -46,6 +46,8 @@ class Panels:
     usage: Sequence[UsageRowLike] | None  # None: usage is not recorded
     traffic: Sequence[Passed]
     notice: str | None = None
+    #: When each session last finished a request (wall clock).
+    last_used: Mapping[str, float] = field(default_factory=dict)
 
 
 def page(title: str, body: str) -> str:
@@ -164,7 +166,7 @@ def sessions_section(panels: Panels) -> str:
     if not sessions:
         return '<section id="sessions"><h2>Sessions</h2><p class="empty">None yet.</p></section>'
     today = _today(panels.usage)
-    last_used = _last_used(panels.traffic)
+    last_used = panels.last_used
     rows = []
     for s in sorted(sessions, key=lambda s: (s.state.ended, -s.created_at)):
         words, css = session_state(s, panels.now)
@@ -277,10 +279,6 @@ def _today(rows: Sequence[UsageRowLike] | None) -> dict[str, tuple[int, int, int
         out[row.session] = (r + row.requests, i + row.input_tokens, o + row.output_tokens,
                             e + row.errors)  # fmt: skip
     return out
-
-
-def _last_used(traffic: Sequence[Passed]) -> dict[str, float]:
-    return {p.session_id: p.at for p in traffic if p.session_id is not None}
 
 
 def _clock(at: float) -> str:

@@ -95,6 +95,7 @@ async def _panel_data(
         usage=usage,
         traffic=list(state.traffic.recent),
         notice=notice,
+        last_used=state.traffic.last_used,
     )
 
 
