@@ -3,9 +3,11 @@ the usage store's, and a usage source serving them."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import aiohttp
 
@@ -38,6 +40,21 @@ class Rows:
     async def rows(self, since_days: int) -> list[Row]:
         self.asked.append(since_days)
         return self._rows
+
+
+class StoredRows:
+    """A usage source reading its rows from a file at every call, as a store on disk would:
+    what it shows outlives the daemon that showed it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @staticmethod
+    def write(path: Path, rows: Sequence[Row]) -> None:
+        path.write_text(json.dumps([asdict(row) for row in rows]))
+
+    async def rows(self, since_days: int) -> list[Row]:
+        return [Row(**row) for row in json.loads(self.path.read_text())]
 
 
 async def login_path(daemon: Daemon, http: aiohttp.ClientSession) -> str:

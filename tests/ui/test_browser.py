@@ -28,7 +28,7 @@ from tests.conftest import StartDaemon
 from tests.fakes import Daemon, until
 from tests.readings import Meter
 from tests.security.helpers import port_of
-from tests.ui.pages import Rows, a_week_of_usage, login_path
+from tests.ui.pages import Rows, StoredRows, a_week_of_usage, login_path
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT_LABEL = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
@@ -335,3 +335,22 @@ async def test_what_chromium_sends_on_a_pages_own_form_post_under_each_referrer_
     assert same_origin_post(headers["Sec-Fetch-Site"], headers["Origin"], host)
     # An Origin-only check passes the page under same-origin, and refuses it under no-referrer.
     assert same_origin_post(None, headers["Origin"], host) is (policy == "same-origin")
+
+
+async def test_after_a_restart_the_browser_logs_in_again_and_sees_the_stored_usage(
+    start_daemon: StartDaemon, browser: Browser, tmp_path: Path
+) -> None:
+    store = tmp_path / "usage.json"
+    StoredRows.write(store, a_week_of_usage())
+    before = await start_daemon(usage=StoredRows(store))
+    page = await log_in(before, browser)
+    assert "gpt-5-codex" in await page.text("#usage")
+    await before.server.close()
+
+    after = await start_daemon(usage=StoredRows(store))
+    # The same browser, its cookie still set: the new daemon does not know it.
+    await page.goto(after.url + "/ui")
+    assert "mcp-local-provider ui --open" in await page.text()
+    page = await log_in(after, browser)
+    assert "gpt-5-codex" in await page.text("#usage")
+    assert "Gemini CLI" in await page.text("#usage table")
