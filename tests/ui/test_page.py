@@ -403,3 +403,14 @@ async def test_malformed_forms_from_a_logged_in_page_are_403_never_5xx(
     ):
         assert response.status == 403
     assert len(daemon.app[PAGE].access) == 1  # still logged in
+
+
+@pytest.mark.parametrize("path", ["/ui/panels", "/ui/events"])
+@pytest.mark.parametrize("site", ["same-site", "cross-site", "none"])
+async def test_what_only_the_pages_script_reads_is_refused_to_other_origins(
+    daemon: Daemon, path: str, site: str
+) -> None:
+    http, _ = await logged_in(daemon)
+    async with http, http.get(daemon.url + path, headers={"Sec-Fetch-Site": site}) as response:
+        assert response.status == 403
+    assert Meter(daemon)("rejected_total", reason="origin") == 1

@@ -66,6 +66,21 @@ def _logged_in(request: web.Request) -> PageSession | None:
     return request.app[PAGE].access.session(request.cookies.get(COOKIE_NAME))
 
 
+def _for_the_script(request: web.Request) -> PageSession:
+    """A request only the page's own script makes: from the page's origin, logged in.
+
+    Another origin could not read the answer anyway (no CORS), but refusing it outright
+    leaves it nothing to time or count either."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site != "same-origin":
+        request.app[STATE].metrics.rejected("origin", request[SCOPE])
+        raise errors.Forbidden("only the web page itself reads this")
+    session = _logged_in(request)
+    if session is None:
+        raise errors.Unauthorized("log in to the web page first (mcp-local-provider ui)")
+    return session
+
+
 def _daemon(request: web.Request) -> render.Daemon:
     state, page = request.app[STATE], request.app[PAGE]
     config = state.config
@@ -123,9 +138,7 @@ async def slash(request: web.Request) -> web.Response:
 @routes.get("/ui/panels")
 async def panels(request: web.Request) -> web.Response:
     """The panels alone, for the page's script to refresh."""
-    session = _logged_in(request)
-    if session is None:
-        raise errors.Unauthorized("log in to the web page first (mcp-local-provider ui)")
+    session = _for_the_script(request)
     return _html(render.render_panels(await _panel_data(request, session)))
 
 
@@ -225,9 +238,7 @@ async def logout(request: web.Request) -> web.Response:
 async def events(request: web.Request) -> web.StreamResponse:
     """Requests as they finish, as server-sent events (``event: request``), until the browser
     leaves, logs out, or the daemon stops."""
-    session = _logged_in(request)
-    if session is None:
-        raise errors.Unauthorized("log in to the web page first (mcp-local-provider ui)")
+    _for_the_script(request)
     state, page = request.app[STATE], request.app[PAGE]
     if len(page.streams) >= MAX_STREAMS:
         raise errors.Overloaded("too many open web pages; close one")
