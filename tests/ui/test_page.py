@@ -414,3 +414,17 @@ async def test_what_only_the_pages_script_reads_is_refused_to_other_origins(
     async with http, http.get(daemon.url + path, headers={"Sec-Fetch-Site": site}) as response:
         assert response.status == 403
     assert Meter(daemon)("rejected_total", reason="origin") == 1
+
+
+class BrokenStore:
+    async def rows(self, since_days: int) -> list[Row]:
+        raise OSError("disk on fire")
+
+
+async def test_a_failing_usage_source_does_not_break_the_page(start_daemon: StartDaemon) -> None:
+    daemon = await start_daemon(usage=BrokenStore())
+    http, _ = await logged_in(daemon)
+    async with http, http.get(daemon.url + "/ui") as response:
+        assert response.status == 200
+        page = await response.text()
+    assert "Usage could not be read" in page and "disk on fire" not in page

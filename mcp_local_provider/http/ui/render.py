@@ -48,12 +48,17 @@ class Panels:
     notice: str | None = None
     #: When each session last finished a request (wall clock).
     last_used: Mapping[str, float] = field(default_factory=dict)
+    #: The usage source failed (``usage`` is then None).
+    usage_failed: bool = False
+
+
+#: Read once, when the module is imported, never on a request.
+_TEMPLATE = Template((ASSETS / "page.html").read_text(encoding="utf-8"))
 
 
 def page(title: str, body: str) -> str:
     """The whole document around ``body`` (already HTML)."""
-    template = Template((ASSETS / "page.html").read_text(encoding="utf-8"))
-    return template.substitute(title=esc(title), body=body)
+    return _TEMPLATE.substitute(title=esc(title), body=body)
 
 
 def login_page(message: str | None = None) -> str:
@@ -106,7 +111,7 @@ def render_panels(panels: Panels) -> str:
         (
             pending_section(panels),
             sessions_section(panels),
-            usage_section(panels.usage),
+            usage_section(panels.usage, failed=panels.usage_failed),
             traffic_section(panels.traffic),
         )
     )
@@ -201,8 +206,13 @@ def sessions_section(panels: Panels) -> str:
 <tbody>{"".join(rows)}</tbody></table></section>"""
 
 
-def usage_section(rows: Sequence[UsageRowLike] | None) -> str:
+def usage_section(rows: Sequence[UsageRowLike] | None, failed: bool = False) -> str:
     head = '<section id="usage"><h2>Usage</h2>'
+    if failed:
+        return (
+            head
+            + '<p class="notice">Usage could not be read; the daemon\'s log says why.</p></section>'
+        )
     if rows is None:
         return head + '<p class="empty">Usage is not recorded by this daemon.</p></section>'
     if not rows:

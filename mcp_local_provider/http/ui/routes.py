@@ -51,6 +51,8 @@ PAGE_HEADERS = {
     "Cache-Control": "no-store",
 }
 ASSET_TYPES = {"page.css": "text/css", "page.js": "text/javascript", "icon.svg": "image/svg+xml"}
+#: The assets' bytes, read once when the module is imported, never on a request.
+ASSETS = {name: (render.ASSETS / name).read_bytes() for name in ASSET_TYPES}
 ACTIONS = ("approve", "deny", "revoke")
 #: Seconds between keep-alive comments on the event stream.
 STREAM_PING = 15.0
@@ -97,12 +99,13 @@ async def _panel_data(
     request: web.Request, session: PageSession, notice: str | None = None
 ) -> render.Panels:
     state, page = request.app[STATE], request.app[PAGE]
-    usage = None
+    usage, failed = None, False
     if page.usage is not None:
         try:
             usage = list(await page.usage.rows(USAGE_DAYS))
         except Exception:  # the page must show even when the store fails
             log.exception("usage_unavailable")
+            failed = True
     return render.Panels(
         sessions=list(state.registry),
         now=state.registry.clock(),
@@ -111,6 +114,7 @@ async def _panel_data(
         traffic=list(state.traffic.recent),
         notice=notice,
         last_used=state.traffic.last_used,
+        usage_failed=failed,
     )
 
 
@@ -286,7 +290,7 @@ async def asset(request: web.Request) -> web.Response:
     kind = ASSET_TYPES.get(name)
     if kind is None:
         raise errors.NotFound("no such file")
-    body = (render.ASSETS / name).read_bytes()
+    body = ASSETS[name]
     charset = None if kind.startswith("image/") else "utf-8"
     return web.Response(body=body, content_type=kind, charset=charset, headers=PAGE_HEADERS)
 
