@@ -34,12 +34,13 @@ def _logs_through_stdlib_logging() -> None:
 
 @pytest.fixture
 async def start_daemon(aiohttp_server: Any, tmp_path: Path) -> AsyncIterator[StartDaemon]:
-    """Start a real daemon on a loopback port: ``await start_daemon(approval=..., **config)``."""
+    """Start a real daemon on a loopback port: ``await start_daemon(approval=..., **config)``
+    (``usage=``: the source the web page's usage panel reads)."""
     daemons: list[Daemon] = []
 
-    async def start(approval: str = "auto", **overrides: Any) -> Daemon:
+    async def start(approval: str = "auto", usage: Any = None, **overrides: Any) -> Daemon:
         config = make_config(tmp_path, **overrides)
-        app = create_app(config, bridge_token=BRIDGE_TOKEN, approval=approval)
+        app = create_app(config, bridge_token=BRIDGE_TOKEN, approval=approval, usage=usage)
         # TestServer cancels handlers on disconnect, as serve does, and gets serve's options.
         server = await aiohttp_server(app, **runner_options(config))
         daemon = Daemon(server=server, app=app)

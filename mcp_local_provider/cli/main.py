@@ -97,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="sum the rows by day, session or model (default: one row per day, session, model)",
     )
     usage.add_argument("--json", action="store_true", help="print JSON")
+    ui = commands.add_parser(
+        "ui",
+        help="print a link that logs a browser in to the web page",
+        description="Print a one-time link (good for a few minutes) that logs a browser in to "
+        "the running daemon's web page at /ui, where agents are approved and usage and live "
+        "traffic are shown. The bridge token never reaches the browser.",
+    )
+    ui.set_defaults(command_parser=ui)
+    add_common(ui)
+    ui.add_argument("--url", help="daemon URL (default from the config)")
+    ui.add_argument("--open", action="store_true", help="open the link in the default browser")
 
     agent = commands.add_parser(
         "agent",
@@ -215,6 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mcp_local_provider.cli import usage
 
             return usage.run(args, config_for(args))
+        if args.command == "ui":
+            from mcp_local_provider.cli import ui
+
+            return asyncio.run(ui.run(args, config_for(args)))
         if args.command == "agent":
             from mcp_local_provider.cli import agent
 

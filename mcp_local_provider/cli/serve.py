@@ -28,7 +28,9 @@ def run(config: Config) -> int:
         return prompt.close
 
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(serve(config, approval=approval, consent=consent))
+        return runner.run(
+            serve(config, approval=approval, consent=consent, show_page_link=interactive)
+        )
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -27,15 +27,23 @@ from mcp_local_provider.http.routes import (
     responses,
     status,
 )
-from mcp_local_provider.http.state import OPENAPI, STATE, USAGE, build_state
+from mcp_local_provider.http.state import OPENAPI, PAGE, STATE, USAGE, build_state
+from mcp_local_provider.http.ui import routes as page
+from mcp_local_provider.http.ui.state import page_state
+from mcp_local_provider.http.ui.usage import UsageSource
 
 log = structlog.get_logger("mcp_local_provider.app")
 
 
 def create_app(
-    config: Config, *, bridge_token: str, approval: str | None = None
+    config: Config,
+    *,
+    bridge_token: str,
+    approval: str | None = None,
+    usage: UsageSource | None = None,
 ) -> web.Application:
-    """Build the application. ``approval`` defaults to the config's (manual if unset)."""
+    """Build the application. ``approval`` defaults to the config's (manual if unset);
+    ``usage`` is what the web page's usage panel reads instead of the usage store."""
     state = build_state(config, bridge_token, approval or config.approval or "manual")
     # observe_middleware stays first: it opens the request's scope, and counts and logs every
     # request with its final status.
@@ -55,10 +63,16 @@ def create_app(
     app.on_response_prepare.append(on_response_prepare)
     for routes in (openai, anthropic, responses, ollama, agent, control, ops, status):
         app.add_routes(routes.routes)
-    app[OPENAPI] = document(
-        [*openai.operations, *anthropic.operations, *responses.operations, *ollama.operations,
-         *control.operations, *status.operations, *ops.operations]
-    )  # fmt: skip
+    operations = [
+        *openai.operations, *anthropic.operations, *responses.operations, *ollama.operations,
+        *control.operations, *status.operations, *ops.operations,
+    ]  # fmt: skip
+    if config.ui:
+        app[PAGE] = page_state(config, usage if usage is not None else state.usage)
+        app.add_routes(page.routes)
+        app.on_shutdown.append(page.close_streams)
+        operations += page.operations
+    app[OPENAPI] = document(operations)
     app.cleanup_ctx.append(audit_lifecycle)
     app.cleanup_ctx.append(_usage)
     app.cleanup_ctx.append(_sweeper)

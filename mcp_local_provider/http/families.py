@@ -14,11 +14,12 @@ AGENT = "agent"
 CONTROL = "control"
 HEALTH = "health"
 METRICS = "metrics"
+UI = "ui"
 OTHER = "other"
 #: Families whose requests come from editors (CORS, API keys, ``status`` traffic).
 EDITOR_FAMILIES = frozenset({OPENAI, ANTHROPIC, OLLAMA})
 #: Probes and scrapes share one metrics label.
-_METRIC_LABELS = {HEALTH: "ops", METRICS: "ops"}
+_METRIC_LABELS = {HEALTH: "ops", METRICS: "ops", UI: OTHER}
 
 
 def route_family(path: str) -> str:
@@ -37,6 +38,8 @@ def route_family(path: str) -> str:
         return HEALTH
     if path == "/metrics":
         return METRICS
+    if path == "/ui" or path.startswith("/ui/"):
+        return UI
     return OTHER
 
 

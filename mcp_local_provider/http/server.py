@@ -22,7 +22,7 @@ from mcp_local_provider.http.listeners import (
     runner_options,
     start_sites,
 )
-from mcp_local_provider.http.state import STATE
+from mcp_local_provider.http.state import PAGE, STATE
 from mcp_local_provider.policy.tokens import fingerprint, load_or_create
 
 log = structlog.get_logger("mcp_local_provider.server")
@@ -33,8 +33,15 @@ log = structlog.get_logger("mcp_local_provider.server")
 Consent = Callable[[Hub, str], Callable[[], None] | None]
 
 
-async def serve(config: Config, *, approval: str, consent: Consent | None = None) -> int:
-    """Run the daemon until SIGINT or SIGTERM; returns the process exit code."""
+async def serve(
+    config: Config,
+    *,
+    approval: str,
+    consent: Consent | None = None,
+    show_page_link: bool = False,
+) -> int:
+    """Run the daemon until SIGINT or SIGTERM; returns the process exit code.
+    ``show_page_link``: print a login link for the web page once listening (on a terminal)."""
     token, token_path = load_or_create(config)
     app = create_app(config, bridge_token=token, approval=approval)
     close_consent = consent(app[STATE].hub, approval) if consent is not None else None
@@ -75,6 +82,16 @@ async def serve(config: Config, *, approval: str, consent: Consent | None = None
         token_file=str(token_path) if token_path else "(from config)",
         token_fingerprint=fingerprint(token),
     )
+    page = app.get(PAGE)
+    if page is not None:
+        page.listening = [site.name for site in sites]
+        if show_page_link:
+            link = f"{sites[0].name}/ui/login?code={page.access.new_code()}"
+            print(
+                f"mcp-local-provider: web page: {link}\n  (this link works once, within "
+                f"{config.ui_login_ttl:g} s; for a new one: mcp-local-provider ui --open)",
+                file=sys.stderr,
+            )
     if approval == "auto":
         log.warning(
             "AUTO_APPROVAL_ON",

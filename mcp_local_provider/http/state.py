@@ -26,6 +26,7 @@ from mcp_local_provider.core.registry import Registry, Session, SessionLimits
 from mcp_local_provider.core.router import Failover, Router
 from mcp_local_provider.core.scope import RequestScope
 from mcp_local_provider.core.sessions import Hub
+from mcp_local_provider.http.ui.state import PageState
 from mcp_local_provider.obs import usage as usage_db
 from mcp_local_provider.obs.calls import observe_call, observe_failover
 from mcp_local_provider.obs.figures import live_figures
@@ -65,6 +66,8 @@ STATE = web.AppKey("state", State)
 USAGE = web.AppKey("usage", UsageStore)
 #: The request's scope, opened by the outermost middleware (see ``core/scope.py``).
 SCOPE = web.RequestKey("request_scope", RequestScope)
+#: The web page's logins and usage source (``http/ui``); set only when ``ui`` is on.
+PAGE = web.AppKey("page", PageState)
 #: The app's OpenAPI document (``http/openapi.py``), built once.
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 #: Set when the request offered tools its agent will not see: the response says so in

@@ -43,7 +43,7 @@ def _record_call(metrics: Metrics, pending: CallRecord) -> None:
     ctx = call.request
     arrived = ctx.started if ctx is not None else pending.queued_at
     first, last = pending.first_event_at, pending.last_frame_at
-    prompt, completion = _tokens(pending.usage)
+    prompt, completion = reported_tokens(pending.usage)
     metrics.call_settled(
         model=model,
         outcome=outcome,
@@ -72,7 +72,7 @@ def _record_call(metrics: Metrics, pending: CallRecord) -> None:
         ctx.agent_to = max(ctx.agent_to or pending.last_frame_at, pending.last_frame_at)
 
 
-def _tokens(usage: object) -> tuple[int, int]:
+def reported_tokens(usage: object) -> tuple[int, int]:
     """(prompt, completion) tokens from an agent's usage report; 0 for anything unusable."""
     if not isinstance(usage, dict):
         return 0, 0

@@ -143,3 +143,11 @@ def test_default_limits_last_a_working_week_of_autocomplete() -> None:
     assert config.default_ttl_seconds >= 8 * 3600
     assert config.max_ttl_seconds >= 5 * 24 * 3600
     assert config.max_requests >= 5 * 8 * 3600 // 2
+
+
+def test_the_config_records_the_file_it_was_read_from(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('config_file = "/somewhere/else.toml"\nport = 4321\n')
+    config = load_config(path, environ={}, cwd=tmp_path)
+    assert config.config_file == path
+    assert load_config(environ={}, cwd=tmp_path).config_file is None

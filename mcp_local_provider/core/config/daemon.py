@@ -168,6 +168,17 @@ class Config(BaseModel):
         True, description="log one line per HTTP request (health and metrics at debug level)"
     )
 
+    # The web page (``/ui``)
+    ui: bool = Field(True, description="serve the web page at /ui (log in with the ui command)")
+    ui_session_ttl: float = Field(
+        43200, gt=0, description="seconds a browser stays logged in to the web page, at most"
+    )
+    ui_login_ttl: float = Field(
+        300, gt=0, description="seconds a login link printed by the ui command stays good"
+    )
+    #: Set by loading to the file it read (shown on the web page); not a setting.
+    config_file: Path | None = Field(None, description="the config file read (set on load)")
+
     # The agent command (a TOML table; not settable from the environment)
     agent: AgentSettings = Field(
         default_factory=AgentSettings, description="mcp-local-provider agent and its backends"

@@ -123,6 +123,7 @@ def load_config(
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
     values.update(from_env)
     values.update(flags)
+    values["config_file"] = path  # where the settings came from, whatever they claim
     # Where each top-level value came from, so an error can say which source to fix.
     origins = {key: f"from {ENV_PREFIX}{key.upper()}" for key in from_env}
     origins.update({key: f"from --{key.replace('_', '-')}" for key in flags})

@@ -24,6 +24,7 @@ from mcp_local_provider.http.families import (
     EDITOR_FAMILIES,
     HEALTH,
     METRICS,
+    UI,
     route_family,
 )
 from mcp_local_provider.http.listeners import SECURITY_HEADERS
@@ -115,7 +116,11 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-def _check_body_headers(request: web.Request) -> None:
+def _is_form(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded"
+
+
+def _check_body_headers(request: web.Request, forms: bool = False) -> None:
     for encoding in request.headers.getall("Content-Encoding", []):
         if encoding.strip().lower() not in ("", "identity"):
             raise errors.UnsupportedMediaType(
@@ -124,6 +129,8 @@ def _check_body_headers(request: web.Request) -> None:
     content_type = request.headers.get("Content-Type")
     # Only bodies are checked: clients (aiohttp's, for one) label an empty POST as
     # application/octet-stream.
+    if forms and content_type is not None and _is_form(content_type):
+        return  # the web page's own forms: it checks their origin and CSRF token itself
     if request.body_exists and content_type is not None and not _is_json(content_type):
         raise errors.UnsupportedMediaType(
             "request bodies must be JSON: send Content-Type: application/json (or none)"
@@ -213,10 +220,11 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     if model is not None:
         check_model_name(model)
     if request.method in ("POST", "PUT", "PATCH"):
-        _check_body_headers(request)
-    if security.keys.enabled and kind not in (AGENT, CONTROL, HEALTH):
+        _check_body_headers(request, forms=kind == UI)
+    # The web page logs in with a cookie of its own (http/ui), and holds its event stream open.
+    if security.keys.enabled and kind not in (AGENT, CONTROL, HEALTH, UI):
         _check_key(request, security)
-    counted = kind not in (AGENT, HEALTH, METRICS)
+    counted = kind not in (AGENT, HEALTH, METRICS, UI)
     if counted and security.in_flight >= security.config.max_in_flight:
         raise errors.Overloaded("too many requests in flight; try again shortly")
     if counted:

@@ -29,6 +29,7 @@ from mcp_local_provider.http.families import (
 from mcp_local_provider.http.state import MAPPED_ERROR, SCOPE, STATE, State
 from mcp_local_provider.obs.labels import METHODS, OTHER
 from mcp_local_provider.obs.logs import BoundOnce
+from mcp_local_provider.obs.traffic import passed
 
 access_log = BoundOnce("mcp_local_provider.access")
 log = structlog.get_logger("mcp_local_provider.instrumentation")
@@ -140,6 +141,7 @@ def _finish(
         metrics.relay_overhead.labels(family).observe(max(0.0, duration - waited))
     if ctx.family in EDITOR_FAMILIES:
         state.traffic.record(status)
+        state.traffic.passed(passed(ctx, status, duration))
     if state.config.access_log:
         _access_line(request, ctx, status, duration, response, error)
 
