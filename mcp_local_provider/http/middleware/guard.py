@@ -4,7 +4,7 @@ they also cover routes added later, and the headers every response carries.
 In order: the raw ``Host`` header (and an absolute-form request target) against the exact
 allow-list; no credentials in the query string; the ``Origin`` against its allow-list (CORS
 preflight answered only for allowed origins on the editor API); no ``Content-Encoding`` and a
-JSON ``Content-Type`` (if any) on bodies; the API key on the editor API when keys are on; the
+JSON ``Content-Type`` (if any) on bodies (on the editor API, only those with an ``Origin``); the API key on the editor API when keys are on; the
 cap on requests in flight; and the body itself, read once within ``body_timeout`` and
 ``max_body_bytes``. Refusals are ProviderErrors, so they leave in the route family's shape.
 """
@@ -107,7 +107,7 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-def _check_body_headers(request: web.Request) -> None:
+def _check_body_headers(request: web.Request, strict: bool) -> None:
     for encoding in request.headers.getall("Content-Encoding", []):
         if encoding.strip().lower() not in ("", "identity"):
             raise errors.UnsupportedMediaType(
@@ -116,7 +116,12 @@ def _check_body_headers(request: web.Request) -> None:
     content_type = request.headers.get("Content-Type")
     # Only bodies are checked: clients (aiohttp's, for one) label an empty POST as
     # application/octet-stream.
-    if request.body_exists and content_type is not None and not _is_json(content_type):
+    if (
+        strict
+        and request.body_exists
+        and content_type is not None
+        and not _is_json(content_type)
+    ):
         raise errors.UnsupportedMediaType(
             "request bodies must be JSON: send Content-Type: application/json (or none)"
         )
@@ -205,7 +210,11 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     if model is not None:
         check_model_name(model)
     if request.method in ("POST", "PUT", "PATCH"):
-        _check_body_headers(request)
+        # The label is a defence against cross-site form posts, which carry an Origin: on the
+        # editor API a request without one (``curl -d``, as Ollama's own documentation writes
+        # it, labels its JSON application/x-www-form-urlencoded) is read as JSON whatever its
+        # label says.
+        _check_body_headers(request, strict=origin is not None or kind not in EDITOR_FAMILIES)
     if security.keys.enabled and kind not in (AGENT, CONTROL, HEALTH):
         _check_key(request, security)
     counted = kind not in (AGENT, HEALTH, METRICS)
