@@ -23,6 +23,7 @@ _STATUS_ERRORS: dict[int, type[errors.ProviderError]] = {
     401: errors.Unauthorized,
     403: errors.Forbidden,
     404: errors.NotFound,
+    405: errors.MethodNotAllowed,
     408: errors.RequestTimeout,
     409: errors.Conflict,
     413: errors.PayloadTooLarge,
@@ -54,18 +55,19 @@ def error_response(request: web.Request, error: errors.ProviderError) -> web.Res
     return json_reply(error_body(request.path, error), status=error.status, headers=headers)
 
 
-def _from_http(exc: web.HTTPException) -> errors.ProviderError:
+def _from_http(exc: web.HTTPException, method: str) -> errors.ProviderError:
     kind = _STATUS_ERRORS.get(exc.status, errors.ProviderError)
-    error = kind(_http_message(exc))
+    error = kind(_http_message(exc, method))
     error.status = exc.status
     return error
 
 
-def _http_message(exc: web.HTTPException) -> str:
+def _http_message(exc: web.HTTPException, method: str) -> str:
     if exc.status == 404:
         return "no such route"
     if exc.status == 405:
-        return "method not allowed on this route"
+        allowed = exc.headers.get("Allow", "")
+        return f"{method} is not allowed on this route" + (f"; use {allowed}" if allowed else "")
     if exc.status == 413:
         return "the request body is too large"
     if exc.status == 415:
@@ -82,7 +84,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = error_response(request, _from_http(exc))
+        response = error_response(request, _from_http(exc, request.method))
         for name in ("Allow",):
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]

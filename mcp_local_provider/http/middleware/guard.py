@@ -4,8 +4,8 @@ they also cover routes added later, and the headers every response carries.
 In order: the raw ``Host`` header (and an absolute-form request target) against the exact
 allow-list; no credentials in the query string; the ``Origin`` against its allow-list (CORS
 preflight answered only for allowed origins on the editor API); no ``Content-Encoding`` and a
-JSON ``Content-Type`` (if any) on bodies (on the editor API, only those with an ``Origin``); the API key on the editor API when keys are on; the
-cap on requests in flight; and the body itself, read once within ``body_timeout`` and
+JSON ``Content-Type`` (if any) on bodies (on the editor API, only those with an ``Origin``);
+the API key on the editor API when keys are on; the cap on requests in flight; and the body itself, read once within ``body_timeout`` and
 ``max_body_bytes``. Refusals are ProviderErrors, so they leave in the route family's shape.
 """
 
