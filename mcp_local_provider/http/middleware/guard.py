@@ -5,8 +5,8 @@ In order: the raw ``Host`` header (and an absolute-form request target) against 
 allow-list; no credentials in the query string; the ``Origin`` against its allow-list (CORS
 preflight answered only for allowed origins on the editor API); no ``Content-Encoding`` and a
 JSON ``Content-Type`` (if any) on bodies (on the editor API, only those with an ``Origin``);
-the API key on the editor API when keys are on; the cap on requests in flight; and the body itself, read once within ``body_timeout`` and
-``max_body_bytes``. Refusals are ProviderErrors, so they leave in the route family's shape.
+the API key on the editor API when keys are on; the cap on requests in flight; and the body
+itself, read once within ``body_timeout`` and ``max_body_bytes``. Refusals are ProviderErrors, so they leave in the route family's shape.
 """
 
 from __future__ import annotations
