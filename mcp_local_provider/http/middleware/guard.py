@@ -6,7 +6,8 @@ allow-list; no credentials in the query string; the ``Origin`` against its allow
 preflight answered only for allowed origins on the editor API); no ``Content-Encoding`` and a
 JSON ``Content-Type`` (if any) on bodies (on the editor API, only those with an ``Origin``);
 the API key on the editor API when keys are on; the cap on requests in flight; and the body
-itself, read once within ``body_timeout`` and ``max_body_bytes``. Refusals are ProviderErrors, so they leave in the route family's shape.
+itself, read once within ``body_timeout`` and ``max_body_bytes``. Refusals are
+ProviderErrors, so they leave in the route family's shape.
 """
 
 from __future__ import annotations
@@ -116,12 +117,7 @@ def _check_body_headers(request: web.Request, strict: bool) -> None:
     content_type = request.headers.get("Content-Type")
     # Only bodies are checked: clients (aiohttp's, for one) label an empty POST as
     # application/octet-stream.
-    if (
-        strict
-        and request.body_exists
-        and content_type is not None
-        and not _is_json(content_type)
-    ):
+    if strict and request.body_exists and content_type is not None and not _is_json(content_type):
         raise errors.UnsupportedMediaType(
             "request bodies must be JSON: send Content-Type: application/json (or none)"
         )
