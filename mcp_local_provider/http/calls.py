@@ -1,5 +1,6 @@
 """From an HTTP request to router calls: ``call_for`` builds the router's view of a request,
-``plan`` resolves a chat request and decides whether its tools reach the agent, and
+``plan`` resolves a chat request and decides whether its tools and its structured output
+format reach the agent, and
 ``fetch_embeddings`` runs the one call both API families make for embeddings."""
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from aiohttp import web
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.call import Call
-from mcp_local_provider.core.catalog import Entry, plan_tools
+from mcp_local_provider.core.catalog import STRUCTURED_FORMATS, Entry, plan_format, plan_tools
 from mcp_local_provider.core.protocol import AnswerFrame
-from mcp_local_provider.http.state import SCOPE, STATE, TOOLS_NOT_OFFERED
+from mcp_local_provider.http.state import FORMAT_NOT_APPLIED, SCOPE, STATE, TOOLS_NOT_OFFERED
 from mcp_local_provider.translate.embeddings import embedding_payload, usage_of, vectors
 
 log = structlog.get_logger("mcp_local_provider.calls")
@@ -40,6 +41,10 @@ class ToolOffering(Protocol):
     """A chat request that may carry tools, in any dialect."""
 
     model: str
+
+    @property
+    def format_param(self) -> str:
+        """The dialect's name for its structured output field (``response_format``, ...)."""
 
     @property
     def offers_tools(self) -> bool:
@@ -69,7 +74,25 @@ def plan(request: web.Request, asked: ToolOffering) -> tuple[Entry, dict[str, An
         log.info("tools_not_offered", model=asked.model, reason="the model does not declare tools")
     if tools.declared:
         needs.insert(1, "tools")
-    return entry, asked.payload(entry.target, tools.offer), needs
+    payload = asked.payload(entry.target, tools.offer)
+    apply_format(request, entry, asked.model, payload, asked.format_param)
+    return entry, payload, needs
+
+
+def apply_format(
+    request: web.Request, entry: Entry, model: str, payload: dict[str, Any], param: str
+) -> None:
+    """Leave a structured output format the agent will not apply out of ``payload`` (and say
+    so in the response's ``X-MCP-Format`` header), or refuse it: ``plan_format``'s decision
+    (``core/catalog.py``), under the model's ``tools`` setting."""
+    parameters = payload.get("parameters") or {}
+    wanted = parameters.get("response_format")
+    asked = isinstance(wanted, dict) and wanted.get("type") in STRUCTURED_FORMATS
+    catalog = request.app[STATE].catalog
+    if asked and not plan_format(entry, model, asked, catalog.tools_mode(entry), param):
+        del parameters["response_format"]
+        request[FORMAT_NOT_APPLIED] = True
+        log.info("format_not_applied", model=model, reason="the model does not declare it")
 
 
 #: Names the session to route to, instead of letting the router choose.

@@ -65,6 +65,10 @@ OPENAPI = web.AppKey("openapi", dict[str, Any])
 #: ``TOOLS_HEADER`` (added when the response is prepared, streamed or not).
 TOOLS_NOT_OFFERED = web.RequestKey("tools_not_offered", bool)
 TOOLS_HEADER = "X-MCP-Tools"
+#: Set when the request asked for structured output its agent will not apply: the response
+#: says so in ``FORMAT_HEADER``.
+FORMAT_NOT_APPLIED = web.RequestKey("format_not_applied", bool)
+FORMAT_HEADER = "X-MCP-Format"
 #: The error a request ended with, for the access log and metrics (set by ``error_response``).
 MAPPED_ERROR = web.RequestKey("mapped_error", errors.ProviderError)
 

@@ -29,7 +29,14 @@ from mcp_local_provider.http.families import (
 )
 from mcp_local_provider.http.listeners import SECURITY_HEADERS
 from mcp_local_provider.http.middleware.errors import error_response
-from mcp_local_provider.http.state import SCOPE, STATE, TOOLS_HEADER, TOOLS_NOT_OFFERED
+from mcp_local_provider.http.state import (
+    FORMAT_HEADER,
+    FORMAT_NOT_APPLIED,
+    SCOPE,
+    STATE,
+    TOOLS_HEADER,
+    TOOLS_NOT_OFFERED,
+)
 from mcp_local_provider.policy.defences import Security
 from mcp_local_provider.policy.input_limits import check_model_name
 
@@ -45,6 +52,8 @@ _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _EXPOSED = (
     "Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, x-should-retry, "
     + TOOLS_HEADER
+    + ", "
+    + FORMAT_HEADER
 )
 
 
@@ -232,10 +241,13 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
     """Security headers on every response; CORS for allowed origins on the editor API; the
     session's rate-limit state on every response an agent session was chosen for; the tools
-    header when the request's tools were not offered to the agent."""
+    header when the request's tools were not offered to the agent, the format header when its
+    structured output format was not applied."""
     headers = response.headers
     if request.get(TOOLS_NOT_OFFERED):
         headers[TOOLS_HEADER] = "not-offered"
+    if request.get(FORMAT_NOT_APPLIED):
+        headers[FORMAT_HEADER] = "not-applied"
     for name, value in SECURITY_HEADERS.items():
         headers.setdefault(name, value)
     headers.setdefault("Cache-Control", "no-store")

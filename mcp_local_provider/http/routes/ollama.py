@@ -14,7 +14,7 @@ from aiohttp import web
 from mcp_local_provider.core.call import Call
 from mcp_local_provider.core.catalog import require
 from mcp_local_provider.core.registry import SessionState
-from mcp_local_provider.http.calls import call_for, fetch_embeddings, plan
+from mcp_local_provider.http.calls import apply_format, call_for, fetch_embeddings, plan
 from mcp_local_provider.http.openapi import Operation
 from mcp_local_provider.http.replies import json_reply
 from mcp_local_provider.http.state import STATE
@@ -117,7 +117,9 @@ async def generate(request: web.Request) -> web.StreamResponse:
     if asked.loads_only:
         return json_reply(loaded(asked.model, "generate", asked.load_reason))
     kind = asked.kind(entry)
-    call = call_for(request, kind, entry.target, asked.payload(entry), asked.streaming, needs)
+    payload = asked.payload(entry)
+    apply_format(request, entry, asked.model, payload, asked.format_param)
+    call = call_for(request, kind, entry.target, payload, asked.streaming, needs)
     return await _answer(request, call, OllamaReply(asked.model, "generate", started=started))
 
 

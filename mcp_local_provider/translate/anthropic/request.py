@@ -11,7 +11,7 @@ server tools) are dropped and named in ``ignored`` for a debug log, never refuse
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -41,6 +41,9 @@ class Message(BaseModel):
 
 class CountRequest(BaseModel):
     """``POST /v1/messages/count_tokens``: a Messages request without ``max_tokens``."""
+
+    #: The request's structured output field, as errors name it.
+    format_param: ClassVar[str] = "output_format"
 
     model_config = ConfigDict(extra="allow")
 

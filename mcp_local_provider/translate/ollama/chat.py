@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -153,6 +153,8 @@ class Request(BaseModel):
 
 
 class _Inference(Request):
+    #: The request's structured output field, as errors name it.
+    format_param: ClassVar[str] = "format"
     stream: bool | None = True
     format: str | dict[str, Any] | None = None
     options: Options | None = None

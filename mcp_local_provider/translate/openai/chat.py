@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -41,6 +41,9 @@ class ChatMessage(BaseModel):
 class SamplingRequest(BaseModel):
     """What chat and legacy completions requests share. Fields not modelled here pass
     through to the agent under ``parameters``."""
+
+    #: The request's structured output field, as errors name it.
+    format_param: ClassVar[str] = "response_format"
 
     model_config = ConfigDict(extra="allow")
 

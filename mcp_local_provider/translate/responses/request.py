@@ -13,7 +13,7 @@ Function tools are passed on as chat tools; other tool types (``web_search``, ``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -34,6 +34,8 @@ MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 
 
 class ResponsesRequest(BaseModel):
+    #: The request's structured output field, as errors name it.
+    format_param: ClassVar[str] = "text.format"
     model_config = ConfigDict(extra="allow")
 
     model: str
