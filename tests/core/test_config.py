@@ -141,3 +141,29 @@ def test_default_limits_last_a_working_week_of_autocomplete() -> None:
     assert config.default_ttl_seconds >= 8 * 3600
     assert config.max_ttl_seconds >= 5 * 24 * 3600
     assert config.max_requests >= 5 * 8 * 3600 // 2
+
+
+def test_an_unknown_variable_with_the_prefix_is_refused_with_the_likely_one(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(environ={"MCP_LOCAL_PROVIDER_PROT": "1"}, cwd=tmp_path)
+    assert "MCP_LOCAL_PROVIDER_PROT" in str(raised.value)
+    assert "did you mean MCP_LOCAL_PROVIDER_PORT?" in str(raised.value)
+
+
+def test_a_table_set_from_the_environment_is_refused_pointing_at_the_file(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError, match=r"\[models\] is a table .* config file"):
+        load_config(environ={"MCP_LOCAL_PROVIDER_MODELS": "x"}, cwd=tmp_path)
+
+
+def test_serve_with_an_unknown_variable_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MCP_LOCAL_PROVIDER_PROT", "1")
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "MCP_LOCAL_PROVIDER_PROT" in err
