@@ -111,6 +111,7 @@ def build_state(config: Config, bridge_token: str, approval: str) -> State:
         router,
         approval=approval,
         approval_timeout=config.approval_timeout,
+        away_timeout=config.away_timeout,
         observers=[count_event, security.session_event],
     )
     catalog = Catalog(
