@@ -1,16 +1,52 @@
-"""Helpers the OpenAI and Ollama translations share."""
+"""What every dialect shares: the ``Reply`` interface each dialect's reply implements, reading
+a request body, and folding agent frames (deltas, tool-call fragments) into whole answers."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.codec import dumps
-from mcp_local_provider.core.protocol import MAX_TOOL_CALLS, ModelResult, ModelStreamChunk
+from mcp_local_provider.core.protocol import (
+    MAX_TOOL_CALLS,
+    AnswerFrame,
+    ModelResult,
+    ModelStreamChunk,
+)
 
 M = TypeVar("M", bound=BaseModel)
+
+#: Server-sent events, as the OpenAI, Responses and Anthropic dialects stream them.
+SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
+
+
+class Reply(Protocol):
+    """The answer to one request, in one dialect: streamed frame by frame (``encode`` each
+    frame, ``finish`` after the last, ``fail`` for an error once the stream has begun) or
+    folded into one body (``add`` each frame, then ``body``). The route picks one way per
+    request (``http/replies.py``'s ``answer``); a reply is used one way only."""
+
+    #: The stream's media type (a class attribute).
+    media_type: str
+    #: Bytes to send while the agent is silent (``b""``: none; a class attribute).
+    keepalive: bytes
+
+    def encode(self, frame: AnswerFrame) -> bytes:
+        """The bytes of one frame (``b""`` when it has nothing to show yet)."""
+
+    def finish(self) -> bytes:
+        """What follows the last frame."""
+
+    def fail(self, error: errors.ProviderError) -> bytes:
+        """An error after the stream began, in the dialect's in-band shape; nothing follows."""
+
+    def add(self, frame: AnswerFrame) -> None:
+        """Fold one frame into the whole answer."""
+
+    def body(self) -> Any:
+        """The whole answer, once every frame was added."""
 
 
 def parse_body(model: type[M], body: bytes) -> M:
@@ -115,6 +151,8 @@ def check_tool_choice(choice: Any, tools: list[str], param: str = "tool_choice")
 class FoldedAnswer:
     """Agent frames folded into one whole answer: its text, its reasoning, its tool calls made
     whole, and how it finished. The non-streaming replies of each dialect build on it."""
+
+    __slots__ = ("finish_reason", "reasoning", "text", "tool_calls")
 
     def __init__(self) -> None:
         self.text: list[str] = []

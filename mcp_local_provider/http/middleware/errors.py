@@ -10,11 +10,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from mcp_local_provider.core import errors
-from mcp_local_provider.http.families import ANTHROPIC, OLLAMA, OPENAI, route_family
+from mcp_local_provider.http.families import ERROR_BODIES, route_family
 from mcp_local_provider.http.replies import json_reply
 from mcp_local_provider.http.state import MAPPED_ERROR
-from mcp_local_provider.translate.anthropic import reply as anthropic_shapes
-from mcp_local_provider.translate.openai import chat as openai_shapes
 
 log = structlog.get_logger("mcp_local_provider.http")
 
@@ -33,14 +31,13 @@ _STATUS_ERRORS: dict[int, type[errors.ProviderError]] = {
 
 
 def error_body(path: str, error: errors.ProviderError) -> dict[str, Any]:
-    """The error in the shape clients of that route family parse."""
-    kind = route_family(path)
-    if kind == OPENAI:
-        return openai_shapes.error_body(error)
-    if kind == ANTHROPIC:
-        return anthropic_shapes.error_body(error)
-    if kind == OLLAMA:
-        return {"error": error.message}
+    """The error in the shape clients of that route family parse: its dialect's, or the
+    daemon's own (control, health, the agent socket)."""
+    shape = ERROR_BODIES.get(route_family(path), daemon_error_body)
+    return shape(error)
+
+
+def daemon_error_body(error: errors.ProviderError) -> dict[str, Any]:
     return {"error": {"message": error.message, "code": error.code}}
 
 

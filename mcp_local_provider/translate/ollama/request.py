@@ -295,3 +295,35 @@ class ShowRequest(BaseModel):
                 raise ValueError("model is required")
             return {**value, "model": model, "name": model}
         return value
+
+
+class EmbedRequest(Request):
+    """``POST /api/embed``."""
+
+    input: str | list[str] | None = None
+    truncate: bool | None = True
+    dimensions: int | None = Field(None, ge=1)
+    options: Options | None = None
+    keep_alive: Any = None
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _input(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise ValueError("invalid input type: use a string or a list of strings")
+
+    def inputs(self) -> list[str]:
+        if self.input is None or self.input == "":
+            return []
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class EmbeddingsRequest(Request):
+    """``POST /api/embeddings`` (the older, single-prompt route)."""
+
+    prompt: str = ""
+    options: Options | None = None
+    keep_alive: Any = None
