@@ -16,6 +16,7 @@ from mcp_local_provider.core.protocol import (
     ENDED_CLOSE_CODES,
     CloseCode,
     Hello,
+    SessionGranted,
     session_denied_frame,
     session_ended_frame,
     session_granted_frame,
@@ -44,7 +45,7 @@ class AdmissionRefused(Exception):
         self.reason = reason
 
 
-def granted_frame(session: Session, token: str) -> dict[str, Any]:
+def granted_frame(session: Session, token: str) -> SessionGranted:
     return session_granted_frame(
         session_id=session.id,
         session_token=token,

@@ -12,8 +12,13 @@ from mcp_local_provider.core.codec import dumps
 from mcp_local_provider.core.protocol import (
     MAX_TOOL_CALLS,
     AnswerFrame,
+    Choice,
+    Delta,
+    FunctionDelta,
     ModelResult,
     ModelStreamChunk,
+    Result,
+    ToolCallDelta,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -78,9 +83,9 @@ def validation_error(exc: ValidationError) -> errors.BadRequest:
     return errors.BadRequest(f"{loc}: {message}", param=loc)
 
 
-def merge_tool_call(calls: list[dict[str, Any]], delta: dict[str, Any]) -> None:
+def merge_tool_call(calls: list[dict[str, Any]], delta: ToolCallDelta | dict[str, Any]) -> None:
     """Fold one streamed tool-call fragment into the list of whole calls."""
-    index = delta.get("index", len(calls))
+    index: Any = delta.get("index", len(calls))
     if type(index) is not int or not 0 <= index < MAX_TOOL_CALLS:
         raise errors.AgentFailed(f"the agent sent a tool call with index {index!r}")
     while len(calls) <= index:
@@ -88,7 +93,7 @@ def merge_tool_call(calls: list[dict[str, Any]], delta: dict[str, Any]) -> None:
     call = calls[index]
     if delta.get("id"):
         call["id"] = delta["id"]
-    function = delta.get("function") or {}
+    function: FunctionDelta = delta.get("function") or {}
     if function.get("name"):
         call["function"]["name"] = function["name"]
     arguments = function.get("arguments")
@@ -98,14 +103,14 @@ def merge_tool_call(calls: list[dict[str, Any]], delta: dict[str, Any]) -> None:
         call["function"]["arguments"] += dumps(arguments)
 
 
-def frame_delta(event: ModelStreamChunk | ModelResult) -> tuple[dict[str, Any], str | None]:
+def frame_delta(event: AnswerFrame) -> tuple[Delta, str | None]:
     """An agent frame as (delta, finish_reason): a whole ``model_result`` reads as one last
     delta carrying its message (or completion ``text``)."""
     if isinstance(event, ModelStreamChunk):
         return event.delta, event.finish_reason
-    result = event.result or {}
-    choice = (result.get("choices") or [{}])[0]
-    delta = dict(choice.get("message") or {})
+    result: Result = event.result or {}
+    choice: Choice = (result.get("choices") or [{}])[0]
+    delta = Delta(**(choice.get("message") or {}))
     delta.pop("role", None)
     if "text" in choice and "content" not in delta:
         delta["content"] = choice["text"]

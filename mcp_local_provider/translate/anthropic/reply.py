@@ -15,7 +15,7 @@ from typing import Any
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.codec import dumps
 from mcp_local_provider.core.ids import unique_hex
-from mcp_local_provider.core.protocol import AnswerFrame
+from mcp_local_provider.core.protocol import AnswerFrame, ToolCallDelta
 from mcp_local_provider.translate.anthropic.errors import PING, event, stream_error
 from mcp_local_provider.translate.common import (
     SSE_CONTENT_TYPE,
@@ -24,8 +24,6 @@ from mcp_local_provider.translate.common import (
     frame_usage,
 )
 from mcp_local_provider.translate.estimate import output_tokens
-
-Frame = AnswerFrame
 
 #: Agent finish reasons -> Anthropic stop reasons.
 STOP_REASONS = {
@@ -71,7 +69,7 @@ class Usage:
         self.reported: dict[str, Any] | None = None
         self.output_text = 0  # estimated tokens of the text generated so far
 
-    def update(self, frame: Frame) -> None:
+    def update(self, frame: AnswerFrame) -> None:
         usage = frame_usage(frame)
         if usage is not None:
             self.reported = usage
@@ -171,7 +169,7 @@ class MessageReply(FoldedAnswer):
         self.generated.append(text)
         return out + self._delta({"type": "text_delta", "text": text})
 
-    def _tool(self, position: int, call: dict[str, Any]) -> bytes:
+    def _tool(self, position: int, call: ToolCallDelta) -> bytes:
         index = call.get("index")
         index = index if isinstance(index, int) else position
         key = f"tool:{index}"
@@ -199,7 +197,7 @@ class MessageReply(FoldedAnswer):
 
     # -- streamed ---------------------------------------------------------------------------
 
-    def encode(self, frame: Frame) -> bytes:
+    def encode(self, frame: AnswerFrame) -> bytes:
         """The SSE bytes for one agent frame; the last one also ends the message."""
         out = b"" if self.started else self._start()
         delta, finish_reason = frame_delta(frame)
@@ -240,7 +238,7 @@ class MessageReply(FoldedAnswer):
 
     # -- folded ------------------------------------------------------------------------------
 
-    def add(self, frame: Frame) -> None:
+    def add(self, frame: AnswerFrame) -> None:
         self.fold(frame)
         self.usage.update(frame)
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.ids import unique_hex
-from mcp_local_provider.core.protocol import AnswerFrame
+from mcp_local_provider.core.protocol import AnswerFrame, Delta
 from mcp_local_provider.translate.common import frame_delta, frame_usage, merge_tool_call
 from mcp_local_provider.translate.ollama.errors import error_line, line
 
@@ -105,7 +105,7 @@ class OllamaReply:
         self.content: list[str] = []
         self.thinking: list[str] = []
 
-    def _take(self, event: AnswerFrame) -> dict[str, Any]:
+    def _take(self, event: AnswerFrame) -> Delta:
         if self.first is None:
             self.first = self.ticks()
         delta, finish = frame_delta(event)

@@ -11,7 +11,7 @@ from typing import Any
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.codec import dumps
 from mcp_local_provider.core.ids import unique_hex
-from mcp_local_provider.core.protocol import AnswerFrame
+from mcp_local_provider.core.protocol import AnswerFrame, ToolCallDelta
 from mcp_local_provider.translate.common import (
     SSE_CONTENT_TYPE,
     FoldedAnswer,
@@ -77,7 +77,7 @@ class ChatReply(FoldedAnswer):
             self.sent_role = True
         return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
 
-    def _tool_delta(self, position: int, call: dict[str, Any]) -> dict[str, Any]:
+    def _tool_delta(self, position: int, call: ToolCallDelta) -> dict[str, Any]:
         index = call.get("index")
         index = index if isinstance(index, int) else position
         function = call.get("function") or {}

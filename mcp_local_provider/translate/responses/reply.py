@@ -18,7 +18,7 @@ from typing import Any
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.codec import dumps
 from mcp_local_provider.core.ids import unique_hex
-from mcp_local_provider.core.protocol import AnswerFrame
+from mcp_local_provider.core.protocol import AnswerFrame, ToolCallDelta
 from mcp_local_provider.translate.common import (
     SSE_CONTENT_TYPE,
     FoldedAnswer,
@@ -27,8 +27,6 @@ from mcp_local_provider.translate.common import (
 )
 from mcp_local_provider.translate.estimate import output_tokens
 from mcp_local_provider.translate.responses.errors import error_object
-
-Frame = AnswerFrame
 
 
 def new_id(prefix: str) -> str:
@@ -272,7 +270,7 @@ class ResponseReply(FoldedAnswer):
             "response.output_text.delta", **self._where(), content_index=0, delta=text, logprobs=[]
         )
 
-    def _tool(self, position: int, call: dict[str, Any]) -> bytes:
+    def _tool(self, position: int, call: ToolCallDelta) -> bytes:
         index = call.get("index")
         index = index if isinstance(index, int) else position
         key = f"tool:{index}"
@@ -306,7 +304,7 @@ class ResponseReply(FoldedAnswer):
 
     # -- frames -----------------------------------------------------------------------------
 
-    def encode(self, frame: Frame) -> bytes:
+    def encode(self, frame: AnswerFrame) -> bytes:
         """The SSE bytes for one agent frame; the last one also ends the response."""
         out = b"" if self.started else self._start()
         delta, finish_reason = frame_delta(frame)
@@ -340,7 +338,7 @@ class ResponseReply(FoldedAnswer):
 
     # -- folded ------------------------------------------------------------------------------
 
-    def add(self, frame: Frame) -> None:
+    def add(self, frame: AnswerFrame) -> None:
         self.fold(frame)
         usage = frame_usage(frame)
         if usage is not None:
