@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcp_local_provider.core import errors
-from mcp_local_provider.core.protocol import AnswerFrame, ModelResult
+from mcp_local_provider.core.protocol import AnswerFrame, InvokePayload, ModelResult
 from mcp_local_provider.core.registry import Session
 from mcp_local_provider.core.scope import RequestScope, new_request_id
 
@@ -29,7 +29,7 @@ class Call:
 
     kind: str  # "chat" | "completion" | "embedding"
     model: str
-    payload: dict[str, Any]
+    payload: InvokePayload
     stream: bool = False
     scope: str = "inference"
     #: Capabilities the serving session must declare for ``model`` (see ``catalog.py``).

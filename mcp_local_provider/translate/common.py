@@ -3,7 +3,7 @@ a request body, and folding agent frames (deltas, tool-call fragments) into whol
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
@@ -17,6 +17,7 @@ from mcp_local_provider.core.protocol import (
     FunctionDelta,
     ModelResult,
     ModelStreamChunk,
+    Parameters,
     Result,
     ToolCallDelta,
 )
@@ -81,6 +82,12 @@ def validation_error(exc: ValidationError) -> errors.BadRequest:
     if first["type"] == "missing":
         message = "is required"
     return errors.BadRequest(f"{loc}: {message}", param=loc)
+
+
+def as_parameters(values: dict[str, Any]) -> Parameters:
+    """Built parameters as the protocol types them: the fields every agent reads, and any
+    other field passed through as it is (``Parameters`` keeps fields it does not name)."""
+    return cast(Parameters, values)
 
 
 def merge_tool_call(calls: list[dict[str, Any]], delta: ToolCallDelta | dict[str, Any]) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.catalog import Entry
-from mcp_local_provider.core.protocol import ModelResult, ModelStreamChunk
+from mcp_local_provider.core.protocol import InvokePayload, ModelResult, ModelStreamChunk
+from mcp_local_provider.translate.common import as_parameters
 
 
 def vectors(event: ModelStreamChunk | ModelResult, count: int) -> list[list[float]]:
@@ -56,8 +57,13 @@ def shorten(vector: list[float], dimensions: int | None) -> list[float]:
     return [x / norm for x in head] if norm else head
 
 
-def embedding_payload(entry: Entry, texts: list[str], dimensions: int | None) -> dict[str, Any]:
+def embedding_payload(entry: Entry, texts: list[str], dimensions: int | None) -> InvokePayload:
     parameters: dict[str, Any] = {}
     if dimensions is not None:
         parameters["dimensions"] = dimensions
-    return {"kind": "embedding", "model": entry.target, "input": texts, "parameters": parameters}
+    return {
+        "kind": "embedding",
+        "model": entry.target,
+        "input": texts,
+        "parameters": as_parameters(parameters),
+    }

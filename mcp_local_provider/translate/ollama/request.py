@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.catalog import Entry
 from mcp_local_provider.core.codec import dumps
+from mcp_local_provider.core.protocol import InvokePayload
+from mcp_local_provider.translate.common import as_parameters
 
 MODEL_FIELD = Field(max_length=200)
 
@@ -204,7 +206,7 @@ class ChatRequest(_Inference):
             needs.append("vision")
         return needs
 
-    def payload(self, target: str | None = None, with_tools: bool = True) -> dict[str, Any]:
+    def payload(self, target: str | None = None, with_tools: bool = True) -> InvokePayload:
         parameters = self.parameters()
         if self.tools and with_tools:
             parameters["tools"] = self.tools
@@ -212,7 +214,7 @@ class ChatRequest(_Inference):
             "kind": "chat",
             "model": target or self.model,
             "messages": [m.to_agent() for m in self.messages],
-            "parameters": parameters,
+            "parameters": as_parameters(parameters),
         }
 
 
@@ -250,7 +252,7 @@ class GenerateRequest(_Inference):
             needs.append("vision")
         return needs
 
-    def payload(self, entry: Entry) -> dict[str, Any]:
+    def payload(self, entry: Entry) -> InvokePayload:
         parameters = self.parameters()
         if self.kind(entry) == "chat":
             messages: list[dict[str, Any]] = []
@@ -262,15 +264,15 @@ class GenerateRequest(_Inference):
                 "kind": "chat",
                 "model": entry.target,
                 "messages": messages,
-                "parameters": parameters,
+                "parameters": as_parameters(parameters),
             }
         if self.system:
             parameters["system"] = self.system
-        payload: dict[str, Any] = {
+        payload: InvokePayload = {
             "kind": "completion",
             "model": entry.target,
             "prompt": self.prompt or "",
-            "parameters": parameters,
+            "parameters": as_parameters(parameters),
         }
         if self.suffix:
             payload["suffix"] = self.suffix

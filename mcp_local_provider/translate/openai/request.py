@@ -11,7 +11,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mcp_local_provider.core.names import MODEL_NAME_PATTERN
-from mcp_local_provider.translate.common import check_tool_choice
+from mcp_local_provider.core.protocol import InvokePayload
+from mcp_local_provider.translate.common import as_parameters, check_tool_choice
 
 
 def _model_name(value: str) -> str:
@@ -112,7 +113,7 @@ class ChatRequest(SamplingRequest):
             needs.append("vision")
         return needs
 
-    def payload(self, target: str | None = None, with_tools: bool = True) -> dict[str, Any]:
+    def payload(self, target: str | None = None, with_tools: bool = True) -> InvokePayload:
         """The agent's payload; ``target`` is the agent's name for the model; without
         ``with_tools`` (or with ``tool_choice`` none) the tools are left out."""
         parameters: dict[str, Any] = {
@@ -134,7 +135,7 @@ class ChatRequest(SamplingRequest):
             "kind": "chat",
             "model": target or self.model,
             "messages": [m.model_dump(exclude_none=True) for m in self.messages],
-            "parameters": parameters,
+            "parameters": as_parameters(parameters),
         }
 
 
@@ -169,7 +170,7 @@ class CompletionRequest(SamplingRequest):
     def needs(self) -> list[str]:
         return ["fim"] if self.suffix else ["completion"]
 
-    def payload(self, target: str) -> dict[str, Any]:
+    def payload(self, target: str) -> InvokePayload:
         parameters: dict[str, Any] = {
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
@@ -179,11 +180,11 @@ class CompletionRequest(SamplingRequest):
         }
         for key, value in (self.model_extra or {}).items():
             parameters.setdefault(key, value)
-        payload: dict[str, Any] = {
+        payload: InvokePayload = {
             "kind": "completion",
             "model": target,
             "prompt": self.text,
-            "parameters": parameters,
+            "parameters": as_parameters(parameters),
         }
         if self.suffix:
             payload["suffix"] = self.suffix
