@@ -361,19 +361,25 @@ def encode(frame: Frame | dict[str, Any]) -> str:
 
 
 F = TypeVar("F", bound=Frame)
-_set = object.__setattr__
+# The four slots of every pydantic model, set the way ``model_construct`` sets them.
+_NEW = object.__new__
+_SET_DICT = BaseModel.__dict__["__dict__"].__set__
+_SET_GIVEN = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_SET_EXTRA = BaseModel.__dict__["__pydantic_extra__"].__set__
+_SET_PRIVATE = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def _built(cls: type[F], fields: dict[str, Any], given: set[str] | None = None) -> F:
     """What ``cls.model_construct(**fields)`` makes, without its loop over every field: the
     builders below pass every field (``given`` names those to write, all by default), so
     nothing is filled in, and nothing is validated (they build what the protocol says). The
-    frames an agent sends most are built this way; see the benchmark in the README."""
-    frame = cls.__new__(cls)
-    _set(frame, "__dict__", fields)
-    _set(frame, "__pydantic_fields_set__", set(fields) if given is None else given)
-    _set(frame, "__pydantic_extra__", {})
-    _set(frame, "__pydantic_private__", None)
+    frames an agent sends most are built this way; ``tests/core/test_protocol.py`` checks the
+    result against ``model_construct``'s."""
+    frame = _NEW(cls)
+    _SET_DICT(frame, fields)
+    _SET_GIVEN(frame, set(fields) if given is None else given)
+    _SET_EXTRA(frame, {})
+    _SET_PRIVATE(frame, None)
     return frame
 
 

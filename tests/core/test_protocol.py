@@ -285,6 +285,22 @@ def test_a_frame_with_only_its_required_fields_gets_the_defaults() -> None:
     assert encode(chunk) == '{"type":"model_stream_chunk","id":"r"}'  # nothing invented
 
 
+def test_a_built_frame_is_what_model_construct_would_make() -> None:
+    built = stream_chunk_frame("r", 2, {"content": "a"}, "stop", USAGE)
+    constructed = ModelStreamChunk.model_construct(
+        type="model_stream_chunk",
+        id="r",
+        chunk_index=2,
+        delta={"content": "a"},
+        finish_reason="stop",
+        usage=USAGE,
+    )
+    assert built == constructed
+    assert built.model_fields_set == constructed.model_fields_set
+    assert built.model_extra == constructed.model_extra == {}
+    assert built.model_copy(update={"finish_reason": "length"}).finish_reason == "length"
+
+
 def test_a_chunk_made_last_carries_its_finish_on_the_wire() -> None:
     chunk = stream_chunk_frame("r", 0, {"content": "a"})
     chunk.finish_reason = "stop"
