@@ -17,11 +17,11 @@ import asyncio
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
 from mcp_local_provider.core.protocol import (
+    InvokePayload,
     ModelCancel,
     ModelInvoke,
     SessionGranted,
@@ -55,7 +55,7 @@ def _result_frame(request_id: str, spec: Spec) -> str:
     return encode(result_frame(request_id, {"choices": [choice], "usage": usage}))
 
 
-def _streamed(payload: dict[str, Any]) -> bool:
+def _streamed(payload: InvokePayload) -> bool:
     return bool((payload.get("parameters") or {}).get("stream"))
 
 
@@ -87,7 +87,7 @@ class Session:
     def forget(self, request_id: str, _: asyncio.Task[None]) -> None:
         self.tasks.pop(request_id, None)
 
-    async def answer(self, request_id: str, payload: dict[str, Any]) -> None:
+    async def answer(self, request_id: str, payload: InvokePayload) -> None:
         try:
             spec = spec_of_messages(payload.get("messages"))
         except ValueError as exc:

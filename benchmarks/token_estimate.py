@@ -23,7 +23,7 @@ import random
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ import quicktok
 
 from mcp_local_provider.core.codec import dumps
 from mcp_local_provider.core.config import Config
+from mcp_local_provider.core.protocol import InvokePayload
 from mcp_local_provider.translate.anthropic.request import MessagesRequest
 from mcp_local_provider.translate.estimate import payload_tokens
 
@@ -100,7 +101,7 @@ def tools_from_schemas() -> list[dict[str, Any]]:
     return tools
 
 
-def samples() -> list[tuple[str, dict[str, Any]]]:
+def samples() -> list[tuple[str, InvokePayload]]:
     rng = random.Random(7)
     docs = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
     code = sorted(PACKAGE.rglob("*.py"), key=lambda p: -p.stat().st_size)[:12]
@@ -142,7 +143,7 @@ def samples() -> list[tuple[str, dict[str, Any]]]:
     return [(name, request_body(parts)) for name, parts in out]
 
 
-def request_body(parts: dict[str, Any]) -> dict[str, Any]:
+def request_body(parts: dict[str, Any]) -> InvokePayload:
     messages: list[dict[str, Any]] = []
     if "messages" in parts:
         messages.append({"role": "user", "content": parts["messages"]})
@@ -162,7 +163,7 @@ def request_body(parts: dict[str, Any]) -> dict[str, Any]:
     return MessagesRequest.model_validate(body).payload()
 
 
-def reference(count: Callable[[str], int], payload: dict[str, Any]) -> int:
+def reference(count: Callable[[str], int], payload: Mapping[str, Any]) -> int:
     total = 3
     for message in payload["messages"]:
         content = message.get("content")

@@ -13,6 +13,9 @@ from mcp_local_provider.agent.events import (
     ToolCallDelta,
 )
 from mcp_local_provider.core.protocol import (
+    AnswerFrame,
+    ModelResult,
+    ModelStreamChunk,
     error_result_frame,
     result_frame,
     stream_chunk_frame,
@@ -29,7 +32,7 @@ class AnswerFrames:
         self.request_id = request_id
         self.index = 0
 
-    def frame(self, event: BackendEvent) -> dict[str, Any] | None:
+    def frame(self, event: BackendEvent) -> AnswerFrame | None:
         if isinstance(event, Embeddings):
             return self.embeddings(event)
         if isinstance(event, Finish):
@@ -39,27 +42,29 @@ class AnswerFrames:
 
     def chunk(
         self, delta: dict[str, Any], finish: str | None = None, usage: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+    ) -> ModelStreamChunk:
         frame = stream_chunk_frame(self.request_id, self.index, delta, finish, usage)
         self.index += 1
         return frame
 
-    def embeddings(self, event: Embeddings) -> dict[str, Any]:
+    def embeddings(self, event: Embeddings) -> ModelResult:
         data = [
             {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(event.vectors)
         ]
         return result_frame(self.request_id, {"data": data, "usage": event.usage})
 
-    def error(self, code: str, message: str, retry_after: float | None = None) -> dict[str, Any]:
+    def error(self, code: str, message: str, retry_after: float | None = None) -> ModelResult:
         return error_result_frame(self.request_id, code, message, retry_after)
 
 
-def finished(chunk: dict[str, Any], reason: str, usage: dict[str, Any] | None) -> dict[str, Any]:
-    """A chunk frame made the answer's last: it carries the finish (and usage) too."""
-    chunk["finish_reason"] = reason
-    if usage is not None:
-        chunk["usage"] = usage
-    return chunk
+def finished(chunk: AnswerFrame, reason: str, usage: dict[str, Any] | None) -> AnswerFrame:
+    """A chunk frame made the answer's last: the same frame, carrying the finish (and usage)
+    too."""
+    if not isinstance(chunk, ModelStreamChunk):
+        return chunk
+    if usage is None:
+        return chunk.model_copy(update={"finish_reason": reason})
+    return chunk.model_copy(update={"finish_reason": reason, "usage": usage})
 
 
 def delta_of(event: BackendEvent) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from mcp_local_provider.agent.serving import RequestRunner
 from mcp_local_provider.core.addresses import unreachable
 from mcp_local_provider.core.protocol import (
     CloseCode,
+    Hello,
     ModelCancel,
     ModelInvoke,
     ProtocolError,
@@ -184,7 +185,7 @@ class AgentClient:
 
     # -- one connection ----------------------------------------------------------------------
 
-    def _hello(self) -> dict[str, Any]:
+    def _hello(self) -> Hello:
         return hello_frame(
             agent_id=self.agent_id,
             label=self.label,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import suppress
-from typing import Any
 
 import aiohttp
 import structlog
@@ -15,7 +14,7 @@ from mcp_local_provider.agent.backend import Backend, BackendError
 from mcp_local_provider.agent.emulation import closing
 from mcp_local_provider.agent.events import Embeddings, Finish, InvokeRequest
 from mcp_local_provider.agent.quota import retry_after_of
-from mcp_local_provider.core.protocol import ModelInvoke, encode
+from mcp_local_provider.core.protocol import AnswerFrame, Frame, ModelInvoke, encode
 
 log = structlog.get_logger("mcp_local_provider.agent")
 
@@ -101,7 +100,7 @@ class RequestRunner:
         of it anyway: each chunk then waits for the next event, so that the last one carries
         the finish with it and a one-piece answer crosses the socket as one frame, not two.
         """
-        held: dict[str, Any] | None = None
+        held: AnswerFrame | None = None
         hold = not request.stream
         async with closing(self.backend.serve(request)) as events:
             async for event in events:
@@ -125,13 +124,13 @@ class RequestRunner:
         await _send(ws, frames.chunk({}, "stop"))
 
 
-async def _send(ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any]) -> None:
+async def _send(ws: aiohttp.ClientWebSocketResponse, frame: Frame) -> None:
     try:
         await ws.send_str(encode(frame))
     except (ConnectionError, RuntimeError) as exc:
         raise _Gone(str(exc)) from None
 
 
-async def _send_quietly(ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any]) -> None:
+async def _send_quietly(ws: aiohttp.ClientWebSocketResponse, frame: Frame) -> None:
     with suppress(_Gone):
         await _send(ws, frame)

@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mcp-local-provider",
         description="Serve an approved AI agent to your editor as a local model "
-        "(OpenAI and Ollama APIs on http://127.0.0.1:11434).",
+        "(OpenAI, Anthropic and Ollama APIs on http://127.0.0.1:11434).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -157,8 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _mcp_parser(commands: Any) -> None:
-    # No --config, --server, --cwd, --transport or -e: MCP launchers such as the Inspector
-    # read those from the server's command line themselves.
+    # --config is accepted as everywhere else, with --config-file as its other name: MCP
+    # launchers such as the Inspector read --config (and --server, --cwd, --transport, -e)
+    # from the server's command line themselves, so in their command lines use --config-file.
     mcp = commands.add_parser(
         "mcp",
         help="run the MCP server that lets an MCP host's agent serve as the model",
@@ -178,7 +179,12 @@ def _mcp_parser(commands: Any) -> None:
         "--token-file", type=Path, metavar="FILE", help="file holding the bridge token"
     )
     mcp.add_argument(
-        "--config-file", dest="config", type=Path, metavar="PATH", help="TOML config file"
+        "--config",
+        "--config-file",
+        dest="config",
+        type=Path,
+        metavar="PATH",
+        help="TOML config file (--config-file: the spelling MCP launchers leave alone)",
     )
     mcp.add_argument(
         "--model",

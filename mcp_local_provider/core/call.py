@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcp_local_provider.core import errors
-from mcp_local_provider.core.protocol import AnswerFrame, ModelResult
+from mcp_local_provider.core.protocol import AnswerFrame, InvokePayload, ModelResult
 from mcp_local_provider.core.registry import Session
 from mcp_local_provider.core.scope import RequestScope, new_request_id
 
@@ -29,7 +29,7 @@ class Call:
 
     kind: str  # "chat" | "completion" | "embedding"
     model: str
-    payload: dict[str, Any]
+    payload: InvokePayload
     stream: bool = False
     scope: str = "inference"
     #: Capabilities the serving session must declare for ``model`` (see ``catalog.py``).
@@ -44,11 +44,6 @@ class Call:
     asked_model: str | None = None
     #: How many times the call was given to another session before its first frame.
     failovers: int = 0
-
-
-def served_name(call: Call, asked: str) -> str:
-    """The model name an answer shows: the fallback that served ``call``, else ``asked``."""
-    return call.served_model or asked
 
 
 class Failure:

@@ -27,6 +27,7 @@ CAPABILITIES = {
     "embedding": "embeddings",
     "vision": "images in messages",
     "thinking": "reasoning output",
+    "structured": "structured output (response_format json_object or json_schema honoured)",
 }
 #: Other spellings agents use for the same capabilities.
 _SYNONYMS = {
@@ -40,6 +41,10 @@ _SYNONYMS = {
     "reasoning": "thinking",
     "image": "vision",
     "images": "vision",
+    "json": "structured",
+    "json_schema": "structured",
+    "response_format": "structured",
+    "structured_output": "structured",
 }
 LATEST = ":latest"
 NO_SESSION = "no agent session is active: start an agent (mcp-local-provider agent) and approve it"
@@ -322,3 +327,23 @@ def plan_tools(
     if mode == "reject":
         raise errors.Unsupported(lacks, param="tools")
     return ToolPlan(offer=False, declared=False, dropped=True)
+
+
+#: The ``response_format`` types that ask for structured output (``text`` asks for nothing).
+STRUCTURED_FORMATS = ("json_object", "json_schema")
+
+
+def plan_format(entry: Entry, requested: str, asked: bool, mode: ToolsMode, param: str) -> bool:
+    """Whether a request's structured output format (``asked``) goes to the agent: the same
+    policy as tools. A model whose agent declares ``structured`` gets it; otherwise ``mode``
+    decides: ``emulate`` passes it on, ``drop`` leaves it out (the route says so in a header),
+    ``reject`` refuses the request naming ``param``, the dialect's field."""
+    if not asked or entry.supports("structured") or mode == "emulate":
+        return asked
+    if mode == "reject":
+        raise errors.Unsupported(
+            f"model {requested!r} does not support structured output: its agent does not "
+            "declare the 'structured' capability",
+            param=param,
+        )
+    return False

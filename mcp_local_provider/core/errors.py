@@ -56,6 +56,14 @@ class Forbidden(ProviderError):
     type = "permission_error"
 
 
+class MethodNotAllowed(ProviderError):
+    """The route exists but not for this method (``GET /v1/chat/completions``)."""
+
+    status = 405
+    code = "method_not_allowed"
+    type = "invalid_request_error"
+
+
 class ScopeNotGranted(ProviderError):
     status = 403
     code = "scope_not_granted"

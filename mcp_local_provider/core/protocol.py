@@ -1,19 +1,31 @@
 """Agent protocol v1: every frame on the /agent WebSocket, both directions, its codec and its
 close codes. No I/O.
 
-This module owns the wire: the daemon and the agent library build every frame with the
-``*_frame`` functions below and parse what they receive with ``parse_agent_frame`` (daemon
-side) and ``parse_daemon_frame`` (agent side), each frame once, straight from the text, into
-the models below. One module on purpose (it passes 300 lines): each frame's builder sits
-beside the model that parses it, so the two cannot drift apart.
+This module owns the wire: one model per frame, used both ways. The daemon and the agent
+library build every frame with the ``*_frame`` functions below (each constructs its model),
+write it with ``encode``, and parse what they receive with ``parse_agent_frame`` (daemon side)
+and ``parse_daemon_frame`` (agent side), each frame once, straight from the text, into the same
+models. What frames carry is typed too: the invoke payload (``InvokePayload``), the answer's
+deltas and messages (``Delta``, ``ToolCallDelta``) and results (``Result``). Fields a peer does
+not know are kept, as the protocol asks. One module on purpose (it passes 300 lines): each
+frame's builder sits beside its model, so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    with_config,
+)
+from typing_extensions import TypedDict
 
 from mcp_local_provider.core.codec import dumps
 from mcp_local_provider.core.names import (
@@ -62,11 +74,116 @@ def _model_spec(value: Any) -> Any:
     return {"name": value} if isinstance(value, str) else value
 
 
-class _Frame(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+# What frames carry ------------------------------------------------------------------------
+#
+# The invoke payload and the answer's deltas are typed dicts: validated once when a frame is
+# parsed, then read as plain dicts by every dialect (no copy, no attribute layer on the hot
+# path). Every one keeps fields it does not know, as frames do.
+
+#: The most tool calls one answer may carry (indexes 0 to MAX_TOOL_CALLS - 1).
+MAX_TOOL_CALLS = 128
+_KEEP = ConfigDict(extra="allow")
+_Text = Annotated[str | None, Field(strict=True)]
 
 
-class Hello(_Frame):
+@with_config(_KEEP)
+class FunctionDelta(TypedDict, total=False):
+    """A tool call's function, whole or a fragment: ``arguments`` a JSON text (or piece of one),
+    or an object an agent sent whole."""
+
+    name: _Text
+    arguments: str | dict[str, Any] | None
+
+
+@with_config(_KEEP)
+class ToolCallDelta(TypedDict, total=False):
+    """One tool call, or a fragment of one: fragments with the same ``index`` make one call."""
+
+    index: Annotated[int, Field(strict=True, ge=0, lt=MAX_TOOL_CALLS)]
+    id: _Text
+    type: _Text
+    function: FunctionDelta | None
+
+
+@with_config(_KEEP)
+class Delta(TypedDict, total=False):
+    """A piece of an answer (``model_stream_chunk.delta``) or a whole message
+    (``model_result``'s ``choices[].message``), in the OpenAI chunk format."""
+
+    role: _Text
+    content: _Text
+    reasoning_content: _Text
+    tool_calls: Annotated[list[ToolCallDelta], Field(max_length=MAX_TOOL_CALLS)] | None
+
+
+@with_config(_KEEP)
+class Choice(TypedDict, total=False):
+    index: int
+    message: Delta | None
+    text: _Text
+    finish_reason: _Text
+
+
+@with_config(_KEEP)
+class Result(TypedDict, total=False):
+    """A whole answer: ``choices`` (chat and completion) or ``data`` (embeddings), and
+    ``usage``."""
+
+    choices: list[Choice] | None
+    usage: dict[str, Any] | None
+    data: list[dict[str, Any]] | None
+
+
+@with_config(_KEEP)
+class Parameters(TypedDict, total=False):
+    """How to answer: the fields every agent reads, and any other OpenAI field the editor sent
+    (``tools``, ``tool_choice``, ``response_format``, ...), passed through as it is."""
+
+    max_tokens: int | None
+    temperature: float | None
+    top_p: float | None
+    stop: str | list[str] | None
+    stream: bool
+
+
+@with_config(_KEEP)
+class InvokePayload(TypedDict, total=False):
+    """What ``model_invoke`` asks for: a ``chat`` (``messages``), a ``completion``
+    (``prompt``, ``suffix``) or an ``embedding`` (``input``)."""
+
+    kind: str
+    model: str
+    messages: list[dict[str, Any]]
+    prompt: str
+    suffix: str
+    input: list[str]
+    parameters: Parameters
+
+
+@with_config(_KEEP)
+class ModelMeta(TypedDict, total=False):
+    provider: str
+    label: str
+    requested_scopes: list[str]
+
+
+# Frames -------------------------------------------------------------------------------------
+
+
+class Frame(BaseModel):
+    """A frame of either direction: one JSON object with a string ``type``. Fields a peer does
+    not know are kept (and sent on again), so a newer peer's optional additions survive.
+
+    Each frame is one model, used both ways: the ``*_frame`` builders construct it without
+    validating (what the daemon and the library build is right by construction), ``encode``
+    writes the fields that were set, and the parsers validate what arrives."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+
+
+class Hello(Frame):
     type: Literal["hello"]
     protocol: int = PROTOCOL_VERSION
     agent_id: str
@@ -111,91 +228,29 @@ class Hello(_Frame):
         return value
 
 
-#: The most tool calls one answer may carry (indexes 0 to MAX_TOOL_CALLS - 1).
-MAX_TOOL_CALLS = 128
-_TEXT_FIELDS = ("role", "content", "reasoning_content", "text", "finish_reason")
+@with_config(_KEEP)
+class ErrorDetail(TypedDict, total=False):
+    code: str
+    message: str
+    #: Seconds until a vendor that refused for a rate limit or quota takes requests again.
+    retry_after: float
 
 
-def _text_fields(where: str, value: dict[str, Any]) -> None:
-    for key in _TEXT_FIELDS:
-        if value.get(key) is not None and not isinstance(value[key], str):
-            raise ValueError(f"{where}.{key} must be a string")
-
-
-def check_message(where: str, message: Any) -> None:
-    """An agent's delta or message: the fields the daemon reads must have their types, so a
-    malformed frame is refused here rather than breaking a translation later."""
-    if not isinstance(message, dict):
-        raise ValueError(f"{where} must be an object")
-    _text_fields(where, message)
-    calls = message.get("tool_calls")
-    if calls is None:
-        return
-    if not isinstance(calls, list) or len(calls) > MAX_TOOL_CALLS:
-        raise ValueError(f"{where}.tool_calls must be a list of at most {MAX_TOOL_CALLS}")
-    for call in calls:
-        if not isinstance(call, dict):
-            raise ValueError(f"{where}.tool_calls items must be objects")
-        index = call.get("index", 0)
-        if type(index) is not int or not 0 <= index < MAX_TOOL_CALLS:
-            raise ValueError(f"{where}.tool_calls index must be 0 to {MAX_TOOL_CALLS - 1}")
-        if call.get("id") is not None and not isinstance(call["id"], str):
-            raise ValueError(f"{where}.tool_calls id must be a string")
-        function = call.get("function")
-        if function is None:
-            continue
-        if not isinstance(function, dict):
-            raise ValueError(f"{where}.tool_calls function must be an object")
-        if function.get("name") is not None and not isinstance(function["name"], str):
-            raise ValueError(f"{where}.tool_calls function.name must be a string")
-
-
-class ModelResult(_Frame):
+class ModelResult(Frame):
     type: Literal["model_result"]
     id: str
     status: Literal["ok", "error"] = "ok"
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-
-    @field_validator("result")
-    @classmethod
-    def _result(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        choices = value.get("choices")
-        if choices is not None:
-            if not isinstance(choices, list):
-                raise ValueError("result.choices must be a list")
-            for choice in choices:
-                if not isinstance(choice, dict):
-                    raise ValueError("result.choices items must be objects")
-                _text_fields("result.choices", choice)
-                if choice.get("message") is not None:
-                    check_message("result.choices.message", choice["message"])
-        if value.get("usage") is not None and not isinstance(value["usage"], dict):
-            raise ValueError("result.usage must be an object")
-        data = value.get("data")
-        if data is not None and (
-            not isinstance(data, list) or not all(isinstance(item, dict) for item in data)
-        ):
-            raise ValueError("result.data must be a list of objects")
-        return value
+    result: Result | None = None
+    error: ErrorDetail | None = None
 
 
-class ModelStreamChunk(_Frame):
+class ModelStreamChunk(Frame):
     type: Literal["model_stream_chunk"]
     id: str
     chunk_index: int | None = None
-    delta: dict[str, Any] = Field(default_factory=dict)
+    delta: Delta = Field(default_factory=lambda: Delta())
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
-
-    @field_validator("delta")
-    @classmethod
-    def _delta(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if value:
-            check_message("delta", value)
-        return value
 
 
 #: A frame that answers a ``model_invoke``: one piece of a stream, or the whole result.
@@ -207,9 +262,75 @@ _agent_frame: TypeAdapter[AgentFrame] = TypeAdapter(
 )
 
 
+class SessionPending(Frame):
+    type: Literal["session_pending"]
+    session_id: str
+    approve_with: str = ""
+
+
+class SessionGranted(Frame):
+    type: Literal["session_granted"]
+    session_id: str
+    session_token: str | None = None
+    allowed_scopes: list[str] = Field(default_factory=list)
+    models: list[str] = Field(default_factory=list)
+    expires_at: str | None = None
+    max_requests: int | None = None
+    max_concurrency: int | None = None
+
+
+class SessionDenied(Frame):
+    type: Literal["session_denied"]
+    reason: str = "denied"
+
+
+class SessionEnded(Frame):
+    type: Literal["session_ended"]
+    session_id: str | None = None
+    reason: str = "ended"
+
+
+class ModelInvoke(Frame):
+    type: Literal["model_invoke"]
+    id: str
+    session_id: str | None = None
+    model_meta: ModelMeta = Field(default_factory=lambda: ModelMeta())
+    payload: InvokePayload = Field(default_factory=lambda: InvokePayload())
+
+
+class ModelCancel(Frame):
+    type: Literal["model_cancel"]
+    id: str
+    reason: str = ""
+
+
+class DaemonError(Frame):
+    type: Literal["error"]
+    message: str = ""
+
+
+#: Every frame the daemon may send.
+DaemonFrame = (
+    SessionPending | SessionGranted | SessionDenied | SessionEnded | ModelInvoke | ModelCancel
+    | DaemonError
+)  # fmt: skip
+_daemon_frame: TypeAdapter[DaemonFrame] = TypeAdapter(
+    Annotated[DaemonFrame, Field(discriminator="type")]
+)
+
+
+# The codec --------------------------------------------------------------------------------
+
+
 def parse_agent_frame(text: str | bytes) -> AgentFrame:
     """Parse and validate one frame from an agent, or raise ProtocolError saying why."""
     result: AgentFrame = _parse(_agent_frame, text)
+    return result
+
+
+def parse_daemon_frame(text: str | bytes) -> DaemonFrame:
+    """Parse and validate one frame from the daemon, or raise ProtocolError saying why."""
+    result: DaemonFrame = _parse(_daemon_frame, text)
     return result
 
 
@@ -223,14 +344,45 @@ def _parse(adapter: TypeAdapter[Any], text: str | bytes) -> Any:
             raise ProtocolError("frame is not valid JSON") from None
         if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
             raise ProtocolError("frame has no known string 'type'") from None
-        if first["type"] == "model_attributes_type":
+        if first["type"] in ("model_attributes_type", "dict_type") and not first["loc"]:
             raise ProtocolError("frame is not a JSON object") from None
         raise ProtocolError(f"invalid frame: {where}: {first['msg']}") from None
 
 
-def encode(frame: dict[str, Any]) -> str:
-    """A frame as the text of one WebSocket message."""
-    return dumps(frame)
+def encode(frame: Frame | dict[str, Any]) -> str:
+    """A frame as the text of one WebSocket message: the fields that were set (by its builder,
+    or present when it was parsed), those it does not know included."""
+    if isinstance(frame, dict):
+        return dumps(frame)
+    data = frame.__dict__
+    given = frame.__pydantic_fields_set__
+    if len(given) != len(data):
+        data = {key: value for key, value in data.items() if key in given}
+    extra = frame.__pydantic_extra__
+    return dumps({**data, **extra} if extra else data)
+
+
+F = TypeVar("F", bound=Frame)
+# The four slots of every pydantic model, set the way ``model_construct`` sets them.
+_NEW = object.__new__
+_SET_DICT = BaseModel.__dict__["__dict__"].__set__
+_SET_GIVEN = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_SET_EXTRA = BaseModel.__dict__["__pydantic_extra__"].__set__
+_SET_PRIVATE = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
+def _built(cls: type[F], fields: dict[str, Any], given: set[str] | None = None) -> F:
+    """What ``cls.model_construct(**fields)`` makes, without its loop over every field: the
+    builders below pass every field (``given`` names those to write, all by default), so
+    nothing is filled in, and nothing is validated (they build what the protocol says). The
+    frames an agent sends most are built this way; ``tests/core/test_protocol.py`` checks the
+    result against ``model_construct``'s."""
+    frame = _NEW(cls)
+    _SET_DICT(frame, fields)
+    _SET_GIVEN(frame, set(fields) if given is None else given)
+    _SET_EXTRA(frame, {})
+    _SET_PRIVATE(frame, None)
+    return frame
 
 
 # Frames an agent sends ---------------------------------------------------------------------
@@ -246,72 +398,93 @@ def hello_frame(
     max_concurrency: int,
     reason: str,
     session_token: str | None,
-) -> dict[str, Any]:
-    return {
-        "type": "hello",
-        "protocol": PROTOCOL_VERSION,
-        "agent_id": agent_id,
-        "label": label,
-        "models": models,
-        "requested_scopes": requested_scopes,
-        "ttl_seconds": ttl_seconds,
-        "max_concurrency": max_concurrency,
-        "reason": reason,
-        "session_token": session_token,
-    }
+) -> Hello:
+    """The first frame. Models go as given (names or ``ModelSpec`` objects as dicts): the daemon
+    validates them."""
+    return Hello.model_construct(
+        type="hello",
+        protocol=PROTOCOL_VERSION,
+        agent_id=agent_id,
+        label=label,
+        models=cast(list[ModelSpec], models),  # the daemon validates them
+        requested_scopes=requested_scopes,
+        ttl_seconds=ttl_seconds,
+        max_concurrency=max_concurrency,
+        reason=reason,
+        session_token=session_token,
+    )
 
 
 def stream_chunk_frame(
     request_id: str,
     index: int,
-    delta: dict[str, Any],
+    delta: Delta | dict[str, Any],
     finish_reason: str | None = None,
     usage: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    frame: dict[str, Any] = {
-        "type": "model_stream_chunk",
-        "id": request_id,
-        "chunk_index": index,
-        "delta": delta,
-        "finish_reason": finish_reason,
-    }
-    if usage is not None:
-        frame["usage"] = usage
-    return frame
+) -> ModelStreamChunk:
+    """The frame an agent sends most: every field is written (``usage`` null until the last
+    chunk), so ``encode`` writes it without sorting out unset fields."""
+    return _built(
+        ModelStreamChunk,
+        {
+            "type": "model_stream_chunk",
+            "id": request_id,
+            "chunk_index": index,
+            "delta": delta,
+            "finish_reason": finish_reason,
+            "usage": usage,
+        },
+    )
 
 
-def result_frame(request_id: str, result: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "model_result", "id": request_id, "status": "ok", "result": result}
+def result_frame(request_id: str, result: Result | dict[str, Any]) -> ModelResult:
+    return _built(
+        ModelResult,
+        {"type": "model_result", "id": request_id, "status": "ok", "result": result, "error": None},
+        {"type", "id", "status", "result"},
+    )
 
 
 def error_result_frame(
     request_id: str, code: str, message: str, retry_after: float | None = None
-) -> dict[str, Any]:
+) -> ModelResult:
     """An agent's error; ``retry_after`` (seconds) tells when a refusing vendor takes requests
     again (an optional field older daemons ignore: see docs/agent-protocol.md)."""
-    error: dict[str, Any] = {"code": code, "message": message}
+    error: ErrorDetail = {"code": code, "message": message}
     if retry_after is not None:
         error["retry_after"] = round(retry_after, 3)
-    return {"type": "model_result", "id": request_id, "status": "error", "error": error}
+    return _built(
+        ModelResult,
+        {"type": "model_result", "id": request_id, "status": "error", "result": None,
+         "error": error},
+        {"type", "id", "status", "error"},
+    )  # fmt: skip
 
 
 # Frames the daemon sends -------------------------------------------------------------------
 
 
 def invoke_frame(
-    request_id: str, session_id: str, label: str, scope: str, payload: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "type": "model_invoke",
-        "id": request_id,
-        "session_id": session_id,
-        "model_meta": {
-            "provider": "mcp-local-provider",
-            "label": label,
-            "requested_scopes": [scope],
+    request_id: str,
+    session_id: str,
+    label: str,
+    scope: str,
+    payload: InvokePayload | dict[str, Any],
+) -> ModelInvoke:
+    return _built(
+        ModelInvoke,
+        {
+            "type": "model_invoke",
+            "id": request_id,
+            "session_id": session_id,
+            "model_meta": {
+                "provider": "mcp-local-provider",
+                "label": label,
+                "requested_scopes": [scope],
+            },
+            "payload": payload,
         },
-        "payload": payload,
-    }
+    )
 
 
 def session_granted_frame(
@@ -323,107 +496,41 @@ def session_granted_frame(
     expires_at: str | None,
     max_requests: int,
     max_concurrency: int,
-) -> dict[str, Any]:
-    return {
-        "type": "session_granted",
-        "session_id": session_id,
-        "session_token": session_token,
-        "allowed_scopes": allowed_scopes,
-        "models": models,
-        "expires_at": expires_at,
-        "max_requests": max_requests,
-        "max_concurrency": max_concurrency,
-    }
+) -> SessionGranted:
+    return SessionGranted.model_construct(
+        type="session_granted",
+        session_id=session_id,
+        session_token=session_token,
+        allowed_scopes=allowed_scopes,
+        models=models,
+        expires_at=expires_at,
+        max_requests=max_requests,
+        max_concurrency=max_concurrency,
+    )
 
 
-def session_pending_frame(session_id: str) -> dict[str, Any]:
-    return {
-        "type": "session_pending",
-        "session_id": session_id,
-        "approve_with": f"mcp-local-provider sessions approve {session_id}",
-    }
+def session_pending_frame(session_id: str) -> SessionPending:
+    return SessionPending.model_construct(
+        type="session_pending",
+        session_id=session_id,
+        approve_with=f"mcp-local-provider sessions approve {session_id}",
+    )
 
 
-def session_denied_frame(reason: str) -> dict[str, Any]:
-    return {"type": "session_denied", "reason": reason}
+def session_denied_frame(reason: str) -> SessionDenied:
+    return SessionDenied.model_construct(type="session_denied", reason=reason)
 
 
-def session_ended_frame(session_id: str, reason: str) -> dict[str, Any]:
-    return {"type": "session_ended", "session_id": session_id, "reason": reason}
+def session_ended_frame(session_id: str, reason: str) -> SessionEnded:
+    return SessionEnded.model_construct(type="session_ended", session_id=session_id, reason=reason)
 
 
-def model_cancel_frame(request_id: str, reason: str) -> dict[str, Any]:
-    return {"type": "model_cancel", "id": request_id, "reason": reason}
+def model_cancel_frame(request_id: str, reason: str) -> ModelCancel:
+    return ModelCancel.model_construct(type="model_cancel", id=request_id, reason=reason)
 
 
-def error_frame(message: str) -> dict[str, Any]:
-    return {"type": "error", "message": message}
-
-
-# What the agent library reads: frames from the daemon ---------------------------------------
-
-
-class SessionPending(_Frame):
-    type: Literal["session_pending"]
-    session_id: str
-    approve_with: str = ""
-
-
-class SessionGranted(_Frame):
-    type: Literal["session_granted"]
-    session_id: str
-    session_token: str | None = None
-    allowed_scopes: list[str] = Field(default_factory=list)
-    models: list[str] = Field(default_factory=list)
-    expires_at: str | None = None
-    max_requests: int | None = None
-    max_concurrency: int | None = None
-
-
-class SessionDenied(_Frame):
-    type: Literal["session_denied"]
-    reason: str = "denied"
-
-
-class SessionEnded(_Frame):
-    type: Literal["session_ended"]
-    session_id: str | None = None
-    reason: str = "ended"
-
-
-class ModelInvoke(_Frame):
-    type: Literal["model_invoke"]
-    id: str
-    session_id: str | None = None
-    model_meta: dict[str, Any] = Field(default_factory=dict)
-    payload: dict[str, Any] = Field(default_factory=dict)
-
-
-class ModelCancel(_Frame):
-    type: Literal["model_cancel"]
-    id: str
-    reason: str = ""
-
-
-class DaemonError(_Frame):
-    type: Literal["error"]
-    message: str = ""
-
-
-#: Every frame the daemon may send.
-DaemonFrame = (
-    SessionPending | SessionGranted | SessionDenied | SessionEnded | ModelInvoke | ModelCancel
-    | DaemonError
-)  # fmt: skip
-_daemon_frame: TypeAdapter[DaemonFrame] = TypeAdapter(
-    Annotated[DaemonFrame, Field(discriminator="type")]
-)
-
-
-def parse_daemon_frame(text: str | bytes) -> DaemonFrame:
-    """Parse and validate one frame from the daemon, or raise ProtocolError saying why."""
-    result: DaemonFrame = _parse(_daemon_frame, text)
-    return result
+def error_frame(message: str) -> DaemonError:
+    return DaemonError.model_construct(type="error", message=message)
 
 
 ENDED_CLOSE_CODES = {

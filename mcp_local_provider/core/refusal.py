@@ -10,6 +10,7 @@ their errors stay what they were: final.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,7 @@ class Refusal:
     retry_after: float | None = None
 
 
-def refusal_of(error: dict[str, Any] | None) -> Refusal | None:
+def refusal_of(error: Mapping[str, Any] | None) -> Refusal | None:
     """The refusal an agent's error object reports, or None for an ordinary (final) error."""
     if not error:
         return None

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from mcp_local_provider.core.protocol import ModelSpec
+from mcp_local_provider.core.protocol import Frame, ModelSpec
 
 
 class SessionState(StrEnum):
@@ -51,7 +51,7 @@ class InvalidToken(SessionError):
 class AgentLink(Protocol):
     """The daemon's side of one agent connection, as the core sees it."""
 
-    async def send(self, frame: dict[str, Any]) -> None: ...
+    async def send(self, frame: Frame) -> None: ...
 
     async def close(self, code: int, reason: str) -> None: ...
 

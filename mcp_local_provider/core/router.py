@@ -27,6 +27,7 @@ from mcp_local_provider.core.call import (
 )
 from mcp_local_provider.core.protocol import (
     AnswerFrame,
+    Frame,
     ModelResult,
     invoke_frame,
     model_cancel_frame,
@@ -329,7 +330,7 @@ class Router:
         for observe in self._on_failover:
             observe(pending, why)
 
-    async def _send(self, session: Session, frame: dict[str, Any]) -> None:
+    async def _send(self, session: Session, frame: Frame) -> None:
         link = session.link
         if link is None:
             raise errors.AgentDisconnected("the agent disconnected before the request was sent")

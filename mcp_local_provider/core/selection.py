@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from mcp_local_provider.core import errors
@@ -137,7 +138,7 @@ class Choice:
         return min(free, key=lambda s: (s.in_flight / s.max_concurrency, s.requests))
 
 
-def conversation_key(payload: dict[str, Any]) -> bytes | None:
+def conversation_key(payload: Mapping[str, Any]) -> bytes | None:
     """A digest of a chat's system prompt and first user message (None: not a chat)."""
     messages = payload.get("messages")
     if not isinstance(messages, list):

@@ -16,6 +16,7 @@ from mcp_local_provider.core.protocol import (
     ENDED_CLOSE_CODES,
     CloseCode,
     Hello,
+    SessionGranted,
     session_denied_frame,
     session_ended_frame,
     session_granted_frame,
@@ -44,7 +45,7 @@ class AdmissionRefused(Exception):
         self.reason = reason
 
 
-def granted_frame(session: Session, token: str) -> dict[str, Any]:
+def granted_frame(session: Session, token: str) -> SessionGranted:
     return session_granted_frame(
         session_id=session.id,
         session_token=token,
@@ -64,12 +65,16 @@ class Hub:
         *,
         approval: str,
         approval_timeout: float,
+        away_timeout: float = 600.0,
         observers: Iterable[Callable[[str, Session, dict[str, Any]], None]] = (),
     ) -> None:
         self.registry = registry
         self.router = router
         self.approval = approval
         self.approval_timeout = approval_timeout
+        #: An active session whose agent is gone this long ends, so a killed agent does not
+        #: stay "active (away)" for the rest of its lifetime.
+        self.away_timeout = away_timeout
         self._decisions: dict[str, asyncio.Future[str | None]] = {}
         self._goodbyes: set[asyncio.Task[None]] = set()
         #: Called with every session event (``pending``, ``approved``, ``denied``,
@@ -276,6 +281,11 @@ class Hub:
     async def sweep(self) -> None:
         for session in self.registry.due_to_expire():
             await self.end(session, SessionState.EXPIRED, "expired")
+        now = self.registry.clock()
+        for session in self.registry.in_state(SessionState.ACTIVE):
+            away = session.away_since
+            if session.link is None and away is not None and now - away >= self.away_timeout:
+                await self.end(session, SessionState.LEFT, "away too long")
         self.registry.forget_ended(older_than=3600)
 
     async def shutdown(self) -> None:

@@ -1,5 +1,6 @@
 """From an HTTP request to router calls: ``call_for`` builds the router's view of a request,
-``plan`` resolves a chat request and decides whether its tools reach the agent, and
+``plan`` resolves a chat request and decides whether its tools and its structured output
+format reach the agent, and
 ``fetch_embeddings`` runs the one call both API families make for embeddings."""
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from aiohttp import web
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.call import Call
-from mcp_local_provider.core.catalog import Entry, plan_tools
-from mcp_local_provider.core.protocol import AnswerFrame
-from mcp_local_provider.http.state import SCOPE, STATE, TOOLS_NOT_OFFERED
+from mcp_local_provider.core.catalog import STRUCTURED_FORMATS, Entry, plan_format, plan_tools
+from mcp_local_provider.core.protocol import AnswerFrame, InvokePayload
+from mcp_local_provider.http.state import FORMAT_NOT_APPLIED, SCOPE, STATE, TOOLS_NOT_OFFERED
+from mcp_local_provider.translate.common import as_parameters
 from mcp_local_provider.translate.embeddings import embedding_payload, usage_of, vectors
 
 log = structlog.get_logger("mcp_local_provider.calls")
@@ -42,6 +44,10 @@ class ToolOffering(Protocol):
     model: str
 
     @property
+    def format_param(self) -> str:
+        """The dialect's name for its structured output field (``response_format``, ...)."""
+
+    @property
     def offers_tools(self) -> bool:
         """Tools are present and ``tool_choice`` is not ``none``."""
 
@@ -51,10 +57,10 @@ class ToolOffering(Protocol):
 
     def needs(self, tools_optional: bool = False) -> list[str]: ...
 
-    def payload(self, target: str | None = None, with_tools: bool = True) -> dict[str, Any]: ...
+    def payload(self, target: str | None = None, with_tools: bool = True) -> InvokePayload: ...
 
 
-def plan(request: web.Request, asked: ToolOffering) -> tuple[Entry, dict[str, Any], list[str]]:
+def plan(request: web.Request, asked: ToolOffering) -> tuple[Entry, InvokePayload, list[str]]:
     """(entry, agent payload, needs) for a chat request on any route. Whether its tools reach
     the agent is ``plan_tools``'s decision (``core/catalog.py``), under the model's ``tools``
     setting; tools left out are logged and named in the response's ``X-MCP-Tools`` header."""
@@ -69,7 +75,26 @@ def plan(request: web.Request, asked: ToolOffering) -> tuple[Entry, dict[str, An
         log.info("tools_not_offered", model=asked.model, reason="the model does not declare tools")
     if tools.declared:
         needs.insert(1, "tools")
-    return entry, asked.payload(entry.target, tools.offer), needs
+    payload = asked.payload(entry.target, tools.offer)
+    apply_format(request, entry, asked.model, payload, asked.format_param)
+    return entry, payload, needs
+
+
+def apply_format(
+    request: web.Request, entry: Entry, model: str, payload: InvokePayload, param: str
+) -> None:
+    """Leave a structured output format the agent will not apply out of ``payload`` (and say
+    so in the response's ``X-MCP-Format`` header), or refuse it: ``plan_format``'s decision
+    (``core/catalog.py``), under the model's ``tools`` setting."""
+    parameters: dict[str, Any] = dict(payload.get("parameters") or {})
+    wanted = parameters.get("response_format")
+    asked = isinstance(wanted, dict) and wanted.get("type") in STRUCTURED_FORMATS
+    catalog = request.app[STATE].catalog
+    if asked and not plan_format(entry, model, asked, catalog.tools_mode(entry), param):
+        del parameters["response_format"]
+        payload["parameters"] = as_parameters(parameters)
+        request[FORMAT_NOT_APPLIED] = True
+        log.info("format_not_applied", model=model, reason="the model does not declare it")
 
 
 #: Names the session to route to, instead of letting the router choose.
@@ -80,7 +105,7 @@ def call_for(
     request: web.Request,
     kind: str,
     model: str,
-    payload: dict[str, Any],
+    payload: InvokePayload,
     stream: bool,
     needs: list[str],
     scope: str = "inference",

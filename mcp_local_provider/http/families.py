@@ -1,11 +1,19 @@
 """Which part of the daemon a request is for: one classifier and one route name, used alike by
-the guards, the error shapes, the metrics labels, the access log and the audit log."""
+the guards, the error shapes, the metrics labels, the access log and the audit log; and which
+dialect answers each editor family's errors."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 from aiohttp import web
 
+from mcp_local_provider.core import errors
 from mcp_local_provider.core.scope import UNMATCHED
+from mcp_local_provider.translate.anthropic import errors as anthropic_errors
+from mcp_local_provider.translate.ollama import errors as ollama_errors
+from mcp_local_provider.translate.openai import errors as openai_errors
 
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
@@ -18,6 +26,13 @@ UI = "ui"
 OTHER = "other"
 #: Families whose requests come from editors (CORS, API keys, ``status`` traffic).
 EDITOR_FAMILIES = frozenset({OPENAI, ANTHROPIC, OLLAMA})
+#: The dialect that shapes each editor family's errors (its ``errors.error_body``); the
+#: Responses route is in the OpenAI family, and its dialect uses OpenAI's body.
+ERROR_BODIES: Mapping[str, Callable[[errors.ProviderError], dict[str, Any]]] = {
+    OPENAI: openai_errors.error_body,
+    ANTHROPIC: anthropic_errors.error_body,
+    OLLAMA: ollama_errors.error_body,
+}
 #: Probes and scrapes share one metrics label.
 _METRIC_LABELS = {HEALTH: "ops", METRICS: "ops", UI: OTHER}
 

@@ -76,6 +76,10 @@ TOOLS_NOT_OFFERED = web.RequestKey("tools_not_offered", bool)
 TOOLS_HEADER = "X-MCP-Tools"
 #: Names the model that served the request when a fallback model did (see ``core/router.py``).
 SERVED_MODEL_HEADER = "X-MCP-Served-Model"
+#: Set when the request asked for structured output its agent will not apply: the response
+#: says so in ``FORMAT_HEADER``.
+FORMAT_NOT_APPLIED = web.RequestKey("format_not_applied", bool)
+FORMAT_HEADER = "X-MCP-Format"
 #: The error a request ended with, for the access log and metrics (set by ``error_response``).
 MAPPED_ERROR = web.RequestKey("mapped_error", errors.ProviderError)
 
@@ -135,6 +139,7 @@ def build_state(config: Config, bridge_token: str, approval: str) -> State:
         router,
         approval=approval,
         approval_timeout=config.approval_timeout,
+        away_timeout=config.away_timeout,
         observers=[count_event, security.session_event],
     )
     catalog = Catalog(

@@ -4,7 +4,7 @@ here, frames that arrived together in one write."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import suppress
 
 import structlog
@@ -15,6 +15,7 @@ from mcp_local_provider.core.call import is_terminal
 from mcp_local_provider.core.protocol import AnswerFrame
 from mcp_local_provider.core.router import Frames
 from mcp_local_provider.http.state import STATE
+from mcp_local_provider.translate.common import Reply
 
 log = structlog.get_logger("mcp_local_provider.relay")
 #: Frames already waiting are joined into writes of about this many bytes at most.
@@ -50,27 +51,22 @@ async def ticking(
 
 
 async def relay(
-    request: web.Request,
-    events: AsyncIterator[AnswerFrame],
-    *,
-    content_type: str,
-    encode: Callable[[AnswerFrame], bytes],
-    finish: Callable[[], bytes],
-    encode_error: Callable[[errors.ProviderError], bytes],
-    keepalive: bytes = b"",
+    request: web.Request, events: AsyncIterator[AnswerFrame], reply: Reply
 ) -> web.StreamResponse:
-    """Stream ``events`` to the client.
+    """Stream ``events`` to the client as ``reply`` encodes them.
 
     The status line is sent with the first frame, so a failure before it (no agent, timeout,
     agent error) still gets a proper HTTP error. A failure after it is written in-band with
-    ``encode_error`` and the stream is closed without its normal ending. With ``keepalive``,
-    those bytes are written whenever the agent is silent for ``stream_ping_interval``.
+    ``reply.fail`` and the stream is closed without its normal ending. With a
+    ``reply.keepalive``, those bytes are written whenever the agent is silent for
+    ``stream_ping_interval``.
 
     Each frame is written as soon as the relay has it. When ``events`` are the router's
     ``Frames`` and more frames are already waiting (an agent sent a burst), they go out in
     the same write, with the stream's ending if it came too: one write instead of one each,
     and never a wait for frames that have not arrived.
     """
+    encode, keepalive = reply.encode, reply.keepalive
     response: web.StreamResponse | None = None
     frames: AsyncIterator[AnswerFrame | None] = events
     ready = events.ready if isinstance(events, Frames) else None
@@ -86,7 +82,7 @@ async def relay(
             if response is None:
                 response = web.StreamResponse(
                     headers={
-                        "Content-Type": content_type,
+                        "Content-Type": reply.media_type,
                         "Cache-Control": "no-cache",
                         "X-Accel-Buffering": "no",
                     }
@@ -109,12 +105,12 @@ async def relay(
                 await _write(request, response, data)
         if response is None:  # pragma: no cover - the router always ends with a frame or error
             raise errors.AgentFailed("the agent ended the request without an answer")
-        out.append(finish())
+        out.append(reply.finish())
         await _write(request, response, _take(out))
     except errors.ProviderError as exc:
         if response is None:
             raise
-        out.append(encode_error(exc))
+        out.append(reply.fail(exc))
         await response.write(_take(out))
         if isinstance(exc, errors.ShuttingDown):
             await response.write_eof()
@@ -129,7 +125,7 @@ async def relay(
             raise
         # The status line is out: a second response cannot follow, so say it in-band.
         log.exception("relay_failed", path=request.path)
-        out.append(encode_error(errors.AgentFailed("the agent's answer was malformed")))
+        out.append(reply.fail(errors.AgentFailed("the agent's answer was malformed")))
         await response.write(_take(out))
     await response.write_eof()
     return response

@@ -9,7 +9,7 @@ from contextlib import suppress
 from mcp_local_provider.agent.backend import Backend
 from mcp_local_provider.core.protocol import ModelSpec
 
-CAPABILITIES = ("chat", "completion", "fim", "tools")
+CAPABILITIES = ("chat", "completion", "fim", "tools", "structured")
 
 
 class Signal:

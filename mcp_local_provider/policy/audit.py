@@ -27,7 +27,7 @@ import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,14 +145,14 @@ class AuditLog:
         self._thread = threading.Thread(target=self._run, name="audit-log", daemon=True)
         self._thread.start()
 
-    def request(self, record: dict[str, Any], payload: dict[str, Any] | None) -> None:
+    def request(self, record: dict[str, Any], payload: Mapping[str, Any] | None) -> None:
         """Queue a request line; its prompt digest is computed from ``payload`` off the loop."""
         self._put(({"ts": time.time(), "event": "request", **record}, payload))
 
     def event(self, record: dict[str, Any]) -> None:
         self._put(({"ts": time.time(), **record}, None))
 
-    def _put(self, item: tuple[dict[str, Any], dict[str, Any] | None]) -> None:
+    def _put(self, item: tuple[dict[str, Any], Mapping[str, Any] | None]) -> None:
         if self._thread is not None:
             self._queue.put(item)
             return
@@ -221,7 +221,7 @@ class AuditLog:
                 # loop more than the write (the thread must take the GIL from it).
                 time.sleep(self.batch_interval)
 
-    def _line(self, record: dict[str, Any], payload: dict[str, Any] | None) -> bytes:
+    def _line(self, record: dict[str, Any], payload: Mapping[str, Any] | None) -> bytes:
         record["ts"] = iso(record["ts"])
         if payload is not None:
             record["prompt_digest"] = self.digester.digest(payload)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from typing import Any
 
 ALGORITHM = "hmac-sha256"
@@ -42,14 +43,14 @@ def _text(content: Any) -> str:
     return ""
 
 
-def system_text(payload: dict[str, Any]) -> Any:
+def system_text(payload: Mapping[str, Any]) -> Any:
     """A completion's system text: top-level ``system``, or ``parameters.system``."""
     parameters = payload.get("parameters")
     nested = parameters.get("system") if isinstance(parameters, dict) else None
     return payload.get("system") or nested
 
 
-def canonical(payload: dict[str, Any]) -> bytes:
+def canonical(payload: Mapping[str, Any]) -> bytes:
     """The bytes the digest is computed over (see the module docstring)."""
     kind = payload.get("kind")
     form: dict[str, Any]
@@ -89,5 +90,5 @@ class PromptDigester:
         self.key_id = "sha256:" + hashlib.sha256(b"audit key id\n" + key).hexdigest()[:16]
         self.algorithm = ALGORITHM
 
-    def digest(self, payload: dict[str, Any]) -> str:
+    def digest(self, payload: Mapping[str, Any]) -> str:
         return hmac.new(self._key, canonical(payload), hashlib.sha256).hexdigest()

@@ -7,6 +7,7 @@ The checks read the payload every route builds (``kind`` and ``messages``, ``pro
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,7 @@ class InputLimits:
     max_message_chars: int
     max_request_chars: int
 
-    def check(self, kind: str, model: str, payload: dict[str, Any]) -> None:
+    def check(self, kind: str, model: str, payload: Mapping[str, Any]) -> None:
         """Raise BadRequest (400) if the payload is over a limit or its model name is unsafe."""
         check_model_name(model)
         if kind == "chat":

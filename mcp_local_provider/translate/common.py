@@ -1,16 +1,60 @@
-"""Helpers the OpenAI and Ollama translations share."""
+"""What every dialect shares: the ``Reply`` interface each dialect's reply implements, reading
+a request body, and folding agent frames (deltas, tool-call fragments) into whole answers."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.codec import dumps
-from mcp_local_provider.core.protocol import MAX_TOOL_CALLS, ModelResult, ModelStreamChunk
+from mcp_local_provider.core.protocol import (
+    MAX_TOOL_CALLS,
+    AnswerFrame,
+    Choice,
+    Delta,
+    FunctionDelta,
+    ModelResult,
+    ModelStreamChunk,
+    Parameters,
+    Result,
+    ToolCallDelta,
+)
 
 M = TypeVar("M", bound=BaseModel)
+
+#: Server-sent events, as the OpenAI, Responses and Anthropic dialects stream them.
+SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
+
+
+class Reply(Protocol):
+    """The answer to one request, in one dialect: streamed frame by frame (``encode`` each
+    frame, ``finish`` after the last, ``fail`` for an error once the stream has begun) or
+    folded into one body (``add`` each frame, then ``body``). The route picks one way per
+    request (``http/replies.py``'s ``answer``); a reply is used one way only."""
+
+    #: The stream's media type (a class attribute).
+    media_type: str
+    #: Bytes to send while the agent is silent (``b""``: none; a class attribute).
+    keepalive: bytes
+    #: The model the answer names: the one asked for, or the fallback model that served it.
+    model: str
+
+    def encode(self, frame: AnswerFrame) -> bytes:
+        """The bytes of one frame (``b""`` when it has nothing to show yet)."""
+
+    def finish(self) -> bytes:
+        """What follows the last frame."""
+
+    def fail(self, error: errors.ProviderError) -> bytes:
+        """An error after the stream began, in the dialect's in-band shape; nothing follows."""
+
+    def add(self, frame: AnswerFrame) -> None:
+        """Fold one frame into the whole answer."""
+
+    def body(self) -> Any:
+        """The whole answer, once every frame was added."""
 
 
 def parse_body(model: type[M], body: bytes) -> M:
@@ -42,9 +86,15 @@ def validation_error(exc: ValidationError) -> errors.BadRequest:
     return errors.BadRequest(f"{loc}: {message}", param=loc)
 
 
-def merge_tool_call(calls: list[dict[str, Any]], delta: dict[str, Any]) -> None:
+def as_parameters(values: dict[str, Any]) -> Parameters:
+    """Built parameters as the protocol types them: the fields every agent reads, and any
+    other field passed through as it is (``Parameters`` keeps fields it does not name)."""
+    return cast(Parameters, values)
+
+
+def merge_tool_call(calls: list[dict[str, Any]], delta: ToolCallDelta | dict[str, Any]) -> None:
     """Fold one streamed tool-call fragment into the list of whole calls."""
-    index = delta.get("index", len(calls))
+    index: Any = delta.get("index", len(calls))
     if type(index) is not int or not 0 <= index < MAX_TOOL_CALLS:
         raise errors.AgentFailed(f"the agent sent a tool call with index {index!r}")
     while len(calls) <= index:
@@ -52,7 +102,7 @@ def merge_tool_call(calls: list[dict[str, Any]], delta: dict[str, Any]) -> None:
     call = calls[index]
     if delta.get("id"):
         call["id"] = delta["id"]
-    function = delta.get("function") or {}
+    function: FunctionDelta = delta.get("function") or {}
     if function.get("name"):
         call["function"]["name"] = function["name"]
     arguments = function.get("arguments")
@@ -62,14 +112,14 @@ def merge_tool_call(calls: list[dict[str, Any]], delta: dict[str, Any]) -> None:
         call["function"]["arguments"] += dumps(arguments)
 
 
-def frame_delta(event: ModelStreamChunk | ModelResult) -> tuple[dict[str, Any], str | None]:
+def frame_delta(event: AnswerFrame) -> tuple[Delta, str | None]:
     """An agent frame as (delta, finish_reason): a whole ``model_result`` reads as one last
     delta carrying its message (or completion ``text``)."""
     if isinstance(event, ModelStreamChunk):
         return event.delta, event.finish_reason
-    result = event.result or {}
-    choice = (result.get("choices") or [{}])[0]
-    delta = dict(choice.get("message") or {})
+    result: Result = event.result or {}
+    choice: Choice = (result.get("choices") or [{}])[0]
+    delta = Delta(**(choice.get("message") or {}))
     delta.pop("role", None)
     if "text" in choice and "content" not in delta:
         delta["content"] = choice["text"]
@@ -115,6 +165,8 @@ def check_tool_choice(choice: Any, tools: list[str], param: str = "tool_choice")
 class FoldedAnswer:
     """Agent frames folded into one whole answer: its text, its reasoning, its tool calls made
     whole, and how it finished. The non-streaming replies of each dialect build on it."""
+
+    __slots__ = ("finish_reason", "reasoning", "text", "tool_calls")
 
     def __init__(self) -> None:
         self.text: list[str] = []

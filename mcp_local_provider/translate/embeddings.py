@@ -1,19 +1,15 @@
-"""Embeddings: the agent's answer checked once, then shaped for ``/v1/embeddings``,
-``/api/embed`` and ``/api/embeddings``. Pure: no I/O."""
+"""Embeddings, the same for every dialect: the payload asked of the agent, and its answer checked
+once into plain vectors (each dialect's ``reply.py`` shapes them). Pure: no I/O."""
 
 from __future__ import annotations
 
-import base64
 import math
-import struct
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Any
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.catalog import Entry
-from mcp_local_provider.core.protocol import ModelResult, ModelStreamChunk
-from mcp_local_provider.translate.ollama.chat import Options, Request
+from mcp_local_provider.core.protocol import InvokePayload, ModelResult, ModelStreamChunk
+from mcp_local_provider.translate.common import as_parameters
 
 
 def vectors(event: ModelStreamChunk | ModelResult, count: int) -> list[list[float]]:
@@ -61,83 +57,13 @@ def shorten(vector: list[float], dimensions: int | None) -> list[float]:
     return [x / norm for x in head] if norm else head
 
 
-def as_base64(vector: list[float]) -> str:
-    """Little-endian float32, base64: what the OpenAI SDKs decode."""
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-
-
-class OpenAIEmbeddingRequest(BaseModel):
-    """``POST /v1/embeddings``."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str = Field(max_length=200)
-    input: str | list[str]
-    encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, ge=1)
-    user: str | None = None
-
-    @field_validator("input", mode="before")
-    @classmethod
-    def _input(cls, value: Any) -> Any:
-        if isinstance(value, list) and value and not isinstance(value[0], str):
-            raise ValueError("token arrays are not supported; send text")
-        if isinstance(value, list) and not value:
-            raise ValueError("must not be empty")
-        return value
-
-    def inputs(self) -> list[str]:
-        return [self.input] if isinstance(self.input, str) else list(self.input)
-
-
-def openai_body(
-    model: str, found: list[list[float]], fmt: str, usage: dict[str, Any]
-) -> dict[str, Any]:
-    encode = as_base64 if fmt == "base64" else (lambda v: v)
-    return {
-        "object": "list",
-        "data": [
-            {"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(found)
-        ],
-        "model": model,
-        "usage": usage,
-    }
-
-
-class OllamaEmbedRequest(Request):
-    """``POST /api/embed``."""
-
-    input: str | list[str] | None = None
-    truncate: bool | None = True
-    dimensions: int | None = Field(None, ge=1)
-    options: Options | None = None
-    keep_alive: Any = None
-
-    @field_validator("input", mode="before")
-    @classmethod
-    def _input(cls, value: Any) -> Any:
-        if value is None or isinstance(value, str):
-            return value
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return value
-        raise ValueError("invalid input type: use a string or a list of strings")
-
-    def inputs(self) -> list[str]:
-        if self.input is None or self.input == "":
-            return []
-        return [self.input] if isinstance(self.input, str) else list(self.input)
-
-
-class OllamaEmbeddingsRequest(Request):
-    """``POST /api/embeddings`` (the older, single-prompt route)."""
-
-    prompt: str = ""
-    options: Options | None = None
-    keep_alive: Any = None
-
-
-def embedding_payload(entry: Entry, texts: list[str], dimensions: int | None) -> dict[str, Any]:
+def embedding_payload(entry: Entry, texts: list[str], dimensions: int | None) -> InvokePayload:
     parameters: dict[str, Any] = {}
     if dimensions is not None:
         parameters["dimensions"] = dimensions
-    return {"kind": "embedding", "model": entry.target, "input": texts, "parameters": parameters}
+    return {
+        "kind": "embedding",
+        "model": entry.target,
+        "input": texts,
+        "parameters": as_parameters(parameters),
+    }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from mcp_local_provider.core.codec import dumps
@@ -113,7 +114,7 @@ def content_tokens(content: Any) -> int:
     return count
 
 
-def payload_tokens(payload: dict[str, Any]) -> int:
+def payload_tokens(payload: Mapping[str, Any]) -> int:
     """The estimate for a chat payload as the agent receives it: every message's text, its
     tool calls and tool results, the tool definitions, with template overhead and margin."""
     count = PER_PROMPT

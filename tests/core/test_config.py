@@ -151,3 +151,29 @@ def test_the_config_records_the_file_it_was_read_from(tmp_path: Path) -> None:
     config = load_config(path, environ={}, cwd=tmp_path)
     assert config.config_file == path
     assert load_config(environ={}, cwd=tmp_path).config_file is None
+
+
+def test_an_unknown_variable_with_the_prefix_is_refused_with_the_likely_one(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(environ={"MCP_LOCAL_PROVIDER_PROT": "1"}, cwd=tmp_path)
+    assert "MCP_LOCAL_PROVIDER_PROT" in str(raised.value)
+    assert "did you mean MCP_LOCAL_PROVIDER_PORT?" in str(raised.value)
+
+
+def test_a_table_set_from_the_environment_is_refused_pointing_at_the_file(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError, match=r"\[models\] is a table .* config file"):
+        load_config(environ={"MCP_LOCAL_PROVIDER_MODELS": "x"}, cwd=tmp_path)
+
+
+def test_serve_with_an_unknown_variable_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MCP_LOCAL_PROVIDER_PROT", "1")
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "MCP_LOCAL_PROVIDER_PROT" in err

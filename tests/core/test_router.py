@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -10,17 +11,25 @@ import pytest
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.call import Call, CallRecord, Timeouts
-from mcp_local_provider.core.protocol import ModelResult, ModelSpec, ModelStreamChunk
+from mcp_local_provider.core.protocol import (
+    Frame,
+    ModelResult,
+    ModelSpec,
+    ModelStreamChunk,
+    encode,
+)
 from mcp_local_provider.core.registry import Registry, Session, SessionLimits, SessionState
 from mcp_local_provider.core.router import Router
 
 
 class FakeLink:
+    """Records each frame as the agent would read it off the wire."""
+
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    async def send(self, frame: dict[str, Any]) -> None:
-        self.sent.append(frame)
+    async def send(self, frame: Frame) -> None:
+        self.sent.append(json.loads(encode(frame)))
 
     async def close(self, code: int, reason: str) -> None:
         self.sent.append({"closed": code})
@@ -250,7 +259,7 @@ async def test_ended_sessions_are_not_routed_to() -> None:
 
 
 class BrokenLink(FakeLink):
-    async def send(self, frame: dict[str, Any]) -> None:
+    async def send(self, frame: Frame) -> None:
         raise ConnectionError("socket is gone")
 
 

@@ -119,6 +119,27 @@ async def test_a_vanished_agent_leaves_the_lists_after_the_grace_and_can_resume(
     await back.ws.close()
 
 
+async def test_a_killed_agent_s_session_ends_after_the_away_timeout_and_is_not_active(
+    start_daemon: StartDaemon, http: aiohttp.ClientSession
+) -> None:
+    daemon = await start_daemon(reconnect_grace=0.05, away_timeout=0.3, sweep_interval=0.05)
+    agent, granted = await raw_agent_at(http, daemon.url)
+    reset(agent.ws)  # killed: no goodbye
+    [session] = list(daemon.state.registry)
+    await until(lambda: not session.connected)
+    headers = {"Authorization": f"Bearer {BRIDGE_TOKEN}"}
+    async with http.get(daemon.url + "/control/status", headers=headers) as response:
+        assert (await response.json())["sessions_active"] == 1  # it may still come back
+    await until(lambda: session.state is SessionState.LEFT, timeout=5)
+    async with http.get(daemon.url + "/control/status", headers=headers) as response:
+        status = await response.json()
+    assert status["sessions_active"] == 0
+    assert status["sessions"][0]["state"] == "left"
+    # The session is kept (ended) for the record, with why it ended.
+    assert daemon.state.registry.find(granted["session_id"]) is session
+    assert session.end_reason == "away too long"
+
+
 async def test_a_request_waits_only_for_what_is_left_of_the_grace(
     start_daemon: StartDaemon, http: aiohttp.ClientSession
 ) -> None:

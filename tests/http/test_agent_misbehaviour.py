@@ -12,7 +12,7 @@ import pytest
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.call import Call, Timeouts
-from mcp_local_provider.core.protocol import Hello, ProtocolError, parse_agent_frame
+from mcp_local_provider.core.protocol import Frame, Hello, ProtocolError, parse_agent_frame
 from mcp_local_provider.core.registry import Registry, SessionLimits, SessionState
 from mcp_local_provider.core.router import Router
 from mcp_local_provider.core.sessions import Hub
@@ -86,10 +86,10 @@ class FailingLink:
     """A socket that dies after the pending frame: the granted frame cannot be sent."""
 
     def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
+        self.sent: list[Frame] = []
 
-    async def send(self, frame: dict[str, Any]) -> None:
-        if frame["type"] == "session_granted":
+    async def send(self, frame: Frame) -> None:
+        if frame.type == "session_granted":
             raise ConnectionError("agent hung up")
         self.sent.append(frame)
 
@@ -119,7 +119,7 @@ async def test_hang_up_cancelling_admission_after_approval_detaches() -> None:
     registry, _, hub = core()
 
     class Link(FailingLink):
-        async def send(self, frame: dict[str, Any]) -> None:
+        async def send(self, frame: Frame) -> None:
             self.sent.append(frame)
 
     hello = Hello(type="hello", agent_id="a", models=["m"])

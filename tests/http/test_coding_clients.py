@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests import real_clis
@@ -142,3 +145,62 @@ async def test_codex_runs_a_tool_the_agent_calls(
     assert SECRET in out  # Codex ran `cat hello.txt` and sent its output back
     tool_message = next(m for m in backend.requests[-1].messages if m["role"] == "tool")
     assert tool_message["tool_call_id"] == "call_1"
+
+
+# -- the README's examples, as written, against the quick start's echo agent ------------------
+
+
+def readme_blocks(section: str, language: str) -> list[str]:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{language}\n(.*?)```", body, flags=re.S)
+
+
+async def test_the_readme_claude_code_example_works_and_sets_the_context_window(
+    echo_daemon: Daemon, coding_clients: Path, workdir: Path, http: aiohttp.ClientSession
+) -> None:
+    [block] = readme_blocks("Use it from Claude Code", "sh")
+    exports = dict(re.findall(r"^export (\w+)=(\S+)", block, flags=re.M))
+    [model] = re.findall(r"^claude --model (\S+)", block, flags=re.M)
+    exports["ANTHROPIC_BASE_URL"] = echo_daemon.url  # the test daemon's port
+    async with http.get(echo_daemon.url + f"/v1/models/{model}") as response:
+        assert response.status == 200  # the quick start serves the example's model
+        context_length = (await response.json())["context_length"]
+    assert exports["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == str(context_length)
+    env = clean_env(
+        workdir.parent / "home",
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+        DISABLE_AUTOUPDATER="1",
+        **exports,
+    )
+    argv = [str(coding_clients / "claude"), "-p", "say hi", "--model", model]
+    code, out, err = await run([*argv, "--output-format", "stream-json", "--verbose"], workdir, env)
+    assert code == 0, f"claude failed ({code}):\n{out[-3000:]}\n{err[-3000:]}"
+    result = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+    assert result["subtype"] == "success" and not result["is_error"], result
+    # Without the setting Claude Code takes 1,000,000 tokens for a model it does not know.
+    assert result["modelUsage"][model]["contextWindow"] == context_length
+
+
+async def test_the_readme_codex_example_works_outside_a_git_repository(
+    echo_daemon: Daemon, coding_clients: Path, workdir: Path
+) -> None:
+    [config] = readme_blocks("Use it from Codex CLI", "toml")
+    [command] = readme_blocks("Use it from Codex CLI", "sh")
+    codex_home = workdir.parent / "codex-home"
+    codex_home.mkdir()
+    (codex_home / "config.toml").write_text(
+        config.replace("http://127.0.0.1:11434", echo_daemon.url)
+    )
+    words = shlex.split(command)
+    assert not (workdir / ".git").exists()
+    env = clean_env(
+        workdir.parent / "home",
+        CODEX_HOME=str(codex_home),
+        **dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("-")),
+    )
+    argv = [w for w in words if not ("=" in w and not w.startswith("-"))]
+    assert argv[0] == "codex"
+    code, out, err = await run([str(coding_clients / "codex"), *argv[1:]], workdir, env)
+    assert code == 0, f"codex failed ({code}):\n{out[-3000:]}\n{err[-3000:]}"
+    assert out.strip().endswith(argv[-1])  # the echo agent repeats the prompt

@@ -351,3 +351,24 @@ async def test_unknown_route_and_wrong_method_are_json_errors(
         assert r.status == 404 and "error" in await r.json()
     async with http.get(daemon.url + CHAT) as r:
         assert r.status == 405 and (await r.json())["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "shape"),
+    [("/v1/chat/completions", "openai"), ("/v1/messages", "anthropic"), ("/api/chat", "ollama")],
+)
+async def test_wrong_method_is_a_client_error_naming_the_method_to_use(
+    daemon: Daemon, http: aiohttp.ClientSession, path: str, shape: str
+) -> None:
+    async with http.get(daemon.url + path) as r:
+        assert r.status == 405
+        assert r.headers["Allow"] == "POST"
+        body = await r.json()
+    if shape == "openai":
+        assert body["error"]["type"] == "invalid_request_error"
+        assert body["error"]["code"] == "method_not_allowed"
+        assert body["error"]["message"] == "GET is not allowed on this route; use POST"
+    elif shape == "anthropic":
+        assert body["error"]["type"] == "invalid_request_error"
+    else:
+        assert body == {"error": "GET is not allowed on this route; use POST"}

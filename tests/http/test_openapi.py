@@ -18,7 +18,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from mcp_local_provider.translate.openai.chat import ChatRequest
+from mcp_local_provider.translate.openai.request import ChatRequest
 from tests.conftest import StartDaemon
 from tests.fakes import BRIDGE_TOKEN, Daemon
 

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from mcp_local_provider.core import errors
 from mcp_local_provider.core.call import Failure
 from mcp_local_provider.core.protocol import AnswerFrame, ModelStreamChunk
 from mcp_local_provider.core.router import Frames
@@ -93,6 +94,29 @@ async def test_each_chunk_reaches_the_client_before_the_agent_sends_the_next(
     assert seen.endswith(b"data: [DONE]\n\n")
 
 
+class CommaReply:
+    """Each frame's text and a comma; ``end`` at the end."""
+
+    media_type = "text/plain"
+    keepalive = b""
+
+    def encode(self, frame: AnswerFrame) -> bytes:
+        assert isinstance(frame, ModelStreamChunk)
+        return str(frame.delta["content"]).encode() + b","
+
+    def finish(self) -> bytes:
+        return b"end"
+
+    def fail(self, error: errors.ProviderError) -> bytes:
+        return b"error"
+
+    def add(self, frame: AnswerFrame) -> None:
+        raise AssertionError("streamed only")
+
+    def body(self) -> Any:
+        raise AssertionError("streamed only")
+
+
 async def test_frames_already_waiting_go_out_in_one_write(
     monkeypatch: pytest.MonkeyPatch, aiohttp_client: Any
 ) -> None:
@@ -110,14 +134,7 @@ async def test_frames_already_waiting_go_out_in_one_write(
     async def handler(request: web.Request) -> web.StreamResponse:
         for frame in burst:  # the agent's burst arrived before the relay ran
             queue.put_nowait(frame)
-        return await relay(
-            request,
-            Frames(frames(), queue),
-            content_type="text/plain",
-            encode=lambda frame: frame.delta["content"].encode() + b",",
-            finish=lambda: b"end",
-            encode_error=lambda error: b"error",
-        )
+        return await relay(request, Frames(frames(), queue), CommaReply())
 
     writes: list[bytes] = []
     original = web.StreamResponse.write

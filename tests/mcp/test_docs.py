@@ -75,12 +75,14 @@ def test_claude_code_command_adds_the_mcp_server() -> None:
     assert_starts_the_mcp_server(command[0], command[1:])
 
 
-def test_mcp_command_has_no_flag_a_launcher_would_take() -> None:
+def test_mcp_command_offers_every_setting_under_a_name_launchers_leave_alone() -> None:
     parser = build_parser()
     subcommands = next(a for a in parser._actions if a.dest == "command")
     mcp = subcommands.choices["mcp"]  # type: ignore[index]
     flags = {flag for action in mcp._actions for flag in action.option_strings}
-    assert not flags & LAUNCHER_FLAGS
+    # --config is accepted too, as on every other command; --config-file is its other name,
+    # the one to write under a launcher that takes --config for itself.
+    assert not flags & (LAUNCHER_FLAGS - {"--config"})
     assert {"--sampling", "--url", "--token-file", "--config-file"} <= flags
 
 

@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 from mcp_local_provider.http.state import STATE
 from mcp_local_provider.policy.audit import AuditLog
 from mcp_local_provider.policy.digest import PREFIX, PromptDigester, canonical
-from mcp_local_provider.translate.openai.chat import ChatRequest
+from mcp_local_provider.translate.openai.request import ChatRequest
 from tests.fakes import Daemon, until
 from tests.readings import Meter
 from tests.security.helpers import audit_lines, chat_body, granted_raw_agent

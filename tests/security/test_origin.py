@@ -166,16 +166,38 @@ def test_origin_policy_matching() -> None:
         "text/json",
     ],
 )
-async def test_non_json_content_type_is_415(
+async def test_non_json_content_type_from_a_page_is_415(
     echo_daemon: Daemon, http: aiohttp.ClientSession, content_type: str
 ) -> None:
     async with http.post(
         echo_daemon.url + "/v1/chat/completions",
         data=chat_body(),
-        headers={"Content-Type": content_type},
+        headers={"Content-Type": content_type, "Origin": "http://localhost:5173"},
     ) as response:
         assert response.status == 415
         assert (await response.json())["error"]["code"] == "unsupported_media_type"
+
+
+@pytest.mark.parametrize("path", ["/api/generate", "/v1/chat/completions"])
+async def test_form_labelled_json_without_an_origin_is_read_as_json(
+    echo_daemon: Daemon, http: aiohttp.ClientSession, path: str
+) -> None:
+    # curl -d '{...}', as Ollama's documentation writes it, labels the body as a form; no
+    # browser page can send a request without an Origin, so the label is not a CSRF sign.
+    body = (
+        b'{"model": "echo", "prompt": "hello", "stream": false}'
+        if path == "/api/generate"
+        else chat_body()
+    )
+    async with http.post(
+        echo_daemon.url + path,
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    ) as response:
+        assert response.status == 200, await response.text()
+        answer = await response.json()
+    text = answer["response"] if path == "/api/generate" else answer["choices"][0]["message"]
+    assert "hello" in str(text)
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,7 @@ def assert_secure(headers: Any) -> None:
         (
             "POST",
             "/v1/chat/completions",
-            {"data": "x", "headers": {"Content-Type": "text/plain"}},
+            {"data": "x", "headers": {"Content-Type": "text/plain", "Origin": "http://localhost"}},
             415,
         ),
         ("GET", "/v1/models?token=x", {}, 400),

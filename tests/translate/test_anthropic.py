@@ -10,12 +10,8 @@ import pytest
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.protocol import ModelResult, ModelStreamChunk
-from mcp_local_provider.translate.anthropic.reply import (
-    MessageAggregate,
-    MessageStream,
-    error_body,
-    stream_error,
-)
+from mcp_local_provider.translate.anthropic.errors import error_body, stream_error
+from mcp_local_provider.translate.anthropic.reply import MessageReply
 from mcp_local_provider.translate.anthropic.request import CountRequest, MessagesRequest
 from mcp_local_provider.translate.common import parse_body
 
@@ -182,7 +178,7 @@ def test_max_tokens_is_required_but_not_for_count_tokens() -> None:
 
 
 def test_a_text_stream_is_exactly_anthropics_event_sequence() -> None:
-    stream = MessageStream("m", input_estimate=12)
+    stream = MessageReply("m", input_estimate=12)
     stream.id = "msg_1"
     out = stream.encode(chunk({"content": "Hel"}))
     out += stream.encode(chunk({"content": "lo"}))
@@ -215,7 +211,7 @@ def test_a_text_stream_is_exactly_anthropics_event_sequence() -> None:
 
 
 def test_thinking_then_tool_call_are_numbered_blocks_with_tool_use_stop() -> None:
-    stream = MessageStream("m", input_estimate=1)
+    stream = MessageReply("m", input_estimate=1)
     frames = [
         chunk({"reasoning_content": "hmm"}),
         chunk({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "Read",
@@ -256,13 +252,13 @@ def test_thinking_then_tool_call_are_numbered_blocks_with_tool_use_stop() -> Non
     [("length", "max_tokens"), ("content_filter", "refusal"), ("tool_calls", "tool_use")],
 )
 def test_finish_reasons_map_to_stop_reasons(finish: str, stop_reason: str) -> None:
-    aggregate = MessageAggregate("m", input_estimate=1)
+    aggregate = MessageReply("m", input_estimate=1)
     aggregate.add(chunk({"content": "x"}, finish))
     assert aggregate.body()["stop_reason"] == stop_reason
 
 
 def test_interleaved_tool_calls_fail_the_stream() -> None:
-    stream = MessageStream("m", input_estimate=1)
+    stream = MessageReply("m", input_estimate=1)
     stream.encode(chunk({"tool_calls": [{"index": 0, "function": {"name": "a"}}]}))
     stream.encode(chunk({"tool_calls": [{"index": 1, "function": {"name": "b"}}]}))
     with pytest.raises(errors.AgentFailed, match="interleaved"):
@@ -270,7 +266,7 @@ def test_interleaved_tool_calls_fail_the_stream() -> None:
 
 
 def test_a_whole_result_becomes_one_message_with_estimated_usage() -> None:
-    aggregate = MessageAggregate("m", input_estimate=42)
+    aggregate = MessageReply("m", input_estimate=42)
     aggregate.add(
         ModelResult(
             type="model_result",
@@ -293,7 +289,7 @@ def test_a_whole_result_becomes_one_message_with_estimated_usage() -> None:
 
 
 def test_tool_arguments_that_are_not_json_are_an_agent_failure() -> None:
-    aggregate = MessageAggregate("m", input_estimate=1)
+    aggregate = MessageReply("m", input_estimate=1)
     aggregate.add(
         chunk({"tool_calls": [{"index": 0, "function": {"name": "a", "arguments": "{"}}]})
     )

@@ -12,7 +12,7 @@ import pytest
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.protocol import ModelStreamChunk
 from mcp_local_provider.translate.common import parse_body
-from mcp_local_provider.translate.responses.reply import ResponseAggregate, ResponseStream
+from mcp_local_provider.translate.responses.reply import ResponseReply
 from mcp_local_provider.translate.responses.request import ResponsesRequest
 
 
@@ -148,7 +148,7 @@ def test_an_unknown_role_is_refused_naming_the_item() -> None:
 
 
 def test_a_text_stream_is_the_responses_event_sequence() -> None:
-    stream = ResponseStream("m", {}, input_estimate=9, ids=counter())
+    stream = ResponseReply("m", {}, input_estimate=9, ids=counter())
     stream.answer.created_at = 1
     data = stream.encode(chunk({"content": "Hel"})) + stream.encode(chunk({"content": "lo"}))
     data += stream.encode(chunk({}, "stop", usage={"prompt_tokens": 3, "completion_tokens": 2}))
@@ -202,7 +202,7 @@ def test_a_text_stream_is_the_responses_event_sequence() -> None:
 
 
 def test_reasoning_then_a_function_call_are_two_items() -> None:
-    stream = ResponseStream("m", {}, input_estimate=1, ids=counter())
+    stream = ResponseReply("m", {}, input_estimate=1, ids=counter())
     data = stream.encode(chunk({"reasoning_content": "hmm"}))
     data += stream.encode(
         chunk({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "sh"}}]})
@@ -241,14 +241,14 @@ def test_reasoning_then_a_function_call_are_two_items() -> None:
 
 
 def test_length_is_response_incomplete_with_the_reason() -> None:
-    stream = ResponseStream("m", {}, input_estimate=1, ids=counter())
+    stream = ResponseReply("m", {}, input_estimate=1, ids=counter())
     last = events(stream.encode(chunk({"content": "x"}, "length")))[-1]
     assert last["type"] == "response.incomplete"
     assert last["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
 
 
 def test_a_failure_mid_stream_is_response_failed_with_the_error() -> None:
-    stream = ResponseStream("m", {}, input_estimate=1, ids=counter())
+    stream = ResponseReply("m", {}, input_estimate=1, ids=counter())
     data = stream.encode(chunk({"content": "x"}))
     failed = events(data + stream.fail(errors.AgentFailed("gone")))[-1]
     assert failed["type"] == "response.failed"
@@ -258,7 +258,7 @@ def test_a_failure_mid_stream_is_response_failed_with_the_error() -> None:
 
 
 def test_the_aggregate_echoes_request_fields_and_estimates_usage() -> None:
-    aggregate = ResponseAggregate(
+    aggregate = ResponseReply(
         "m", {"instructions": "be brief", "tool_choice": "auto"}, input_estimate=20, ids=counter()
     )
     aggregate.add(chunk({"content": "hello"}, "stop"))

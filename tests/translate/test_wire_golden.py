@@ -8,9 +8,10 @@ from typing import Any
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.protocol import ModelResult, ModelStreamChunk
-from mcp_local_provider.translate.ollama.stream import OllamaReply, error_line, rfc3339
-from mcp_local_provider.translate.openai.chat import ChatStream, stream_error
-from mcp_local_provider.translate.openai.completions import CompletionReply
+from mcp_local_provider.translate.ollama.errors import error_line
+from mcp_local_provider.translate.ollama.reply import OllamaReply, rfc3339
+from mcp_local_provider.translate.openai.errors import stream_error
+from mcp_local_provider.translate.openai.reply import ChatReply, CompletionReply
 
 USAGE = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
 WALL = 1_700_000_000_123_400_000  # ns
@@ -133,7 +134,7 @@ def fixed(stream: Any) -> Any:
 
 
 def test_openai_chat_sse_bytes_with_usage() -> None:
-    s = fixed(ChatStream("echo", want_usage=True))
+    s = fixed(ChatReply("echo", want_usage=True))
     wire = s.encode(chunk({"content": "Hi"})) + s.encode(chunk({}, "stop", USAGE)) + s.finish()
     head = (
         b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,'
@@ -152,7 +153,7 @@ def test_openai_chat_sse_bytes_with_usage() -> None:
 
 
 def test_openai_tool_call_sse_sends_id_and_name_once() -> None:
-    s = fixed(ChatStream("m", want_usage=False))
+    s = fixed(ChatReply("m", want_usage=False))
     fragment = {
         "index": 0,
         "id": "call_1",

@@ -26,7 +26,7 @@ log = structlog.get_logger("mcp_local_provider.agent.cli")
 #: System text longer than this goes into the prompt instead of argv (Linux caps one argument
 #: at 128 KiB).
 SYSTEM_ARG_LIMIT = 64 * 1024
-CAPABILITIES = ("chat", "completion", "fim")
+CAPABILITIES = ("chat", "completion", "fim", "structured")
 
 
 def usage_from(prompt: Any, completion: Any, cached: Any = None) -> dict[str, Any] | None:

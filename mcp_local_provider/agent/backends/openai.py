@@ -34,7 +34,7 @@ from mcp_local_provider.core.protocol import ModelSpec
 
 #: What an upstream model can do is unknown here: everything is passed on, and the upstream
 #: answers what it cannot do with an error.
-CAPABILITIES = ("chat", "completion", "fim", "tools", "embedding")
+CAPABILITIES = ("chat", "completion", "fim", "tools", "embedding", "structured")
 #: Parameters the backend sets itself rather than passing through.
 _OWN = frozenset({"stream", "stream_options", "model"})
 

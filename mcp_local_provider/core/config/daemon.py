@@ -99,6 +99,9 @@ class Config(BaseModel):
     hello_timeout: float = Field(10, gt=0, description="time an agent has to send hello")
     approval_timeout: float = Field(120, gt=0, description="time the user has to approve")
     reconnect_grace: float = Field(5, ge=0, description="how long requests wait for an agent")
+    away_timeout: float = Field(
+        600, gt=0, description="an active session whose agent is gone this long ends (left)"
+    )
     heartbeat: float = Field(15, gt=0, description="WebSocket ping interval")
     max_frame_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="largest agent frame")
     max_buffered_bytes: int = Field(

@@ -77,20 +77,45 @@ def _is_table(annotation: Any) -> bool:
 
 
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Settings from ``MCP_LOCAL_PROVIDER_<FIELD>`` variables (tables only from the file)."""
+    """Settings from ``MCP_LOCAL_PROVIDER_<FIELD>`` variables (tables only from the file). A
+    variable with the prefix that names no setting is an error, as the same key in the file
+    is: a typo must not be ignored."""
+    _check_env_names(environ)
     values: dict[str, Any] = {}
     for name, field in Config.model_fields.items():
         raw = environ.get(ENV_PREFIX + name.upper())
         if raw is None or raw == "":
             continue
         annotation = str(field.annotation)
-        if _is_table(field.annotation):
-            continue  # a table ([models], [agent]): set it in the file
         if "tuple" in annotation:
             values[name] = [part.strip() for part in raw.split(",") if part.strip()]
         else:
             values[name] = raw
     return values
+
+
+def _check_env_names(environ: Mapping[str, str]) -> None:
+    settable = {
+        ENV_PREFIX + name.upper(): name
+        for name, field in Config.model_fields.items()
+        if not _is_table(field.annotation)
+    }
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX) or variable in settable:
+            continue
+        name = variable[len(ENV_PREFIX) :].lower()
+        field = Config.model_fields.get(name)
+        if field is not None:  # a table ([models], [agent])
+            raise ConfigError(
+                f"{variable}: [{name}] is a table and can only be set in the config file"
+            )
+        likely = difflib.get_close_matches(name, list(settable.values()), n=1, cutoff=0.6)
+        hint = (
+            f"did you mean {ENV_PREFIX}{likely[0].upper()}?"
+            if likely
+            else f"the example {DEFAULT_CONFIG_NAME} lists every setting"
+        )
+        raise ConfigError(f"unknown setting {variable} (in the environment); {hint}")
 
 
 def load_config(

@@ -10,11 +10,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from mcp_local_provider.core import errors
-from mcp_local_provider.http.families import ANTHROPIC, OLLAMA, OPENAI, route_family
+from mcp_local_provider.http.families import ERROR_BODIES, route_family
 from mcp_local_provider.http.replies import json_reply
 from mcp_local_provider.http.state import MAPPED_ERROR
-from mcp_local_provider.translate.anthropic import reply as anthropic_shapes
-from mcp_local_provider.translate.openai import chat as openai_shapes
 
 log = structlog.get_logger("mcp_local_provider.http")
 
@@ -23,6 +21,7 @@ _STATUS_ERRORS: dict[int, type[errors.ProviderError]] = {
     401: errors.Unauthorized,
     403: errors.Forbidden,
     404: errors.NotFound,
+    405: errors.MethodNotAllowed,
     408: errors.RequestTimeout,
     409: errors.Conflict,
     413: errors.PayloadTooLarge,
@@ -32,14 +31,13 @@ _STATUS_ERRORS: dict[int, type[errors.ProviderError]] = {
 
 
 def error_body(path: str, error: errors.ProviderError) -> dict[str, Any]:
-    """The error in the shape clients of that route family parse."""
-    kind = route_family(path)
-    if kind == OPENAI:
-        return openai_shapes.error_body(error)
-    if kind == ANTHROPIC:
-        return anthropic_shapes.error_body(error)
-    if kind == OLLAMA:
-        return {"error": error.message}
+    """The error in the shape clients of that route family parse: its dialect's, or the
+    daemon's own (control, health, the agent socket)."""
+    shape = ERROR_BODIES.get(route_family(path), daemon_error_body)
+    return shape(error)
+
+
+def daemon_error_body(error: errors.ProviderError) -> dict[str, Any]:
     return {"error": {"message": error.message, "code": error.code}}
 
 
@@ -54,18 +52,19 @@ def error_response(request: web.Request, error: errors.ProviderError) -> web.Res
     return json_reply(error_body(request.path, error), status=error.status, headers=headers)
 
 
-def _from_http(exc: web.HTTPException) -> errors.ProviderError:
+def _from_http(exc: web.HTTPException, method: str) -> errors.ProviderError:
     kind = _STATUS_ERRORS.get(exc.status, errors.ProviderError)
-    error = kind(_http_message(exc))
+    error = kind(_http_message(exc, method))
     error.status = exc.status
     return error
 
 
-def _http_message(exc: web.HTTPException) -> str:
+def _http_message(exc: web.HTTPException, method: str) -> str:
     if exc.status == 404:
         return "no such route"
     if exc.status == 405:
-        return "method not allowed on this route"
+        allowed = exc.headers.get("Allow", "")
+        return f"{method} is not allowed on this route" + (f"; use {allowed}" if allowed else "")
     if exc.status == 413:
         return "the request body is too large"
     if exc.status == 415:
@@ -82,7 +81,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = error_response(request, _from_http(exc))
+        response = error_response(request, _from_http(exc, request.method))
         for name in ("Allow",):
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]

@@ -4,9 +4,10 @@ they also cover routes added later, and the headers every response carries.
 In order: the raw ``Host`` header (and an absolute-form request target) against the exact
 allow-list; no credentials in the query string; the ``Origin`` against its allow-list (CORS
 preflight answered only for allowed origins on the editor API); no ``Content-Encoding`` and a
-JSON ``Content-Type`` (if any) on bodies; the API key on the editor API when keys are on; the
-cap on requests in flight; and the body itself, read once within ``body_timeout`` and
-``max_body_bytes``. Refusals are ProviderErrors, so they leave in the route family's shape.
+JSON ``Content-Type`` (if any) on bodies (on the editor API, only those with an ``Origin``);
+the API key on the editor API when keys are on; the cap on requests in flight; and the body
+itself, read once within ``body_timeout`` and ``max_body_bytes``. Refusals are
+ProviderErrors, so they leave in the route family's shape.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from mcp_local_provider.http.families import (
 from mcp_local_provider.http.listeners import SECURITY_HEADERS
 from mcp_local_provider.http.middleware.errors import error_response
 from mcp_local_provider.http.state import (
+    FORMAT_HEADER,
+    FORMAT_NOT_APPLIED,
     SCOPE,
     SERVED_MODEL_HEADER,
     STATE,
@@ -53,6 +56,8 @@ _EXPOSED = (
     + TOOLS_HEADER
     + ", "
     + SERVED_MODEL_HEADER
+    + ", "
+    + FORMAT_HEADER
 )
 
 
@@ -120,7 +125,7 @@ def _is_form(content_type: str) -> bool:
     return content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded"
 
 
-def _check_body_headers(request: web.Request, forms: bool = False) -> None:
+def _check_body_headers(request: web.Request, strict: bool, forms: bool = False) -> None:
     for encoding in request.headers.getall("Content-Encoding", []):
         if encoding.strip().lower() not in ("", "identity"):
             raise errors.UnsupportedMediaType(
@@ -131,7 +136,7 @@ def _check_body_headers(request: web.Request, forms: bool = False) -> None:
     # application/octet-stream.
     if forms and content_type is not None and _is_form(content_type):
         return  # the web page's own forms: it checks their origin and CSRF token itself
-    if request.body_exists and content_type is not None and not _is_json(content_type):
+    if strict and request.body_exists and content_type is not None and not _is_json(content_type):
         raise errors.UnsupportedMediaType(
             "request bodies must be JSON: send Content-Type: application/json (or none)"
         )
@@ -220,7 +225,12 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     if model is not None:
         check_model_name(model)
     if request.method in ("POST", "PUT", "PATCH"):
-        _check_body_headers(request, forms=kind == UI)
+        # The label is a defence against cross-site form posts, which carry an Origin: on the
+        # editor API a request without one (``curl -d``, as Ollama's own documentation writes
+        # it, labels its JSON application/x-www-form-urlencoded) is read as JSON whatever its
+        # label says.
+        strict = origin is not None or kind not in EDITOR_FAMILIES
+        _check_body_headers(request, strict=strict, forms=kind == UI)
     # The web page logs in with a cookie of its own (http/ui), and holds its event stream open.
     if security.keys.enabled and kind not in (AGENT, CONTROL, HEALTH, UI):
         _check_key(request, security)
@@ -243,7 +253,8 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
     """Security headers on every response; CORS for allowed origins on the editor API; the
     session's rate-limit state on every response an agent session was chosen for; the tools
-    header when the request's tools were not offered to the agent."""
+    header when the request's tools were not offered to the agent, the format header when its
+    structured output format was not applied."""
     headers = response.headers
     if request.get(TOOLS_NOT_OFFERED):
         headers[TOOLS_HEADER] = "not-offered"
@@ -251,6 +262,8 @@ async def on_response_prepare(request: web.Request, response: web.StreamResponse
     call = scope.call if scope is not None else None
     if call is not None and call.served_model is not None:
         headers[SERVED_MODEL_HEADER] = call.served_model
+    if request.get(FORMAT_NOT_APPLIED):
+        headers[FORMAT_HEADER] = "not-applied"
     for name, value in SECURITY_HEADERS.items():
         headers.setdefault(name, value)
     headers.setdefault("Cache-Control", "no-store")

@@ -15,6 +15,7 @@ from aiohttp import WSMsgType, web
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.protocol import (
     CloseCode,
+    Frame,
     Hello,
     ProtocolError,
     encode,
@@ -43,7 +44,7 @@ class SocketLink:
         #: The close code the daemon sent, if it closed first (for metrics).
         self.closed_with: int | None = None
 
-    async def send(self, frame: dict[str, Any]) -> None:
+    async def send(self, frame: Frame) -> None:
         if self.ws.closed:
             raise ConnectionError("agent connection is closed")
         await self.ws.send_str(encode(frame))

@@ -11,19 +11,10 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
-from mcp_local_provider.core.call import served_name
 from mcp_local_provider.http.calls import call_for, plan
 from mcp_local_provider.http.openapi import Operation
-from mcp_local_provider.http.replies import json_reply
-from mcp_local_provider.http.state import STATE
-from mcp_local_provider.http.streaming import relay
-from mcp_local_provider.translate.anthropic.reply import (
-    PING,
-    MessageAggregate,
-    MessageStream,
-    count_body,
-    stream_error,
-)
+from mcp_local_provider.http.replies import answer, json_reply
+from mcp_local_provider.translate.anthropic.reply import MessageReply, count_body
 from mcp_local_provider.translate.anthropic.request import CountRequest, MessagesRequest
 from mcp_local_provider.translate.common import parse_body
 from mcp_local_provider.translate.estimate import payload_tokens
@@ -41,8 +32,6 @@ operations = [
 ]
 log = structlog.get_logger("mcp_local_provider.anthropic")
 
-SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
-
 
 @routes.post("/v1/messages")
 async def messages(request: web.Request) -> web.StreamResponse:
@@ -50,29 +39,11 @@ async def messages(request: web.Request) -> web.StreamResponse:
     if asked.ignored:
         log.debug("fields_ignored", fields=asked.ignored)
     entry, payload, needs = plan(request, asked)
-    estimate = payload_tokens(payload)
     call = call_for(request, "chat", entry.target, payload, bool(asked.stream), needs)
-    async with request.app[STATE].router.open(call) as events:
-        if call.stream:
-            stream = MessageStream(served_name(call, asked.model), estimate)
-            response = await relay(
-                request,
-                events,
-                content_type=SSE_CONTENT_TYPE,
-                encode=stream.encode,
-                finish=stream.finish,
-                encode_error=stream_error,
-                keepalive=PING,
-            )
-            usage = stream.usage
-        else:
-            aggregate = MessageAggregate(served_name(call, asked.model), estimate)
-            async for event in events:
-                aggregate.add(event)
-            response = json_reply(aggregate.body())
-            usage = aggregate.usage
-    if usage.estimated:
-        log.info("usage_estimated", input_tokens=usage.input_tokens)
+    reply = MessageReply(asked.model, payload_tokens(payload))
+    response = await answer(request, call, reply)
+    if reply.usage.estimated:
+        log.info("usage_estimated", input_tokens=reply.usage.input_tokens)
     return response
 
 

@@ -11,27 +11,22 @@ import time
 
 from aiohttp import web
 
-from mcp_local_provider.core.call import Call, served_name
 from mcp_local_provider.core.catalog import require
 from mcp_local_provider.core.registry import SessionState
-from mcp_local_provider.http.calls import call_for, fetch_embeddings, plan
+from mcp_local_provider.http.calls import apply_format, call_for, fetch_embeddings, plan
 from mcp_local_provider.http.openapi import Operation
-from mcp_local_provider.http.replies import json_reply
+from mcp_local_provider.http.replies import answer, json_reply
 from mcp_local_provider.http.state import STATE
-from mcp_local_provider.http.streaming import relay
 from mcp_local_provider.translate.common import parse_body
-from mcp_local_provider.translate.embeddings import (
-    OllamaEmbeddingsRequest,
-    OllamaEmbedRequest,
-    shorten,
-)
+from mcp_local_provider.translate.embeddings import shorten
 from mcp_local_provider.translate.ollama import models as shapes
-from mcp_local_provider.translate.ollama.chat import ChatRequest, GenerateRequest, ShowRequest
-from mcp_local_provider.translate.ollama.stream import (
-    NDJSON_CONTENT_TYPE,
-    OllamaReply,
-    error_line,
-    loaded,
+from mcp_local_provider.translate.ollama.reply import NDJSON_CONTENT_TYPE, OllamaReply, loaded
+from mcp_local_provider.translate.ollama.request import (
+    ChatRequest,
+    EmbeddingsRequest,
+    EmbedRequest,
+    GenerateRequest,
+    ShowRequest,
 )
 
 routes = web.RouteTableDef()
@@ -56,8 +51,8 @@ operations = [
         GenerateRequest,
         media_types=STREAMED,
     ),
-    Operation("post", "/api/embed", "Embeddings", OllamaEmbedRequest),
-    Operation("post", "/api/embeddings", "Embeddings (the older route)", OllamaEmbeddingsRequest),
+    Operation("post", "/api/embed", "Embeddings", EmbedRequest),
+    Operation("post", "/api/embeddings", "Embeddings (the older route)", EmbeddingsRequest),
 ]
 
 
@@ -104,7 +99,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if not asked.messages:
         return json_reply(loaded(asked.model, "chat", asked.load_reason))
     call = call_for(request, "chat", entry.target, payload, asked.streaming, needs)
-    return await _answer(request, call, OllamaReply(asked.model, "chat", started=started))
+    return await answer(request, call, OllamaReply(asked.model, "chat", started=started))
 
 
 @routes.post("/api/generate")
@@ -117,14 +112,16 @@ async def generate(request: web.Request) -> web.StreamResponse:
     if asked.loads_only:
         return json_reply(loaded(asked.model, "generate", asked.load_reason))
     kind = asked.kind(entry)
-    call = call_for(request, kind, entry.target, asked.payload(entry), asked.streaming, needs)
-    return await _answer(request, call, OllamaReply(asked.model, "generate", started=started))
+    payload = asked.payload(entry)
+    apply_format(request, entry, asked.model, payload, asked.format_param)
+    call = call_for(request, kind, entry.target, payload, asked.streaming, needs)
+    return await answer(request, call, OllamaReply(asked.model, "generate", started=started))
 
 
 @routes.post("/api/embed")
 async def embed(request: web.Request) -> web.Response:
     started = time.monotonic_ns()
-    asked = parse_body(OllamaEmbedRequest, await request.read())
+    asked = parse_body(EmbedRequest, await request.read())
     entry = request.app[STATE].catalog.resolve(asked.model, ["embedding"])
     texts = asked.inputs()
     if not texts:
@@ -142,29 +139,9 @@ async def embed(request: web.Request) -> web.Response:
 
 @routes.post("/api/embeddings")
 async def embeddings(request: web.Request) -> web.Response:
-    asked = parse_body(OllamaEmbeddingsRequest, await request.read())
+    asked = parse_body(EmbeddingsRequest, await request.read())
     entry = request.app[STATE].catalog.resolve(asked.model, ["embedding"])
     if not asked.prompt:
         return json_reply({"embedding": []})
     found, _ = await fetch_embeddings(request, entry, [asked.prompt], None)
     return json_reply({"embedding": found[0]})
-
-
-# -- shared steps -------------------------------------------------------------------------
-
-
-async def _answer(request: web.Request, call: Call, reply: OllamaReply) -> web.StreamResponse:
-    async with request.app[STATE].router.open(call) as events:
-        reply.model = served_name(call, reply.model)
-        if call.stream:
-            return await relay(
-                request,
-                events,
-                content_type=NDJSON_CONTENT_TYPE,
-                encode=reply.encode,
-                finish=reply.finish,
-                encode_error=error_line,
-            )
-        async for event in events:
-            reply.add(event)
-        return json_reply(reply.body())  # inside: a bad answer counts as the call's

@@ -9,15 +9,12 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
-from mcp_local_provider.core.call import served_name
 from mcp_local_provider.http.calls import call_for, plan
 from mcp_local_provider.http.openapi import Operation
-from mcp_local_provider.http.replies import json_reply
-from mcp_local_provider.http.state import STATE
-from mcp_local_provider.http.streaming import relay
+from mcp_local_provider.http.replies import answer
 from mcp_local_provider.translate.common import parse_body
 from mcp_local_provider.translate.estimate import payload_tokens
-from mcp_local_provider.translate.responses.reply import ResponseAggregate, ResponseStream
+from mcp_local_provider.translate.responses.reply import ResponseReply
 from mcp_local_provider.translate.responses.request import ResponsesRequest
 
 routes = web.RouteTableDef()
@@ -32,8 +29,6 @@ operations = [
 ]
 log = structlog.get_logger("mcp_local_provider.responses")
 
-SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
-
 
 @routes.post("/v1/responses")
 async def responses(request: web.Request) -> web.StreamResponse:
@@ -44,24 +39,8 @@ async def responses(request: web.Request) -> web.StreamResponse:
     estimate = payload_tokens(payload)
     echoed = asked.model_dump(exclude={"input"}, exclude_none=True)
     call = call_for(request, "chat", entry.target, payload, bool(asked.stream), needs)
-    async with request.app[STATE].router.open(call) as events:
-        if call.stream:
-            stream = ResponseStream(served_name(call, asked.model), echoed, estimate)
-            response = await relay(
-                request,
-                events,
-                content_type=SSE_CONTENT_TYPE,
-                encode=stream.encode,
-                finish=stream.finish,
-                encode_error=stream.fail,
-            )
-            answer = stream.answer
-        else:
-            aggregate = ResponseAggregate(served_name(call, asked.model), echoed, estimate)
-            async for event in events:
-                aggregate.add(event)
-            response = json_reply(aggregate.body())
-            answer = aggregate.answer
-    if answer.estimated:
+    reply = ResponseReply(asked.model, echoed, estimate)
+    response = await answer(request, call, reply)
+    if reply.answer.estimated:
         log.info("usage_estimated", input_tokens=estimate)
     return response

@@ -10,21 +10,20 @@ text (``text_delta``) and tool calls (``tool_use`` with ``input_json_delta`` fra
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.codec import dumps
 from mcp_local_provider.core.ids import unique_hex
-from mcp_local_provider.core.protocol import ModelResult, ModelStreamChunk
+from mcp_local_provider.core.protocol import AnswerFrame, ToolCallDelta
+from mcp_local_provider.translate.anthropic.errors import PING, event, stream_error
 from mcp_local_provider.translate.common import (
+    SSE_CONTENT_TYPE,
     FoldedAnswer,
     frame_delta,
     frame_usage,
 )
 from mcp_local_provider.translate.estimate import output_tokens
-
-Frame = ModelStreamChunk | ModelResult
 
 #: Agent finish reasons -> Anthropic stop reasons.
 STOP_REASONS = {
@@ -34,16 +33,6 @@ STOP_REASONS = {
     "function_call": "tool_use",
     "content_filter": "refusal",
 }
-#: HTTP status -> Anthropic error type.
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    503: "overloaded_error",
-}
 
 
 def message_id() -> str:
@@ -52,29 +41,6 @@ def message_id() -> str:
 
 def tool_use_id() -> str:
     return "toolu_" + unique_hex(24)
-
-
-def error_type(error: errors.ProviderError) -> str:
-    if error.status in ERROR_TYPES:
-        return ERROR_TYPES[error.status]
-    return "invalid_request_error" if error.status < 500 else "api_error"
-
-
-def error_body(error: errors.ProviderError) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": error_type(error), "message": error.message}}
-
-
-def event(name: str, body: dict[str, Any]) -> bytes:
-    """One SSE event as Anthropic sends it: an ``event:`` line and a ``data:`` line."""
-    return b"event: " + name.encode() + b"\ndata: " + dumps(body).encode() + b"\n\n"
-
-
-PING = event("ping", {"type": "ping"})
-
-
-def stream_error(error: errors.ProviderError) -> bytes:
-    """A failure after the stream began: an ``error`` event; nothing follows it."""
-    return event("error", error_body(error))
 
 
 def stop_reason(finish_reason: str | None, called_tools: bool) -> str:
@@ -103,7 +69,7 @@ class Usage:
         self.reported: dict[str, Any] | None = None
         self.output_text = 0  # estimated tokens of the text generated so far
 
-    def update(self, frame: Frame) -> None:
+    def update(self, frame: AnswerFrame) -> None:
         usage = frame_usage(frame)
         if usage is not None:
             self.reported = usage
@@ -131,58 +97,20 @@ class Usage:
         }
 
 
-class MessageAggregate(FoldedAnswer):
-    """Folds agent frames into one ``message`` for a non-streaming client."""
-
-    def __init__(self, model: str, input_estimate: int) -> None:
-        super().__init__()
-        self.model = model
-        self.usage = Usage(input_estimate)
-
-    def add(self, frame: Frame) -> None:
-        self.fold(frame)
-        self.usage.update(frame)
-
-    def body(self) -> dict[str, Any]:
-        content: list[dict[str, Any]] = []
-        if self.reasoning:
-            thinking = "".join(self.reasoning)
-            content.append({"type": "thinking", "thinking": thinking, "signature": ""})
-        text = "".join(self.text)
-        if text or not self.tool_calls:
-            content.append({"type": "text", "text": text})
-        for call in self.tool_calls:
-            function = call["function"]
-            content.append(
-                {
-                    "type": "tool_use",
-                    "id": call["id"] or tool_use_id(),
-                    "name": function["name"],
-                    "input": tool_input(function["arguments"]),
-                }
-            )
-        self.usage.output_text = output_tokens(text + "".join(self.reasoning))
-        return {
-            "id": message_id(),
-            "type": "message",
-            "role": "assistant",
-            "model": self.model,
-            "content": content,
-            "stop_reason": stop_reason(self.finish_reason, bool(self.tool_calls)),
-            "stop_sequence": None,
-            "usage": self.usage.body(),
-        }
-
-
-class MessageStream:
-    """Turns agent frames into Anthropic's SSE events, block by block.
+class MessageReply(FoldedAnswer):
+    """An Anthropic ``message``: streamed as Anthropic's SSE events, block by block, or folded
+    into one body for a client that did not ask for a stream.
 
     One block is open at a time: a delta of another kind closes the open block and starts the
     next. Tool calls are keyed by the agent's ``index``; a fragment for a call whose block was
     already closed cannot be sent in Anthropic's format and fails the stream.
     """
 
+    media_type = SSE_CONTENT_TYPE
+    keepalive = PING
+
     def __init__(self, model: str, input_estimate: int) -> None:
+        super().__init__()
         self.id = message_id()
         self.model = model
         self.usage = Usage(input_estimate)
@@ -241,7 +169,7 @@ class MessageStream:
         self.generated.append(text)
         return out + self._delta({"type": "text_delta", "text": text})
 
-    def _tool(self, position: int, call: dict[str, Any]) -> bytes:
+    def _tool(self, position: int, call: ToolCallDelta) -> bytes:
         index = call.get("index")
         index = index if isinstance(index, int) else position
         key = f"tool:{index}"
@@ -267,7 +195,9 @@ class MessageStream:
             out += self._delta({"type": "input_json_delta", "partial_json": arguments})
         return out
 
-    def encode(self, frame: Frame) -> bytes:
+    # -- streamed ---------------------------------------------------------------------------
+
+    def encode(self, frame: AnswerFrame) -> bytes:
         """The SSE bytes for one agent frame; the last one also ends the message."""
         out = b"" if self.started else self._start()
         delta, finish_reason = frame_delta(frame)
@@ -303,29 +233,45 @@ class MessageStream:
         """Nothing follows ``message_stop``."""
         return b""
 
+    def fail(self, error: errors.ProviderError) -> bytes:
+        return stream_error(error)
+
+    # -- folded ------------------------------------------------------------------------------
+
+    def add(self, frame: AnswerFrame) -> None:
+        self.fold(frame)
+        self.usage.update(frame)
+
+    def body(self) -> dict[str, Any]:
+        content: list[dict[str, Any]] = []
+        if self.reasoning:
+            thinking = "".join(self.reasoning)
+            content.append({"type": "thinking", "thinking": thinking, "signature": ""})
+        text = "".join(self.text)
+        if text or not self.tool_calls:
+            content.append({"type": "text", "text": text})
+        for call in self.tool_calls:
+            function = call["function"]
+            content.append(
+                {
+                    "type": "tool_use",
+                    "id": call["id"] or tool_use_id(),
+                    "name": function["name"],
+                    "input": tool_input(function["arguments"]),
+                }
+            )
+        self.usage.output_text = output_tokens(text + "".join(self.reasoning))
+        return {
+            "id": self.id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": content,
+            "stop_reason": stop_reason(self.finish_reason, bool(self.tool_calls)),
+            "stop_sequence": None,
+            "usage": self.usage.body(),
+        }
+
 
 def count_body(input_tokens: int) -> dict[str, int]:
     return {"input_tokens": input_tokens}
-
-
-def model_info(name: str, created: float, context_length: int) -> dict[str, Any]:
-    """A model as Anthropic's ``GET /v1/models`` lists it, plus its ``context_length``."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))
-    return {
-        "type": "model",
-        "id": name,
-        "display_name": name,
-        "created_at": stamp,
-        "context_length": context_length,
-    }
-
-
-def models_page(models: list[tuple[str, float, int]]) -> dict[str, Any]:
-    """Anthropic's model list: every model on one page."""
-    data = [model_info(*model) for model in models]
-    return {
-        "data": data,
-        "has_more": False,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-    }

@@ -11,14 +11,15 @@ server tools) are dropped and named in ``ignored`` for a debug log, never refuse
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.codec import dumps
 from mcp_local_provider.core.names import MODEL_NAME_PATTERN
-from mcp_local_provider.translate.common import check_tool_choice
+from mcp_local_provider.core.protocol import InvokePayload
+from mcp_local_provider.translate.common import as_parameters, check_tool_choice
 
 #: Tool types that are the client's own tools (given to the model as functions); the others
 #: (``web_search_20250305``, ``bash_20250124``, ...) run on Anthropic's servers.
@@ -41,6 +42,9 @@ class Message(BaseModel):
 
 class CountRequest(BaseModel):
     """``POST /v1/messages/count_tokens``: a Messages request without ``max_tokens``."""
+
+    #: The request's structured output field, as errors name it.
+    format_param: ClassVar[str] = "output_format"
 
     model_config = ConfigDict(extra="allow")
 
@@ -114,14 +118,14 @@ class CountRequest(BaseModel):
             parameters["think"] = True
         return parameters
 
-    def payload(self, target: str | None = None, with_tools: bool = True) -> dict[str, Any]:
+    def payload(self, target: str | None = None, with_tools: bool = True) -> InvokePayload:
         """The agent's payload; ``target`` is the agent's name for the model; without
         ``with_tools`` the tools are left out (the model does not declare them)."""
         return {
             "kind": "chat",
             "model": target or self.model,
             "messages": self.agent_messages(),
-            "parameters": self.parameters(with_tools),
+            "parameters": as_parameters(self.parameters(with_tools)),
         }
 
 

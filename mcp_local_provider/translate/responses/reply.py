@@ -18,15 +18,15 @@ from typing import Any
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.codec import dumps
 from mcp_local_provider.core.ids import unique_hex
-from mcp_local_provider.core.protocol import ModelResult, ModelStreamChunk
+from mcp_local_provider.core.protocol import AnswerFrame, ToolCallDelta
 from mcp_local_provider.translate.common import (
+    SSE_CONTENT_TYPE,
     FoldedAnswer,
     frame_delta,
     frame_usage,
 )
 from mcp_local_provider.translate.estimate import output_tokens
-
-Frame = ModelStreamChunk | ModelResult
+from mcp_local_provider.translate.responses.errors import error_object
 
 
 def new_id(prefix: str) -> str:
@@ -51,11 +51,6 @@ def usage_body(reported: dict[str, Any] | None, input_estimate: int, output: int
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": input_tokens + output_count,
     }
-
-
-def error_object(error: errors.ProviderError) -> dict[str, Any]:
-    """The ``error`` of a failed response."""
-    return {"code": error.code, "message": error.message}
 
 
 IdMaker = Callable[[str], str]
@@ -163,60 +158,35 @@ def call_item(item_id: str, call_id: str, name: str, arguments: str, status: str
     }
 
 
-class ResponseAggregate(FoldedAnswer):
-    """Folds agent frames into one ``response`` object for a non-streaming client."""
-
-    def __init__(
-        self, model: str, request: dict[str, Any], input_estimate: int, ids: IdMaker = new_id
-    ) -> None:
-        super().__init__()
-        self.answer = Answer(model, request, input_estimate, ids)
-
-    def add(self, frame: Frame) -> None:
-        self.fold(frame)
-        usage = frame_usage(frame)
-        if usage is not None:
-            self.answer.reported = usage
-
-    def body(self) -> dict[str, Any]:
-        answer = self.answer
-        if self.reasoning:
-            answer.output.append(reasoning_item(self.answer.ids("rs"), "".join(self.reasoning)))
-        text = "".join(self.text)
-        if text or not self.tool_calls:
-            answer.output.append(message_item(self.answer.ids("msg"), text, "completed"))
-        for call in self.tool_calls:
-            function = call["function"]
-            answer.output.append(
-                call_item(
-                    self.answer.ids("fc"),
-                    call["id"] or self.answer.ids("call"),
-                    function["name"],
-                    function["arguments"],
-                    "completed",
-                )
-            )
-        answer.generated = [text, *self.reasoning]
-        answer.settle(self.finish_reason)
-        return answer.body()
-
-
-class ResponseStream:
-    """Turns agent frames into Responses SSE events.
+class ResponseReply(FoldedAnswer):
+    """A ``response`` object: streamed as Responses SSE events, or folded into one body for a
+    client that did not ask for a stream.
 
     One item is open at a time, as with the real API: a delta of another kind (reasoning,
     text, a tool call with another index) completes the open item and adds the next. A
     fragment for a tool call whose item was already completed fails the stream.
     """
 
+    media_type = SSE_CONTENT_TYPE
+    keepalive = b""
+
     def __init__(
         self, model: str, request: dict[str, Any], input_estimate: int, ids: IdMaker = new_id
     ) -> None:
+        super().__init__()
         self.answer = Answer(model, request, input_estimate, ids)
         self.sequence = 0
         self.started = False
         self.open: dict[str, Any] | None = None  # the open item, with its buffers
         self.closed_tools: set[int] = set()
+
+    @property
+    def model(self) -> str:
+        return self.answer.model
+
+    @model.setter
+    def model(self, name: str) -> None:
+        self.answer.model = name
 
     def _event(self, kind: str, /, **fields: Any) -> bytes:
         body = {"type": kind, "sequence_number": self.sequence, **fields}
@@ -308,7 +278,7 @@ class ResponseStream:
             "response.output_text.delta", **self._where(), content_index=0, delta=text, logprobs=[]
         )
 
-    def _tool(self, position: int, call: dict[str, Any]) -> bytes:
+    def _tool(self, position: int, call: ToolCallDelta) -> bytes:
         index = call.get("index")
         index = index if isinstance(index, int) else position
         key = f"tool:{index}"
@@ -342,7 +312,7 @@ class ResponseStream:
 
     # -- frames -----------------------------------------------------------------------------
 
-    def encode(self, frame: Frame) -> bytes:
+    def encode(self, frame: AnswerFrame) -> bytes:
         """The SSE bytes for one agent frame; the last one also ends the response."""
         out = b"" if self.started else self._start()
         delta, finish_reason = frame_delta(frame)
@@ -373,3 +343,33 @@ class ResponseStream:
         self.open = None
         self.answer.fail(error)
         return self._event("response.failed", response=self.answer.body())
+
+    # -- folded ------------------------------------------------------------------------------
+
+    def add(self, frame: AnswerFrame) -> None:
+        self.fold(frame)
+        usage = frame_usage(frame)
+        if usage is not None:
+            self.answer.reported = usage
+
+    def body(self) -> dict[str, Any]:
+        answer = self.answer
+        if self.reasoning:
+            answer.output.append(reasoning_item(self.answer.ids("rs"), "".join(self.reasoning)))
+        text = "".join(self.text)
+        if text or not self.tool_calls:
+            answer.output.append(message_item(self.answer.ids("msg"), text, "completed"))
+        for call in self.tool_calls:
+            function = call["function"]
+            answer.output.append(
+                call_item(
+                    self.answer.ids("fc"),
+                    call["id"] or self.answer.ids("call"),
+                    function["name"],
+                    function["arguments"],
+                    "completed",
+                )
+            )
+        answer.generated = [text, *self.reasoning]
+        answer.settle(self.finish_reason)
+        return answer.body()

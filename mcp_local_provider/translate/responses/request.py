@@ -13,14 +13,15 @@ Function tools are passed on as chat tools; other tool types (``web_search``, ``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.codec import dumps
 from mcp_local_provider.core.names import MODEL_NAME_PATTERN
-from mcp_local_provider.translate.common import check_tool_choice
+from mcp_local_provider.core.protocol import InvokePayload
+from mcp_local_provider.translate.common import as_parameters, check_tool_choice
 
 _READ = frozenset(
     {
@@ -34,6 +35,8 @@ MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 
 
 class ResponsesRequest(BaseModel):
+    #: The request's structured output field, as errors name it.
+    format_param: ClassVar[str] = "text.format"
     model_config = ConfigDict(extra="allow")
 
     model: str
@@ -134,14 +137,14 @@ class ResponsesRequest(BaseModel):
             parameters["response_format"] = {"type": "json_object"}
         return parameters
 
-    def payload(self, target: str | None = None, with_tools: bool = True) -> dict[str, Any]:
+    def payload(self, target: str | None = None, with_tools: bool = True) -> InvokePayload:
         """The agent's payload; ``target`` is the agent's name for the model; without
         ``with_tools`` the tools are left out (the model does not declare them)."""
         return {
             "kind": "chat",
             "model": target or self.model,
             "messages": self.agent_messages(),
-            "parameters": self.parameters(with_tools),
+            "parameters": as_parameters(self.parameters(with_tools)),
         }
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.catalog import Entry
 from mcp_local_provider.core.codec import dumps
+from mcp_local_provider.core.protocol import InvokePayload
+from mcp_local_provider.translate.common import as_parameters
 
 MODEL_FIELD = Field(max_length=200)
 
@@ -153,6 +155,8 @@ class Request(BaseModel):
 
 
 class _Inference(Request):
+    #: The request's structured output field, as errors name it.
+    format_param: ClassVar[str] = "format"
     stream: bool | None = True
     format: str | dict[str, Any] | None = None
     options: Options | None = None
@@ -202,7 +206,7 @@ class ChatRequest(_Inference):
             needs.append("vision")
         return needs
 
-    def payload(self, target: str | None = None, with_tools: bool = True) -> dict[str, Any]:
+    def payload(self, target: str | None = None, with_tools: bool = True) -> InvokePayload:
         parameters = self.parameters()
         if self.tools and with_tools:
             parameters["tools"] = self.tools
@@ -210,7 +214,7 @@ class ChatRequest(_Inference):
             "kind": "chat",
             "model": target or self.model,
             "messages": [m.to_agent() for m in self.messages],
-            "parameters": parameters,
+            "parameters": as_parameters(parameters),
         }
 
 
@@ -248,7 +252,7 @@ class GenerateRequest(_Inference):
             needs.append("vision")
         return needs
 
-    def payload(self, entry: Entry) -> dict[str, Any]:
+    def payload(self, entry: Entry) -> InvokePayload:
         parameters = self.parameters()
         if self.kind(entry) == "chat":
             messages: list[dict[str, Any]] = []
@@ -260,15 +264,15 @@ class GenerateRequest(_Inference):
                 "kind": "chat",
                 "model": entry.target,
                 "messages": messages,
-                "parameters": parameters,
+                "parameters": as_parameters(parameters),
             }
         if self.system:
             parameters["system"] = self.system
-        payload: dict[str, Any] = {
+        payload: InvokePayload = {
             "kind": "completion",
             "model": entry.target,
             "prompt": self.prompt or "",
-            "parameters": parameters,
+            "parameters": as_parameters(parameters),
         }
         if self.suffix:
             payload["suffix"] = self.suffix
@@ -293,3 +297,35 @@ class ShowRequest(BaseModel):
                 raise ValueError("model is required")
             return {**value, "model": model, "name": model}
         return value
+
+
+class EmbedRequest(Request):
+    """``POST /api/embed``."""
+
+    input: str | list[str] | None = None
+    truncate: bool | None = True
+    dimensions: int | None = Field(None, ge=1)
+    options: Options | None = None
+    keep_alive: Any = None
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _input(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise ValueError("invalid input type: use a string or a list of strings")
+
+    def inputs(self) -> list[str]:
+        if self.input is None or self.input == "":
+            return []
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class EmbeddingsRequest(Request):
+    """``POST /api/embeddings`` (the older, single-prompt route)."""
+
+    prompt: str = ""
+    options: Options | None = None
+    keep_alive: Any = None

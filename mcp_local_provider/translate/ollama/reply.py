@@ -16,10 +16,10 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from mcp_local_provider.core import errors
-from mcp_local_provider.core.codec import dumps
 from mcp_local_provider.core.ids import unique_hex
-from mcp_local_provider.core.protocol import ModelResult, ModelStreamChunk
+from mcp_local_provider.core.protocol import AnswerFrame, Delta
 from mcp_local_provider.translate.common import frame_delta, frame_usage, merge_tool_call
+from mcp_local_provider.translate.ollama.errors import error_line, line
 
 NDJSON_CONTENT_TYPE = "application/x-ndjson"
 Clock = Callable[[], int]
@@ -31,14 +31,6 @@ def rfc3339(ns: int) -> str:
     base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
     digits = f"{fraction:09d}".rstrip("0")
     return f"{base}.{digits}Z" if digits else base + "Z"
-
-
-def line(body: dict[str, Any]) -> bytes:
-    return dumps(body).encode() + b"\n"
-
-
-def error_line(error: errors.ProviderError) -> bytes:
-    return line({"error": error.message})
 
 
 def tool_call_id() -> str:
@@ -89,6 +81,9 @@ class OllamaReply:
     each frame, then ``body`` for the one object.
     """
 
+    media_type = NDJSON_CONTENT_TYPE
+    keepalive = b""
+
     def __init__(
         self,
         model: str,
@@ -110,7 +105,7 @@ class OllamaReply:
         self.content: list[str] = []
         self.thinking: list[str] = []
 
-    def _take(self, event: ModelStreamChunk | ModelResult) -> dict[str, Any]:
+    def _take(self, event: AnswerFrame) -> Delta:
         if self.first is None:
             self.first = self.ticks()
         delta, finish = frame_delta(event)
@@ -144,7 +139,7 @@ class OllamaReply:
 
     # -- streaming -------------------------------------------------------------------------
 
-    def encode(self, event: ModelStreamChunk | ModelResult) -> bytes:
+    def encode(self, event: AnswerFrame) -> bytes:
         delta = self._take(event)
         text = delta.get("content") or ""
         thinking = delta.get("reasoning_content") or ""
@@ -161,7 +156,10 @@ class OllamaReply:
 
     # -- not streaming ---------------------------------------------------------------------
 
-    def add(self, event: ModelStreamChunk | ModelResult) -> None:
+    def fail(self, error: errors.ProviderError) -> bytes:
+        return error_line(error)
+
+    def add(self, event: AnswerFrame) -> None:
         delta = self._take(event)
         if delta.get("content"):
             self.content.append(str(delta["content"]))
