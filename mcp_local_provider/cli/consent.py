@@ -11,9 +11,9 @@ from typing import TextIO
 
 import structlog
 
+from mcp_local_provider.core.hub import Hub
 from mcp_local_provider.core.names import printable
 from mcp_local_provider.core.registry import Session, SessionState
-from mcp_local_provider.core.sessions import Hub
 
 log = structlog.get_logger("mcp_local_provider.consent")
 

@@ -14,7 +14,7 @@ from mcp_local_provider.agent.backends import CLI_BACKENDS
 from mcp_local_provider.cli.consent import TerminalPrompt, announce
 from mcp_local_provider.core.catalog import name_key
 from mcp_local_provider.core.config import Config, stdin_is_tty
-from mcp_local_provider.core.sessions import Hub
+from mcp_local_provider.core.hub import Hub
 from mcp_local_provider.http.server import serve
 from mcp_local_provider.obs.logs import configure
 

@@ -1,5 +1,12 @@
 """A call to an agent: what an HTTP request asks (``Call``), its timeouts, and its record while
-in flight (``CallRecord``), which observers receive once it is settled. No I/O."""
+in flight (``CallRecord``), which observers receive once it is settled; and the HTTP request
+as logs, metrics and the audit log see it (``RequestScope``), which collects how its calls
+went. One module: a call and its request refer to each other. No I/O.
+
+The outermost request middleware opens a ``RequestScope`` for each request and hands it down
+explicitly: the guard notes the API key and body size, ``call_for`` attaches each router call
+(``Call.request_scope``), the router's hooks and observers fill in how the calls went, and the
+middlewares read it back when the request ends (the access line, metrics, the audit line)."""
 
 from __future__ import annotations
 
@@ -10,9 +17,61 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcp_local_provider.core import errors
+from mcp_local_provider.core.ids import unique_hex
 from mcp_local_provider.core.protocol import AnswerFrame, InvokePayload, ModelResult
 from mcp_local_provider.core.registry import Session
-from mcp_local_provider.core.scope import RequestScope, new_request_id
+
+#: The route template of a request that matched no route.
+UNMATCHED = "unmatched"
+
+
+def new_request_id() -> str:
+    return "req-" + unique_hex(16)
+
+
+@dataclass(slots=True)
+class RequestScope:
+    """One HTTP request, filled in as it goes."""
+
+    request_id: str
+    #: ``time.monotonic()`` when the daemon started handling the request.
+    started: float
+    #: The route family (see ``http.families``) and the matched route's template.
+    family: str = "other"
+    route: str = UNMATCHED
+    method: str = "GET"
+    #: ``host:port`` of the peer, for the access line; the peer's address, for the audit line.
+    client: str = "-"
+    peer: str | None = None
+    #: The id of the API key the request was made with (when keys are on).
+    client_key: str | None = None
+    bytes_in: int = 0
+    #: The metrics label for the model: set when a session that serves it answered the call.
+    model: str = "other"
+    #: Why a guard refused the request, once one has said so (see ``Metrics.rejected``).
+    rejected: str | None = None
+    #: The span, in ``time.monotonic()`` seconds, the request spent waiting on agents: from the
+    #: first call starting to look for a session to the last call's final frame arriving.
+    agent_from: float | None = None
+    agent_to: float | None = None
+    #: Calls the request made, and whether every one ended with the agent's answer.
+    calls: int = 0
+    answered: bool = False
+    #: How the request's calls ended: ``ok``, or the first other outcome.
+    outcome: str | None = None
+    #: The first call the request made and, once it has a session, its record (the audit
+    #: line describes these).
+    call: Call | None = None
+    pending: CallRecord | None = None
+    _id_taken: bool = field(default=False, repr=False)
+
+    def call_id(self) -> str:
+        """The id for a new router call: the request's own id for its first call, so logs,
+        the agent and the audit log share one id; a fresh id for any further call."""
+        if not self._id_taken:
+            self._id_taken = True
+            return self.request_id
+        return new_request_id()
 
 
 @dataclass(frozen=True)
@@ -31,13 +90,14 @@ class Call:
     model: str
     payload: InvokePayload
     stream: bool = False
-    scope: str = "inference"
+    #: The session scope the call needs (``inference``, ``embeddings``).
+    permission: str = "inference"
     #: Capabilities the serving session must declare for ``model`` (see ``catalog.py``).
     needs: tuple[str, ...] = ()
     session_hint: str | None = None
     request_id: str = field(default_factory=new_request_id)
     #: The HTTP request this call serves, if any (its scope collects how the call went).
-    request: RequestScope | None = None
+    request_scope: RequestScope | None = None
     #: Set by the router when a fallback model served the call (``model`` is then that one):
     #: the answer names it; ``asked_model`` keeps the model the call was for.
     served_model: str | None = None
@@ -70,7 +130,7 @@ class CallRecord:
         "done",
         "ended",
         "failure",
-        "first_event_at",
+        "first_frame_at",
         "frames",
         "last_frame_at",
         "moved_on",
@@ -103,7 +163,7 @@ class CallRecord:
         self.moved_on = False
         self.assigned_at = time.monotonic()  # when the session was chosen, just before the invoke
         self.queued_at = self.assigned_at  # when the call began looking for a session (set by open)
-        self.first_event_at: float | None = None
+        self.first_frame_at: float | None = None
         #: When the agent's final frame reached the daemon (None if it never did).
         self.last_frame_at: float | None = None
         self.ended: float | None = None

@@ -211,7 +211,7 @@ class Router:
                 # builds its answer, which names the model.
                 first = await self._first_worth_sending(route, deadline)
             try:
-                yield Frames(self._events(route, deadline, first), route)
+                yield Frames(self._frames(route, deadline, first), route)
             except errors.ProviderError as exc:
                 # Also a failure after the agent's last frame (its answer did not translate).
                 route.pending.outcome = exc.code
@@ -243,7 +243,7 @@ class Router:
             pending = route.pending = self._start(call, session, route.queued)
             try:
                 frame = invoke_frame(
-                    call.request_id, session.id, session.label, call.scope, call.payload
+                    call.request_id, session.id, session.label, call.permission, call.payload
                 )
                 await self._send(session, frame)
             except errors.ProviderError as exc:
@@ -263,7 +263,7 @@ class Router:
         pending.queued_at = queued
         self._pending[call.request_id] = pending
         self._idle.clear()
-        request = call.request
+        request = call.request_scope
         if request is not None and (request.pending is None or request.pending.call is call):
             request.pending = pending
         return pending
@@ -379,7 +379,7 @@ class Router:
             pending = await self._attempt(route, deadline)
             first = await self._first(pending, deadline)
 
-    async def _events(
+    async def _frames(
         self, route: _Route, deadline: float, first: AnswerFrame | Failure | None
     ) -> AsyncIterator[AnswerFrame]:
         if first is None:
@@ -421,8 +421,8 @@ class Router:
             if isinstance(item, Failure):
                 pending.outcome = item.error.code
                 raise item.error
-            if pending.first_event_at is None:
-                pending.first_event_at = time.monotonic()
+            if pending.first_frame_at is None:
+                pending.first_frame_at = time.monotonic()
             pending.frames += 1
             if isinstance(item, ModelResult):
                 if item.status == "error":

@@ -68,10 +68,11 @@ def candidates(registry: Registry, call: Call) -> list[Session]:
             raise errors.NoActiveSession(NO_SESSION)
     if not serving:
         raise errors.ModelNotFound(f"model {call.model!r} is not served by an active session")
-    scoped = [s for s in serving if call.scope in s.scopes]
+    scoped = [s for s in serving if call.permission in s.scopes]
     if not scoped:
         raise errors.ScopeNotGranted(
-            f"no active agent session serving {call.model!r} was granted the {call.scope!r} scope"
+            f"no active agent session serving {call.model!r} was granted the "
+            f"{call.permission!r} scope"
         )
     for needed in call.needs:
         scoped = [s for s in scoped if session_can(s, call.model, needed)]

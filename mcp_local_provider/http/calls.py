@@ -27,12 +27,12 @@ async def fetch_embeddings(
     """Ask the agent for embeddings of ``texts``: (vectors, usage), for either API family."""
     payload = embedding_payload(entry, texts, dimensions)
     call = call_for(
-        request, "embedding", entry.target, payload, False, ["embedding"], scope="embeddings"
+        request, "embedding", entry.target, payload, False, ["embedding"], permission="embeddings"
     )
     last: AnswerFrame | None = None
-    async with request.app[STATE].router.open(call) as events:
-        async for event in events:
-            last = event
+    async with request.app[STATE].router.open(call) as frames:
+        async for frame in frames:
+            last = frame
         if last is None:  # pragma: no cover - the router always ends with a frame or an error
             raise errors.AgentFailed("the agent ended the request without an answer")
         return vectors(last, len(texts)), usage_of(last)
@@ -108,7 +108,7 @@ def call_for(
     payload: InvokePayload,
     stream: bool,
     needs: list[str],
-    scope: str = "inference",
+    permission: str = "inference",
 ) -> Call:
     """The router's view of an HTTP request: what to ask which model for."""
     request_scope = request[SCOPE]
@@ -117,11 +117,11 @@ def call_for(
         model=model,
         payload=payload,
         stream=stream,
-        scope=scope,
+        permission=permission,
         needs=tuple(needs),
         session_hint=request.headers.get(SESSION_HEADER),
         request_id=request_scope.call_id(),
-        request=request_scope,
+        request_scope=request_scope,
     )
     if request_scope.call is None:
         request_scope.call = call  # the audit line describes the request's first call

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from mcp_local_provider.core import errors
-from mcp_local_provider.core.scope import UNMATCHED
+from mcp_local_provider.core.call import UNMATCHED
 from mcp_local_provider.translate.anthropic import errors as anthropic_errors
 from mcp_local_provider.translate.ollama import errors as ollama_errors
 from mcp_local_provider.translate.openai import errors as openai_errors

@@ -14,7 +14,7 @@ from aiohttp import web
 from mcp_local_provider import __version__
 from mcp_local_provider.core.addresses import is_loopback_host
 from mcp_local_provider.core.config import Config
-from mcp_local_provider.core.sessions import Hub
+from mcp_local_provider.core.hub import Hub
 from mcp_local_provider.http.app import create_app, stop_serving
 from mcp_local_provider.http.listeners import (
     ConnectionGate,

@@ -19,13 +19,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from mcp_local_provider.core import errors
-from mcp_local_provider.core.call import Timeouts
+from mcp_local_provider.core.call import RequestScope, Timeouts
 from mcp_local_provider.core.catalog import Catalog
 from mcp_local_provider.core.config import Config
+from mcp_local_provider.core.hub import Hub
 from mcp_local_provider.core.registry import Registry, Session, SessionLimits
 from mcp_local_provider.core.router import Failover, Router
-from mcp_local_provider.core.scope import RequestScope
-from mcp_local_provider.core.sessions import Hub
 from mcp_local_provider.http.ui.state import PageState
 from mcp_local_provider.obs import usage as usage_db
 from mcp_local_provider.obs.calls import observe_call, observe_failover
@@ -64,7 +63,7 @@ class State:
 STATE = web.AppKey("state", State)
 #: The usage store (``obs/usage.py``): ``await app[USAGE].rows(since_days)``.
 USAGE = web.AppKey("usage", UsageStore)
-#: The request's scope, opened by the outermost middleware (see ``core/scope.py``).
+#: The request's scope, opened by the outermost middleware (see ``core/call.py``).
 SCOPE = web.RequestKey("request_scope", RequestScope)
 #: The web page's logins and usage source (``http/ui``); set only when ``ui`` is on.
 PAGE = web.AppKey("page", PageState)

@@ -23,11 +23,11 @@ BATCH_BYTES = 64 * 1024
 
 
 async def ticking(
-    events: AsyncIterator[AnswerFrame], interval: float
+    frames: AsyncIterator[AnswerFrame], interval: float
 ) -> AsyncIterator[AnswerFrame | None]:
-    """``events``, with a None each time ``interval`` seconds pass without one. The wait for
+    """``frames``, with a None each time ``interval`` seconds pass without one. The wait for
     the next frame is never cancelled by a tick, only when the stream is abandoned."""
-    iterator = aiter(events)
+    iterator = aiter(frames)
     waiting: asyncio.Future[AnswerFrame] | None = None
     try:
         while True:
@@ -39,10 +39,10 @@ async def ticking(
                 continue
             arrived, waiting = waiting, None
             try:
-                event = arrived.result()
+                frame = arrived.result()
             except StopAsyncIteration:
                 return
-            yield event
+            yield frame
     finally:
         if waiting is not None:
             waiting.cancel()
@@ -51,9 +51,9 @@ async def ticking(
 
 
 async def relay(
-    request: web.Request, events: AsyncIterator[AnswerFrame], reply: Reply
+    request: web.Request, frames: AsyncIterator[AnswerFrame], reply: Reply
 ) -> web.StreamResponse:
-    """Stream ``events`` to the client as ``reply`` encodes them.
+    """Stream ``frames`` to the client as ``reply`` encodes them.
 
     The status line is sent with the first frame, so a failure before it (no agent, timeout,
     agent error) still gets a proper HTTP error. A failure after it is written in-band with
@@ -61,21 +61,21 @@ async def relay(
     ``reply.keepalive``, those bytes are written whenever the agent is silent for
     ``stream_ping_interval``.
 
-    Each frame is written as soon as the relay has it. When ``events`` are the router's
+    Each frame is written as soon as the relay has it. When ``frames`` are the router's
     ``Frames`` and more frames are already waiting (an agent sent a burst), they go out in
     the same write, with the stream's ending if it came too: one write instead of one each,
     and never a wait for frames that have not arrived.
     """
     encode, keepalive = reply.encode, reply.keepalive
     response: web.StreamResponse | None = None
-    frames: AsyncIterator[AnswerFrame | None] = events
-    ready = events.ready if isinstance(events, Frames) else None
+    incoming: AsyncIterator[AnswerFrame | None] = frames
+    ready = frames.ready if isinstance(frames, Frames) else None
     if keepalive:
-        frames = ticking(events, request.app[STATE].config.stream_ping_interval)
+        incoming = ticking(frames, request.app[STATE].config.stream_ping_interval)
     out: list[bytes] = []  # encoded, not yet written
     try:
-        async for event in frames:
-            if event is None:
+        async for frame in incoming:
+            if frame is None:
                 if response is not None:
                     await _write(request, response, keepalive)
                 continue
@@ -88,17 +88,17 @@ async def relay(
                     }
                 )
                 await response.prepare(request)
-            out.append(encode(event))
+            out.append(encode(frame))
             if ready is not None:
                 # The router's frames: those already here go out with this one (up to
                 # BATCH_BYTES a write), and the last one waits for the stream's ending, which
                 # follows it at once.
                 size = len(out[-1])
-                while not is_terminal(event) and size < BATCH_BYTES and ready():
-                    event = await anext(events)
-                    out.append(encode(event))
+                while not is_terminal(frame) and size < BATCH_BYTES and ready():
+                    frame = await anext(frames)
+                    out.append(encode(frame))
                     size += len(out[-1])
-                if is_terminal(event):
+                if is_terminal(frame):
                     continue
             data = _take(out)
             if data:  # a frame may have nothing to show yet (a tool-call fragment, say)

@@ -40,9 +40,9 @@ def _record_call(metrics: Metrics, pending: CallRecord) -> None:
     call = pending.call
     model = call.model if pending.session.serves(call.model) else OTHER
     outcome = pending.outcome if pending.outcome in OUTCOMES else OTHER
-    ctx = call.request
+    ctx = call.request_scope
     arrived = ctx.started if ctx is not None else pending.queued_at
-    first, last = pending.first_event_at, pending.last_frame_at
+    first, last = pending.first_frame_at, pending.last_frame_at
     prompt, completion = reported_tokens(pending.usage)
     metrics.call_settled(
         model=model,

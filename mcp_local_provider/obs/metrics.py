@@ -25,7 +25,7 @@ from prometheus_client import (
 )
 
 from mcp_local_provider import __version__
-from mcp_local_provider.core.scope import RequestScope
+from mcp_local_provider.core.call import RequestScope
 from mcp_local_provider.obs.figures import Figures, LiveGauges
 from mcp_local_provider.obs.labels import (
     CLOSE_CODES,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mcp_local_provider.core.scope import RequestScope
+from mcp_local_provider.core.call import RequestScope
 from mcp_local_provider.obs.calls import reported_tokens
 
 WINDOW_SECONDS = 60

@@ -185,7 +185,7 @@ class UsageStore:
         if _count(prompt) is None and _count(completion) is None:
             if pending.outcome != "ok":
                 return  # nothing was answered: nothing to estimate
-            request = pending.call.request
+            request = pending.call.request_scope
             prompt = (request.bytes_in if request is not None else 0) // _BYTES_PER_TOKEN
             completion = pending.received // _BYTES_PER_TOKEN
             tally.estimated = True

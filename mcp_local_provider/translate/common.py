@@ -112,12 +112,12 @@ def merge_tool_call(calls: list[dict[str, Any]], delta: ToolCallDelta | dict[str
         call["function"]["arguments"] += dumps(arguments)
 
 
-def frame_delta(event: AnswerFrame) -> tuple[Delta, str | None]:
+def frame_delta(frame: AnswerFrame) -> tuple[Delta, str | None]:
     """An agent frame as (delta, finish_reason): a whole ``model_result`` reads as one last
     delta carrying its message (or completion ``text``)."""
-    if isinstance(event, ModelStreamChunk):
-        return event.delta, event.finish_reason
-    result: Result = event.result or {}
+    if isinstance(frame, ModelStreamChunk):
+        return frame.delta, frame.finish_reason
+    result: Result = frame.result or {}
     choice: Choice = (result.get("choices") or [{}])[0]
     delta = Delta(**(choice.get("message") or {}))
     delta.pop("role", None)
@@ -126,10 +126,10 @@ def frame_delta(event: AnswerFrame) -> tuple[Delta, str | None]:
     return delta, choice.get("finish_reason") or "stop"
 
 
-def frame_usage(event: ModelStreamChunk | ModelResult) -> dict[str, Any] | None:
-    if isinstance(event, ModelStreamChunk):
-        return event.usage
-    usage = (event.result or {}).get("usage")
+def frame_usage(frame: ModelStreamChunk | ModelResult) -> dict[str, Any] | None:
+    if isinstance(frame, ModelStreamChunk):
+        return frame.usage
+    usage = (frame.result or {}).get("usage")
     return usage if isinstance(usage, dict) else None
 
 

@@ -12,11 +12,11 @@ from mcp_local_provider.core.protocol import InvokePayload, ModelResult, ModelSt
 from mcp_local_provider.translate.common import as_parameters
 
 
-def vectors(event: ModelStreamChunk | ModelResult, count: int) -> list[list[float]]:
+def vectors(frame: ModelStreamChunk | ModelResult, count: int) -> list[list[float]]:
     """The ``count`` vectors of an agent's ``model_result``, in input order."""
-    if not isinstance(event, ModelResult):
+    if not isinstance(frame, ModelResult):
         raise errors.AgentFailed("the agent streamed an answer to an embedding request")
-    data = (event.result or {}).get("data")
+    data = (frame.result or {}).get("data")
     if not isinstance(data, list) or len(data) != count:
         raise errors.AgentFailed(
             f"the agent returned {len(data) if isinstance(data, list) else 'no'} embeddings "
@@ -40,8 +40,8 @@ def _is_vector(value: Any) -> bool:
     )
 
 
-def usage_of(event: ModelStreamChunk | ModelResult) -> dict[str, Any]:
-    usage = (event.result or {}).get("usage") if isinstance(event, ModelResult) else None
+def usage_of(frame: ModelStreamChunk | ModelResult) -> dict[str, Any]:
+    usage = (frame.result or {}).get("usage") if isinstance(frame, ModelResult) else None
     if not isinstance(usage, dict):
         return {"prompt_tokens": 0, "total_tokens": 0}
     prompt = int(usage.get("prompt_tokens") or 0)

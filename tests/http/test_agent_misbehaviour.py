@@ -12,10 +12,10 @@ import pytest
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.call import Call, Timeouts
+from mcp_local_provider.core.hub import Hub
 from mcp_local_provider.core.protocol import Frame, Hello, ProtocolError, parse_agent_frame
 from mcp_local_provider.core.registry import Registry, SessionLimits, SessionState
 from mcp_local_provider.core.router import Router
-from mcp_local_provider.core.sessions import Hub
 from mcp_local_provider.translate.common import merge_tool_call
 from tests.fakes import Daemon, RawAgent
 

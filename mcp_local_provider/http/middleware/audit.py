@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from mcp_local_provider.core import errors
-from mcp_local_provider.core.scope import RequestScope
+from mcp_local_provider.core.call import RequestScope
 from mcp_local_provider.http.state import SCOPE, STATE
 
 log = structlog.get_logger("mcp_local_provider.security")
@@ -116,8 +116,8 @@ def _request_line(
         "client_key": record.client_key,
         "peer": record.peer,
     }
-    if pending is not None and pending.first_event_at is not None:
-        line["first_chunk_ms"] = round((pending.first_event_at - pending.assigned_at) * 1000, 1)
+    if pending is not None and pending.first_frame_at is not None:
+        line["first_chunk_ms"] = round((pending.first_frame_at - pending.assigned_at) * 1000, 1)
     return line
 
 

@@ -1,7 +1,7 @@
 """Logs and metrics around every request: the outermost middleware.
 
 It sees every request, including those another middleware refused, with its final status. It
-opens the request's ``RequestScope`` (``core/scope.py``), binds ``request_id`` for every log
+opens the request's ``RequestScope`` (``core/call.py``), binds ``request_id`` for every log
 line about the request (the router adds ``session_id`` once a session is chosen), counts the
 request and writes one access line. What each call did is recorded by ``obs/calls.py``.
 """
@@ -16,8 +16,8 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from mcp_local_provider.core.call import UNMATCHED, RequestScope, new_request_id
 from mcp_local_provider.core.errors import AgentTimeout
-from mcp_local_provider.core.scope import UNMATCHED, RequestScope, new_request_id
 from mcp_local_provider.http.families import (
     EDITOR_FAMILIES,
     HEALTH,

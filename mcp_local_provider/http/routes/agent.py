@@ -13,6 +13,7 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from mcp_local_provider.core import errors
+from mcp_local_provider.core.hub import AdmissionRefused
 from mcp_local_provider.core.protocol import (
     CloseCode,
     Frame,
@@ -23,7 +24,6 @@ from mcp_local_provider.core.protocol import (
     parse_agent_frame,
 )
 from mcp_local_provider.core.registry import Session, SessionState
-from mcp_local_provider.core.sessions import AdmissionRefused
 from mcp_local_provider.http.auth import bearer, require_bridge_token
 from mcp_local_provider.http.state import STATE, State
 from mcp_local_provider.policy.tokens import fingerprint

@@ -105,13 +105,13 @@ class OllamaReply:
         self.content: list[str] = []
         self.thinking: list[str] = []
 
-    def _take(self, event: AnswerFrame) -> Delta:
+    def _take(self, frame: AnswerFrame) -> Delta:
         if self.first is None:
             self.first = self.ticks()
-        delta, finish = frame_delta(event)
+        delta, finish = frame_delta(frame)
         if finish is not None:
             self.finish_reason = finish
-        usage = frame_usage(event)
+        usage = frame_usage(frame)
         if usage is not None:
             self.usage = usage
         for call in delta.get("tool_calls") or ():
@@ -139,8 +139,8 @@ class OllamaReply:
 
     # -- streaming -------------------------------------------------------------------------
 
-    def encode(self, event: AnswerFrame) -> bytes:
-        delta = self._take(event)
+    def encode(self, frame: AnswerFrame) -> bytes:
+        delta = self._take(frame)
         text = delta.get("content") or ""
         thinking = delta.get("reasoning_content") or ""
         if not (text or thinking):
@@ -159,8 +159,8 @@ class OllamaReply:
     def fail(self, error: errors.ProviderError) -> bytes:
         return error_line(error)
 
-    def add(self, event: AnswerFrame) -> None:
-        delta = self._take(event)
+    def add(self, frame: AnswerFrame) -> None:
+        delta = self._take(frame)
         if delta.get("content"):
             self.content.append(str(delta["content"]))
         if delta.get("reasoning_content"):

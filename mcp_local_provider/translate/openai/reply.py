@@ -101,10 +101,10 @@ class ChatReply(FoldedAnswer):
 
     # -- streamed ---------------------------------------------------------------------------
 
-    def encode(self, event: AnswerFrame) -> bytes:
+    def encode(self, frame: AnswerFrame) -> bytes:
         """The SSE bytes for one agent frame; the last one carries the finish reason."""
-        delta, finish_reason = frame_delta(event)
-        usage = frame_usage(event)
+        delta, finish_reason = frame_delta(frame)
+        usage = frame_usage(frame)
         if usage is not None:
             self.usage = usage
         out = dict(delta)
@@ -132,9 +132,9 @@ class ChatReply(FoldedAnswer):
 
     # -- folded ------------------------------------------------------------------------------
 
-    def add(self, event: AnswerFrame) -> None:
-        self.fold(event)
-        usage = frame_usage(event)
+    def add(self, frame: AnswerFrame) -> None:
+        self.fold(frame)
+        usage = frame_usage(frame)
         if usage is not None:
             self.usage = usage
 
@@ -196,17 +196,17 @@ class CompletionReply:
             ],
         }
 
-    def _take(self, event: AnswerFrame) -> tuple[str, str | None]:
-        delta, finish_reason = frame_delta(event)
-        usage = frame_usage(event)
+    def _take(self, frame: AnswerFrame) -> tuple[str, str | None]:
+        delta, finish_reason = frame_delta(frame)
+        usage = frame_usage(frame)
         if usage is not None:
             self.usage = usage
         if finish_reason is not None:
             self.finish_reason = finish_reason
         return str(delta.get("content") or ""), finish_reason
 
-    def encode(self, event: AnswerFrame) -> bytes:
-        text, finish_reason = self._take(event)
+    def encode(self, frame: AnswerFrame) -> bytes:
+        text, finish_reason = self._take(frame)
         if self.pending_echo:
             text, self.pending_echo = self.pending_echo + text, ""
         if not text and finish_reason is None:
@@ -222,8 +222,8 @@ class CompletionReply:
     def fail(self, error: errors.ProviderError) -> bytes:
         return stream_error(error)
 
-    def add(self, event: AnswerFrame) -> None:
-        text, _ = self._take(event)
+    def add(self, frame: AnswerFrame) -> None:
+        text, _ = self._take(frame)
         if text:
             self.text.append(text)
 
