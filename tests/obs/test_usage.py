@@ -134,7 +134,7 @@ def record(store: UsageStore, session: str = "Work", model: str = "echo", **fiel
     """One settled call as the router hands it to the store."""
     pending: Any = SimpleNamespace(
         session=SimpleNamespace(label=session, agent_id="a"),
-        call=SimpleNamespace(model=model, request=SimpleNamespace(bytes_in=400)),
+        call=SimpleNamespace(model=model, request_scope=SimpleNamespace(bytes_in=400)),
         outcome=fields.get("outcome", "ok"),
         usage=fields.get("usage", {"prompt_tokens": 10, "completion_tokens": 5}),
         received=fields.get("received", 80),
