@@ -199,6 +199,7 @@ class ClaudeBackend(CliBackend):
     default_models = ("claude-code",)
     tool_prefix = TOOL_PREFIX
     native_output = True
+    warmable = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -214,11 +215,13 @@ class ClaudeBackend(CliBackend):
             "--output-format", "stream-json", "--verbose", "--include-partial-messages",
             "--tools", own,
         ]  # fmt: skip
+        if self.settings.warm:
+            # The prompt is a message on stdin, so the process can start before it is known.
+            argv += ["--input-format", "stream-json"]
         if tools is not None:
             # The editor's tools only, approved beforehand (nobody can approve one headless);
             # the run ends when the model calls one, so one turn is enough.
             config = tools.folder / "claude-mcp.json"
-            config.write_text(json.dumps({"mcpServers": tools.mcp_servers()}))
             allowed = ",".join(TOOL_PREFIX + name for name in tools.names)
             argv += ["--mcp-config", str(config), "--strict-mcp-config"]
             argv += ["--allowedTools", allowed, "--max-turns", "1"]
@@ -239,10 +242,20 @@ class ClaudeBackend(CliBackend):
             argv += ["--model", model]
         return argv + list(self.settings.args)
 
+    def prepare(self, tools: EditorTools) -> None:
+        config = tools.folder / "claude-mcp.json"
+        config.write_text(json.dumps({"mcpServers": tools.mcp_servers()}))
+
     def stdin_text(self, prompt: Prompt) -> str:
         if prompt.system and len(prompt.system.encode()) <= SYSTEM_ARG_LIMIT:
-            return prompt.text
-        return prompt.inline()
+            text = prompt.text
+        else:
+            text = prompt.inline()
+        if not self.settings.warm:
+            return text
+        # One user message, then the end of input: Claude Code answers it and exits.
+        message = {"role": "user", "content": text}
+        return json.dumps({"type": "user", "message": message, "parent_tool_use_id": None}) + "\n"
 
     def parser(self, tools: EditorTools | None = None) -> OutputParser:
         return ClaudeParser(tools)

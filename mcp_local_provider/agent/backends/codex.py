@@ -173,6 +173,7 @@ class CodexBackend(CliBackend):
     binary_name = "codex"
     default_models = ("codex",)
     tool_prefix = TOOL_PREFIX
+    warmable = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -210,18 +211,23 @@ class CodexBackend(CliBackend):
     def parser(self, tools: EditorTools | None = None) -> OutputParser:
         return CodexParser(tools)
 
+    def stdin_text(self, prompt: Prompt) -> str:
+        return ""  # the prompt goes in ``turn/start``
+
+    async def warm_up(self, proc: CliProcess) -> None:
+        await _call(proc, proc.events(), 0, "initialize", {"clientInfo": CLIENT_INFO})
+        await proc.write_line({"method": "initialized"})
+
     async def _run(
         self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None
     ) -> AsyncGenerator[BackendEvent, None]:
         parser = CodexParser(tools)
         ids = itertools.count(1)
-        argv = self.argv(request, prompt, tools)
-        async with self.process(argv, None, parser, close_stdin=False) as proc:
+        launch = self.launch(request, prompt, tools)
+        async with self.running(launch, parser, self.warm(tools)) as proc:
             messages = proc.events()
             thread_id: str | None = None
             try:
-                await _call(proc, messages, next(ids), "initialize", {"clientInfo": CLIENT_INFO})
-                await proc.write_line({"method": "initialized"})
                 thread = await _call(
                     proc, messages, next(ids), "thread/start", self._thread(request, prompt, proc)
                 )
