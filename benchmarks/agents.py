@@ -53,7 +53,9 @@ def request(messages: list[dict[str, Any]], tools: bool) -> InvokeRequest:
     parameters: dict[str, Any] = {"stream": True}
     if tools:
         parameters["tools"] = [WEATHER]
-    return InvokeRequest(id="bench", kind="chat", model="m", messages=messages, parameters=parameters)
+    return InvokeRequest(
+        id="bench", kind="chat", model="m", messages=messages, parameters=parameters
+    )
 
 
 async def answer(backend: CliBackend, req: InvokeRequest) -> Finish:

@@ -198,12 +198,9 @@ class ClaudeBackend(CliBackend):
     binary_name = "claude"
     default_models = ("claude-code",)
     tool_prefix = TOOL_PREFIX
+    editor_tools = True
     native_output = True
     warmable = True
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.editor_tools = editor.available()
 
     def argv(
         self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None = None

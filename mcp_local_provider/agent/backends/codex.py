@@ -173,11 +173,8 @@ class CodexBackend(CliBackend):
     binary_name = "codex"
     default_models = ("codex",)
     tool_prefix = TOOL_PREFIX
+    editor_tools = True
     warmable = True
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.editor_tools = editor.available()
 
     async def start(self) -> None:
         unknown = set(self.settings.agent_tools) - set(TOOL_SWITCHES)

@@ -167,11 +167,8 @@ class GeminiBackend(CliBackend):
     binary_name = "gemini"
     default_models = ("gemini-cli",)
     tool_prefix = TOOL_PREFIX
+    editor_tools = True
     warmable = True
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.editor_tools = editor.available()
 
     #: The folder holding the tool policy, made by ``start``.
     _policy_dir: str | None = None
