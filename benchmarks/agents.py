@@ -167,11 +167,13 @@ def table(results: dict[str, Any]) -> str:
     if "skipped" in results:
         return f"agents: skipped ({results['skipped']})"
     rows = [
-        "| backend | cold | cold + tool | warm | warm + tool | 10-step tool loop cold / warm (per round trip) |",
+        "| backend | cold | cold + tool | warm | warm + tool "
+        "| 10-step tool loop, per round trip: cold / warm |",
         "|---|---|---|---|---|---|",
     ]
     for name, f in results.items():
-        loop = f"{f['cold_tool_loop']['per_round_trip_ms']} / {f['warm_tool_loop']['per_round_trip_ms']} ms"
+        cold, warm = f["cold_tool_loop"], f["warm_tool_loop"]
+        loop = f"{cold['per_round_trip_ms']} / {warm['per_round_trip_ms']} ms"
         rows.append(
             f"| {name} | {f['cold']['p50_ms']} | {f['cold_tools']['p50_ms']} | "
             f"{f['warm']['p50_ms']} | {f['warm_tools']['p50_ms']} | {loop} |"

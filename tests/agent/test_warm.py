@@ -21,7 +21,7 @@ from mcp_local_provider.agent.backends import create
 from mcp_local_provider.agent.backends.cli import CliBackend
 from mcp_local_provider.agent.process import CliProcess
 from tests import real_clis
-from tests.agent.test_real_clis import ANSWER, processes  # noqa: F401 - a fixture
+from tests.agent.test_real_clis import ANSWER
 from tests.clis import chat, collect, group_alive
 from tests.fakes import until
 from tests.model_api import SILENT, ModelApi, Reply
@@ -38,7 +38,7 @@ async def warm(
     request: pytest.FixtureRequest,
     model_api: ModelApi,
     tmp_path: Path,
-    processes: list[CliProcess],  # noqa: F811 - recording from before the start
+    processes: list[CliProcess],  # recording from before the start
 ) -> AsyncIterator[CliBackend]:
     """The backend named by the test's parameter, started (so its pool fills) and closed."""
     settings = real_clis.settings(request.param, model_api, tmp_path / "home")
