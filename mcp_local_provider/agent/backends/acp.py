@@ -57,13 +57,9 @@ class AcpParser(OutputParser):
         return [Finish(STOP_REASONS.get(reason, "stop"), self._usage(result))]
 
     def _usage(self, result: dict[str, Any]) -> dict[str, Any] | None:
-        # Gemini CLI 0.61 reports the prompt's own model call here (its routing call, seen
-        # in headless mode's stats, is not counted): the last model listed answered.
+        # The turn's own model calls (Gemini CLI 0.61 leaves its routing call out here).
         quota = (result.get("_meta") or {}).get("quota") or {}
         counts = quota.get("token_count") or {}
-        by_model = quota.get("model_usage") or []
-        if by_model and isinstance(by_model[-1], dict):
-            counts = by_model[-1].get("token_count") or counts
         return usage_from(counts.get("input_tokens"), counts.get("output_tokens"))
 
 

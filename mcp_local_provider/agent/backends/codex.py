@@ -6,10 +6,10 @@ Each request runs its own app-server: ``initialize``, ``initialized``, an epheme
 notifications until ``turn/completed``. A cancelled request sends ``turn/interrupt`` and waits
 briefly for the turn to end before the process group is stopped.
 
-When the request carries tools, the editor's MCP server (``agent/tools.py``) is configured with
-``-c mcp_servers.editor...`` (its calls approved beforehand), the turn starts once Codex says the
-server is ready, and the first ``mcpToolCall`` item of the editor's server is handed to the
-editor, with the calls started before it completes, ending the turn.
+When the request carries tools, the editor's MCP server (``agent/tools.py``) is the thread's
+own (``thread/start``'s ``config``; its calls approved beforehand, and required, so the thread
+starts with its tools listed), and the first ``mcpToolCall`` item of the editor's server is
+handed to the editor, with the calls started before it completes, ending the turn.
 
 Codex's own tools are switched off with config overrides on its command line (``-c``), except
 those named in ``agent_tools`` (all are off while the editor's tools are offered). Two remain
@@ -197,13 +197,11 @@ class CodexBackend(CliBackend):
             if name not in allowed
             for arg in ("-c", switch)
         ]
-        if tools is not None:
-            command, *args = tools.server_command()
-            server = f"mcp_servers.{editor.SERVER}"
-            off += ["-c", f"{server}.command={json.dumps(command)}"]
-            off += ["-c", f"{server}.args={json.dumps(args)}"]
-            off += ["-c", f'{server}.default_tools_approval_mode="approve"']
         return [self.path, "app-server", *off, *self.settings.args]
+
+    def warm(self, tools: EditorTools | None) -> bool:
+        # The editor's tools are the thread's (``_thread``), not the process's.
+        return self._pool is not None
 
     def parser(self, tools: EditorTools | None = None) -> OutputParser:
         return CodexParser(tools)
@@ -226,11 +224,13 @@ class CodexBackend(CliBackend):
             thread_id: str | None = None
             try:
                 thread = await _call(
-                    proc, messages, next(ids), "thread/start", self._thread(request, prompt, proc)
+                    proc,
+                    messages,
+                    next(ids),
+                    "thread/start",
+                    self._thread(request, prompt, proc, tools),
                 )
                 thread_id = str((thread.get("thread") or {}).get("id") or "")
-                if tools is not None:
-                    await _server_ready(proc, messages)
                 turn_call = next(ids)
                 text = [{"type": "text", "text": prompt.text}]
                 params = {"threadId": thread_id, "input": text}
@@ -259,40 +259,32 @@ class CodexBackend(CliBackend):
                 if not parser.done and parser.turn_id and thread_id:
                     await _interrupt(proc, thread_id, parser.turn_id, next(ids))
 
-    def _thread(self, request: InvokeRequest, prompt: Prompt, proc: CliProcess) -> dict[str, Any]:
+    def _thread(
+        self, request: InvokeRequest, prompt: Prompt, proc: CliProcess, tools: EditorTools | None
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {
             "cwd": str(proc.cwd),
             "approvalPolicy": "never",
             "sandbox": "read-only",
             "ephemeral": True,
         }
+        if tools is not None:
+            # This thread's own MCP server: approved beforehand (else Codex refuses every
+            # call), and required, so the thread starts only once its tools are listed.
+            command, *args = tools.server_command()
+            server = {
+                "command": command,
+                "args": args,
+                "default_tools_approval_mode": "approve",
+                "required": True,
+            }
+            params["config"] = {"mcp_servers": {editor.SERVER: server}}
         model = self.cli_model(request)
         if model:
             params["model"] = model
         if prompt.system:
             params["developerInstructions"] = prompt.system
         return params
-
-
-async def _server_ready(proc: CliProcess, messages: AsyncIterator[dict[str, Any]]) -> None:
-    """Read until Codex says the editor's MCP server is ready (a turn started before has no
-    tools); its failing to start is an error."""
-    async for message in messages:
-        if "id" in message and "method" in message:
-            await _decline(proc, message)
-            continue
-        params = message.get("params") or {}
-        if message.get("method") != "mcpServer/startupStatus/updated":
-            continue
-        if params.get("name") != editor.SERVER:
-            continue
-        if params.get("status") == "ready":
-            return
-        if params.get("status") not in ("starting", None):
-            detail = params.get("error") or params.get("failureReason") or params.get("status")
-            raise BackendError(f"codex could not start the editor's tool server: {detail}")
-    code = await proc.wait()
-    raise BackendError(f"codex app-server exited with code {code} while loading the tools")
 
 
 async def _call(
