@@ -196,3 +196,44 @@ async def test_a_killed_agent_leaves_no_process_behind(
     await agent.wait()
     # Its input gone, the CLI exits: no orphan keeps running.
     await until(lambda: not group_alive(group), 10)
+
+
+#: The backends whose process started ahead can also take the editor's tools (Claude Code: the
+#: server is given to the running process; Codex: it is the thread's own).
+WITH_TOOLS = {"claude": "mcp__editor__", "codex": "mcp__editor."}
+
+
+def tool(name: str) -> dict[str, object]:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    return {
+        "type": "function",
+        "function": {"name": name, "description": name, "parameters": schema},
+    }
+
+
+@pytest.mark.parametrize("warm", list(WITH_TOOLS), indirect=True)
+async def test_a_request_with_tools_takes_a_process_started_ahead_and_sees_only_its_tools(
+    warm: CliBackend, model_api: ModelApi
+) -> None:
+    prefix = WITH_TOOLS[warm.name]
+    model_api.script(
+        Reply(tool_call=(prefix + "get_weather", {"city": "Tokyo"})),
+        Reply(tool_call=(prefix + "get_weather", {"city": "Tokyo"})),
+        Reply(tool_call=(prefix + "get_time", {"city": "Oslo"})),
+    )
+    pool = warm._pool
+    assert pool is not None
+    for _ in range(2):  # the first may start the process the later ones take
+        events = await collect(warm.serve(chat("Weather?", tools=[tool("get_weather")])))
+        assert isinstance(events[-1], Finish) and events[-1].reason == "tool_calls"
+        # Claude Code: one process per command line (the system text names the tools).
+        await ready(warm, 2 if warm.name == "claude" else 1)
+    taken = pool.taken
+    assert taken >= 1
+    events = await collect(warm.serve(chat("Time?", tools=[tool("get_time")])))
+    calls = [e for e in events if not isinstance(e, TextDelta | Finish)]
+    assert [getattr(c, "name", None) for c in calls] == ["get_time"]
+    assert pool.taken == taken + 1
+    # The last model call offered this request's tool, and nothing of the earlier requests'.
+    names = model_api.answering()[-1].tool_names()
+    assert prefix + "get_time" in names and prefix + "get_weather" not in names

@@ -40,6 +40,7 @@ from mcp_local_provider.agent.events import (
     ReasoningDelta,
     ToolCallDelta,
 )
+from mcp_local_provider.agent.process import CliProcess
 from mcp_local_provider.agent.tools import EditorTools
 
 log = structlog.get_logger("mcp_local_provider.agent.claude")
@@ -215,9 +216,14 @@ class ClaudeBackend(CliBackend):
         if self.settings.warm:
             # The prompt is a message on stdin, so the process can start before it is known.
             argv += ["--input-format", "stream-json"]
-        if tools is not None:
+        if tools is not None and self.settings.warm:
             # The editor's tools only, approved beforehand (nobody can approve one headless);
-            # the run ends when the model calls one, so one turn is enough.
+            # the run ends when the model calls one, so one turn is enough. The server is given
+            # to the running process (``begin``), so the command line is the same for every
+            # request with tools and the process can start ahead.
+            argv += ["--strict-mcp-config", "--allowedTools", TOOL_PREFIX.rstrip("_")]
+            argv += ["--max-turns", "1"]
+        elif tools is not None:
             config = tools.folder / "claude-mcp.json"
             allowed = ",".join(TOOL_PREFIX + name for name in tools.names)
             argv += ["--mcp-config", str(config), "--strict-mcp-config"]
@@ -240,8 +246,37 @@ class ClaudeBackend(CliBackend):
         return argv + list(self.settings.args)
 
     def prepare(self, tools: EditorTools) -> None:
-        config = tools.folder / "claude-mcp.json"
-        config.write_text(json.dumps({"mcpServers": tools.mcp_servers()}))
+        if not self.settings.warm:
+            config = tools.folder / "claude-mcp.json"
+            config.write_text(json.dumps({"mcpServers": tools.mcp_servers()}))
+
+    def warm(self, tools: EditorTools | None) -> bool:
+        # The editor's MCP server is given to the process when its request comes (``begin``).
+        return self._pool is not None
+
+    async def begin(self, proc: CliProcess, prompt: Prompt, tools: EditorTools | None) -> None:
+        if tools is not None and self.settings.warm:
+            await self._set_servers(proc, tools.mcp_servers())
+        await super().begin(proc, prompt, tools)
+
+    async def _set_servers(self, proc: CliProcess, servers: dict[str, Any]) -> None:
+        """Give the running process its MCP servers, and wait until they are connected."""
+        request = {"subtype": "mcp_set_servers", "servers": servers}
+        line = {"type": "control_request", "request_id": "set-servers", "request": request}
+        await proc.send(json.dumps(line).encode() + b"\n", close=False)
+        async for event in proc.events():
+            if event.get("type") != "control_response":
+                continue
+            response = event.get("response") or {}
+            detail = response.get("response") or {}
+            errors = detail.get("errors") or (
+                response.get("error") if response.get("subtype") == "error" else None
+            )
+            if errors:
+                raise BackendError(f"claude could not load the editor's tools: {errors}")
+            return
+        code = await proc.wait()
+        raise proc.failure(f"claude exited with code {code} while loading the editor's tools")
 
     def stdin_text(self, prompt: Prompt) -> str:
         if prompt.system and len(prompt.system.encode()) <= SYSTEM_ARG_LIMIT:

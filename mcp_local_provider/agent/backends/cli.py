@@ -204,6 +204,10 @@ class CliBackend(Backend):
         """What goes on stdin; by default system text and prompt together."""
         return prompt.inline()
 
+    async def begin(self, proc: CliProcess, prompt: Prompt, tools: EditorTools | None) -> None:
+        """Give the run's process its request: by default ``stdin_text``, then end of input."""
+        await proc.send(self.stdin_text(prompt).encode())
+
     @abstractmethod
     def parser(self, tools: EditorTools | None = None) -> OutputParser:
         """A fresh parser for one run (``tools``: the editor's tools offered in it)."""
@@ -339,7 +343,7 @@ class CliBackend(Backend):
         launch = self.launch(request, prompt, tools)
         async with self.running(launch, parser, self.warm(tools)) as proc:
             try:
-                await proc.send(self.stdin_text(prompt).encode())
+                await self.begin(proc, prompt, tools)
                 async for raw in proc.events():
                     for event in parser.feed(raw):
                         if isinstance(event, Finish):
