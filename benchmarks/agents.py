@@ -72,7 +72,9 @@ async def ready(backend: CliBackend, limit: float = 60) -> None:
     """Wait (outside the measured time) until the pool has a process ready, as an idle agent's
     has."""
     end = time.monotonic() + limit
-    while backend.pool_status() is not None and backend.pool_status().get("ready", 0) < 1:  # type: ignore[union-attr]
+    while (status := backend.pool_status()) is not None and (
+        status["starting"] or not status["ready"]
+    ):
         if time.monotonic() > end:
             raise RuntimeError(f"{backend.name}: no process ready within {limit} s")
         await asyncio.sleep(0.01)

@@ -81,8 +81,9 @@ class WarmPool:
     # -- requests ---------------------------------------------------------------------------
 
     def take(self, launch: Launch) -> CliProcess | None:
-        """A ready process for ``launch`` (its request's clock started), or None; either way a
-        process for the next request with this launch is being started."""
+        """A ready process for ``launch`` (its request's clock started), or None. The caller
+        calls ``fill`` once its request is over: a process started while the request runs
+        would compete with it for the CPU."""
         if self._closed:
             return None
         self._remember(launch)
@@ -98,7 +99,6 @@ class WarmPool:
             else:
                 self.replaced += 1
                 self._discard(proc)
-        self.fill(launch)
         if found is None:
             self.missed += 1
             return None

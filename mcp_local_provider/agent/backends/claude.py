@@ -254,15 +254,22 @@ class ClaudeBackend(CliBackend):
         # The editor's MCP server is given to the process when its request comes (``begin``).
         return self._pool is not None
 
+    async def warm_up(self, proc: CliProcess) -> None:
+        # Claude Code loads (settings, plugins, commands) before it answers this, and prints
+        # nothing and calls no model until its first message comes.
+        if self.settings.warm:
+            await self._control(proc, {"subtype": "initialize"}, "start")
+
     async def begin(self, proc: CliProcess, prompt: Prompt, tools: EditorTools | None) -> None:
         if tools is not None and self.settings.warm:
-            await self._set_servers(proc, tools.mcp_servers())
+            # Give the running process the editor's MCP server; answered once it is connected.
+            request = {"subtype": "mcp_set_servers", "servers": tools.mcp_servers()}
+            await self._control(proc, request, "load the editor's tools")
         await super().begin(proc, prompt, tools)
 
-    async def _set_servers(self, proc: CliProcess, servers: dict[str, Any]) -> None:
-        """Give the running process its MCP servers, and wait until they are connected."""
-        request = {"subtype": "mcp_set_servers", "servers": servers}
-        line = {"type": "control_request", "request_id": "set-servers", "request": request}
+    async def _control(self, proc: CliProcess, request: dict[str, Any], what: str) -> None:
+        """Send a control request on stdin and wait for its response."""
+        line = {"type": "control_request", "request_id": request["subtype"], "request": request}
         await proc.send(json.dumps(line).encode() + b"\n", close=False)
         async for event in proc.events():
             if event.get("type") != "control_response":
@@ -273,10 +280,10 @@ class ClaudeBackend(CliBackend):
                 response.get("error") if response.get("subtype") == "error" else None
             )
             if errors:
-                raise BackendError(f"claude could not load the editor's tools: {errors}")
+                raise BackendError(f"claude could not {what}: {errors}")
             return
         code = await proc.wait()
-        raise proc.failure(f"claude exited with code {code} while loading the editor's tools")
+        raise proc.failure(f"claude exited with code {code} (trying to {what})")
 
     def stdin_text(self, prompt: Prompt) -> str:
         if prompt.system and len(prompt.system.encode()) <= SYSTEM_ARG_LIMIT:

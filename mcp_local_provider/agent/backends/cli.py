@@ -294,10 +294,13 @@ class CliBackend(Backend):
             proc.progress = parser.progress
             yield proc
         finally:
-            if pool is not None:
-                pool.busy -= 1
-            if proc is not None:
-                await proc.close()
+            try:
+                if proc is not None:
+                    await proc.close()
+            finally:
+                if pool is not None:
+                    pool.busy -= 1
+                    pool.fill(launch)
 
     async def close(self) -> None:
         if self._pool is not None:
