@@ -128,8 +128,8 @@ async def tool_loop(name: str, backend: CliBackend, api: ModelApi) -> dict[str, 
     api.script(*([call] * LOOP_STEPS), Reply.text("Sunny all week."))
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather, ten times?"}]
     started = time.perf_counter()
-    for step in range(LOOP_STEPS + 1):
-        await ready(backend)
+    await ready(backend)
+    for step in range(LOOP_STEPS + 1):  # each request sent at once, as an editor does
         finish = await answer(backend, request(messages, tools=True))
         if step == LOOP_STEPS:
             break

@@ -80,31 +80,38 @@ class WarmPool:
 
     # -- requests ---------------------------------------------------------------------------
 
-    def take(self, launch: Launch) -> CliProcess | None:
-        """A ready process for ``launch`` (its request's clock started), or None. The caller
-        calls ``fill`` once its request is over: a process started while the request runs
-        would compete with it for the CPU."""
+    async def take(self, launch: Launch) -> CliProcess | None:
+        """A ready process for ``launch`` (its request's clock started), or None. One still
+        starting is waited for (it is further along than a new one would be). The caller calls
+        ``fill`` once its request is over: a process started while the request runs would
+        compete with it for the CPU."""
         if self._closed:
             return None
         self._remember(launch)
         self._failures.pop(launch, None)
-        ready = self._ready.get(launch, [])
-        found: CliProcess | None = None
-        loop = asyncio.get_running_loop()
-        while ready and found is None:
-            proc = ready.pop(0)
-            self._unwatch(proc)
-            if proc.alive and loop.time() - proc.started_at < self.max_idle:
-                found = proc
-            else:
-                self.replaced += 1
-                self._discard(proc)
+        found = self._ready_one(launch)
+        starting = self._starting.get(launch)
+        if found is None and starting:
+            await asyncio.wait(set(starting), return_when=asyncio.FIRST_COMPLETED)
+            found = self._ready_one(launch)
         if found is None:
             self.missed += 1
             return None
         self.taken += 1
         found.begin()
         return found
+
+    def _ready_one(self, launch: Launch) -> CliProcess | None:
+        ready = self._ready.get(launch, [])
+        loop = asyncio.get_running_loop()
+        while ready:
+            proc = ready.pop(0)
+            self._unwatch(proc)
+            if proc.alive and loop.time() - proc.started_at < self.max_idle:
+                return proc
+            self.replaced += 1
+            self._discard(proc)
+        return None
 
     def fill(self, launch: Launch) -> None:
         """Start processes for ``launch`` until ``size`` are ready or starting."""

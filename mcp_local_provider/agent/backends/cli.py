@@ -283,7 +283,7 @@ class CliBackend(Backend):
         there is one, else one started now; stopped (and its scratch folder removed) on
         leaving."""
         pool = self._pool if warm else None
-        proc = pool.take(launch) if pool is not None else None
+        proc = await pool.take(launch) if pool is not None else None
         if pool is not None:
             pool.busy += 1
         try:
