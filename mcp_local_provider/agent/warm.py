@@ -167,8 +167,12 @@ class WarmPool:
             async with asyncio.timeout(self.warm_up_timeout):
                 await self._warm_up(proc)
         except (BackendError, TimeoutError) as exc:
-            log.warning("warm_process_failed", cli=proc.name, error=str(exc))
+            error = str(exc) or f"no handshake within {self.warm_up_timeout} s"
+            log.warning("warm_process_failed", cli=proc.name, error=error)
             await proc.close()
+            current = asyncio.current_task()
+            if current is not None:  # no longer starting: its replacement may start
+                self._starting.get(launch, set()).discard(current)
             self._failed(launch)
             return
         except BaseException:

@@ -19,6 +19,7 @@ import pytest
 from mcp_local_provider.agent import BackendError, Finish, TextDelta
 from mcp_local_provider.agent.backends import create
 from mcp_local_provider.agent.backends.cli import CliBackend
+from mcp_local_provider.agent.check import check
 from mcp_local_provider.agent.process import CliProcess
 from tests import real_clis
 from tests.agent.test_real_clis import ANSWER
@@ -237,3 +238,16 @@ async def test_a_request_with_tools_takes_a_process_started_ahead_and_sees_only_
     # The last model call offered this request's tool, and nothing of the earlier requests'.
     names = model_api.answering()[-1].tool_names()
     assert prefix + "get_time" in names and prefix + "get_weather" not in names
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_check_shows_the_warm_processes(
+    name: str, model_api: ModelApi, tmp_path: Path
+) -> None:
+    backend = create(name, settings=real_clis.settings(name, model_api, tmp_path / "home"))
+    lines: list[str] = []
+    try:
+        assert await check(backend, lines.append), lines
+    finally:
+        await backend.close()
+    assert any(line.startswith("  ok    warm processes: 1 ready, 0 starting") for line in lines)
