@@ -246,6 +246,10 @@ class CodexBackend(CliBackend):
                     for event in parser.feed(message):
                         if isinstance(event, Finish):
                             proc.finished = True
+                            if event.reason == "tool_calls" and parser.turn_id:
+                                # Codex would go on to its next model call with the server's
+                                # answer: stop the turn now, before handing the calls over.
+                                await _stop_turn(proc, thread_id, parser.turn_id, next(ids))
                         yield event
                     if parser.done:
                         return
@@ -325,6 +329,13 @@ async def _decline(proc: CliProcess, request: dict[str, Any]) -> None:
     else:
         reply = {"id": request["id"], "error": {"code": -32601, "message": "not supported"}}
     await proc.write_line(reply)
+
+
+async def _stop_turn(proc: CliProcess, thread_id: str, turn_id: str, call_id: int) -> None:
+    """Ask the turn to stop, without waiting for it to say it has."""
+    params = {"threadId": thread_id, "turnId": turn_id}
+    with suppress(BackendError):
+        await proc.write_line({"id": call_id, "method": "turn/interrupt", "params": params})
 
 
 async def _interrupt(proc: CliProcess, thread_id: str, turn_id: str, call_id: int) -> None:
