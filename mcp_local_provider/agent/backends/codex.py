@@ -1,7 +1,8 @@
 """Codex through ``codex app-server``: JSON-RPC over stdio (one JSON object a line, no
 ``"jsonrpc"`` field), which streams token deltas and can interrupt a turn.
 
-Each request runs its own app-server: ``initialize``, ``initialized``, an ephemeral read-only
+Each request has its own app-server (started ahead of it, past ``initialize`` and
+``initialized``, ``agent/warm.py``): an ephemeral read-only
 ``thread/start`` (never asking for approval), one ``turn/start`` with the prompt, then
 notifications until ``turn/completed``. A cancelled request sends ``turn/interrupt`` and waits
 briefly for the turn to end before the process group is stopped.
@@ -205,9 +206,6 @@ class CodexBackend(CliBackend):
 
     def parser(self, tools: EditorTools | None = None) -> OutputParser:
         return CodexParser(tools)
-
-    def stdin_text(self, prompt: Prompt) -> str:
-        return ""  # the prompt goes in ``turn/start``
 
     async def warm_up(self, proc: CliProcess) -> None:
         await _call(proc, proc.events(), 0, "initialize", {"clientInfo": CLIENT_INFO})
