@@ -143,3 +143,18 @@ async def test_closing_the_pool_stops_every_process_it_holds(recorder: Recorder)
     await pool.close()
     assert not alive(recorder.made)
     assert await pool.take(WAITING) is None
+
+
+async def test_a_hung_handshake_is_given_up_and_its_process_stopped(recorder: Recorder) -> None:
+    async def hang(proc: CliProcess) -> None:
+        await asyncio.Event().wait()
+
+    pool = WarmPool(recorder.make, hang, warm_up_timeout=0.1)
+    try:
+        pool.fill(WAITING)
+        await until(lambda: len(recorder.made) == MAX_FAILURES and pool.status()["starting"] == 0)
+        assert pool.status()["ready"] == 0
+        assert not alive(recorder.made)
+        assert await pool.take(WAITING) is None  # nothing to wait for: the request starts its own
+    finally:
+        await pool.close()
