@@ -9,8 +9,9 @@ briefly for the turn to end before the process group is stopped.
 
 When the request carries tools, the editor's MCP server (``agent/tools.py``) is the thread's
 own (``thread/start``'s ``config``; its calls approved beforehand, and required, so the thread
-starts with its tools listed), and the first ``mcpToolCall`` item of the editor's server is
-handed to the editor, with the calls started before it completes, ending the turn.
+starts with its tools listed, and holding each call unanswered). When the first ``mcpToolCall``
+item of the editor's server starts, the turn is interrupted; every call started before the turn
+ends is handed to the editor.
 
 Codex's own tools are switched off with config overrides on its command line (``-c``), except
 those named in ``agent_tools`` (all are off while the editor's tools are offered). Two remain
@@ -75,6 +76,9 @@ class CodexParser(OutputParser):
         self.usage: dict[str, Any] | None = None
         self.error: str | None = None
         self._items: dict[str, str] = {}  # agent message id -> text streamed for it
+        #: An editor's call has started: the turn is to be interrupted (the server holds the
+        #: call, so Codex would wait, or go on to another model call with an answer).
+        self.stop_turn = False
 
     def progress(self, event: dict[str, Any]) -> bool:
         params = event.get("params") or {}
@@ -95,9 +99,8 @@ class CodexParser(OutputParser):
             if item.get("type") == "agentMessage":
                 return self._completed(str(item.get("id") or ""), str(item.get("text") or ""))
             if item.get("type") == "mcpToolCall" and str(item.get("id")) in self._calls:
-                # Codex ran (and failed) the call against the server: the turn ends here.
-                self.done = True
-                return [Finish("tool_calls", self.usage)]
+                # The call was cut short by the turn's interrupt: the turn ends next.
+                return []
         elif method == "item/started" and self.tools is not None:
             return self._tool_call(params.get("item") or {})
         elif method in REASONING_DELTAS and params.get("delta"):
@@ -122,6 +125,7 @@ class CodexParser(OutputParser):
         if call_id in self._calls or (self._calls and not self.tools.parallel):
             return []
         self._calls.append(call_id)
+        self.stop_turn = True
         arguments = item.get("arguments")
         text = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
         name = str(item.get("tool") or "")
@@ -156,6 +160,9 @@ class CodexParser(OutputParser):
     def _turn_completed(self, turn: dict[str, Any]) -> list[BackendEvent]:
         self.done = True
         status = turn.get("status")
+        if self._calls:
+            # Interrupted once the calls had started (the server holds them): hand them over.
+            return [Finish("tool_calls", self.usage)]
         if status == "completed":
             return [Finish("stop", self.usage)]
         if status == "interrupted":
@@ -230,6 +237,7 @@ class CodexBackend(CliBackend):
                 )
                 thread_id = str((thread.get("thread") or {}).get("id") or "")
                 turn_call = next(ids)
+                stopping = False
                 text = [{"type": "text", "text": prompt.text}]
                 params = {"threadId": thread_id, "input": text}
                 await proc.write_line({"id": turn_call, "method": "turn/start", "params": params})
@@ -244,13 +252,12 @@ class CodexBackend(CliBackend):
                     for event in parser.feed(message):
                         if isinstance(event, Finish):
                             proc.finished = True
-                            if event.reason == "tool_calls" and parser.turn_id:
-                                # Codex would go on to its next model call with the server's
-                                # answer: stop the turn now, before handing the calls over.
-                                await _stop_turn(proc, thread_id, parser.turn_id, next(ids))
                         yield event
                     if parser.done:
                         return
+                    if parser.stop_turn and parser.turn_id and not stopping:
+                        stopping = True
+                        await _stop_turn(proc, thread_id, parser.turn_id, next(ids))
                 code = await proc.wait()
                 for event in parser.end(code, proc.stderr_tail()):
                     yield event
@@ -273,7 +280,7 @@ class CodexBackend(CliBackend):
         if tools is not None:
             # This thread's own MCP server: approved beforehand (else Codex refuses every
             # call), and required, so the thread starts only once its tools are listed.
-            command, *args = tools.server_command()
+            command, *args = tools.server_command(hold=True)
             server = {
                 "command": command,
                 "args": args,
