@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from mcp_local_provider.cli.serve import loop_factory
 
-from . import report
+from . import agents, report
 from .answers import Spec
 from .litellm_arm import HOW_TO, LiteLLM, LiteLLMMissing
 from .litellm_arm import MODEL as LITELLM_MODEL
@@ -669,9 +669,13 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Sections run on their own, without the daemon's arms (benchmarks/agents.py).
+SEPARATE = ("agents",)
+
+
 def sections(text: str) -> list[str]:
     chosen = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = set(chosen) - set(SECTIONS)
+    unknown = set(chosen) - set(SECTIONS) - set(SEPARATE)
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown sections: {', '.join(sorted(unknown))}")
     return chosen
@@ -699,7 +703,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--sections",
         type=sections,
         default=list(SECTIONS),
-        help=f"run only these, comma-separated (default: all of {','.join(SECTIONS)})",
+        help=f"run only these, comma-separated (default: all of {','.join(SECTIONS)}); "
+        "`agents` (not in the default) measures the CLI backends with the real CLIs",
     )
     parser.add_argument(
         "--litellm",
@@ -730,4 +735,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return asyncio.run(main_async(parse_args(argv)))
+    args = parse_args(argv)
+    if "agents" in args.sections:
+        count = 2 if args.smoke else 5
+        out = args.out.with_name(args.out.stem + "-agents" + args.out.suffix)
+        agents.main(count, out)
+        print(f"results in {out}")
+        args.sections = [name for name in args.sections if name != "agents"]
+        if not args.sections:
+            return 0
+    return asyncio.run(main_async(args))

@@ -73,6 +73,9 @@ class FakeCli:
         if ignore_sigint:
             knobs["FAKE_CLI_IGNORE_SIGINT"] = "1"
         fields.setdefault("cancel_grace", 0.3)
+        # The fake replays one run per process and reads a plain prompt: the processes started
+        # ahead are tested with the real CLIs (tests/agent/test_warm.py).
+        fields.setdefault("warm", False)
         return BackendSettings(env={**knobs, **(env or {})}, **fields)
 
     def backend(self, name: str, fixture: str = "happy", **knobs: Any) -> Backend:

@@ -117,7 +117,7 @@ class ModelApi:
         await site.start()
         server = site._server
         assert server is not None
-        port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         self.url = f"http://127.0.0.1:{port}"
         return self
 
@@ -162,7 +162,7 @@ class ModelApi:
         if (failed := await self._failed_or_silent(reply)) is not None:
             return failed
         model = str(seen.body.get("model") or "claude")
-        message = {
+        message: dict[str, Any] = {
             "id": "msg_mock",
             "type": "message",
             "role": "assistant",

@@ -4,10 +4,12 @@ signed in (or an upstream reachable) before connecting it."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
 from mcp_local_provider.agent.backend import Backend, BackendError
+from mcp_local_provider.agent.backends.cli import CliBackend
 from mcp_local_provider.agent.emulation import closing
 from mcp_local_provider.agent.events import (
     Finish,
@@ -28,6 +30,17 @@ def _describe_usage(usage: dict[str, object] | None) -> str:
         f"{usage.get('prompt_tokens')} prompt + {usage.get('completion_tokens')} completion "
         f"tokens ({how})"
     )
+
+
+async def _settled_pool(backend: CliBackend, limit: float = 30.0) -> dict[str, int] | None:
+    """The warm pool's state once the process for the next request has started (or after
+    ``limit`` seconds)."""
+    deadline = time.monotonic() + limit
+    while (pool := backend.pool_status()) is not None and pool["starting"]:
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    return pool
 
 
 async def check(backend: Backend, say: Callable[[str], None]) -> bool:
@@ -83,6 +96,12 @@ async def check(backend: Backend, say: Callable[[str], None]) -> bool:
         say(f"  ok    finish: {finish.reason}; {_describe_usage(finish.usage)}")
     if extras:
         say(f"  ok    also {extras} reasoning or tool-call events")
+    pool = await _settled_pool(backend) if isinstance(backend, CliBackend) else None
+    if pool is not None:
+        say(
+            f"  ok    warm processes: {pool['ready']} ready, {pool['starting']} starting, "
+            f"{pool['busy']} busy (the next request does not wait for a start-up)"
+        )
     skipped = getattr(backend, "malformed_lines", 0)
     if skipped:
         say(f"  warn  {skipped} malformed output lines were skipped")

@@ -90,6 +90,7 @@ class CliProcess:
         #: Set once the answer is complete: on close the CLI may then exit on its own first.
         self.finished = False
         self.cwd: Path | None = None
+        self.started_at = 0.0
         self._deadline: float | None = None
         self._exited = asyncio.Event()
         self._transport: asyncio.SubprocessTransport | None = None
@@ -121,8 +122,7 @@ class CliProcess:
             self._scratch = await asyncio.to_thread(tempfile.mkdtemp, prefix="mcp-local-provider-")
             cwd = Path(self._scratch)
         self.cwd = cwd
-        if self.timeout is not None:
-            self._deadline = asyncio.get_running_loop().time() + self.timeout
+        self.begin()
         env = {**child_environment(os.environ), "NO_COLOR": "1", "TERM": "dumb", **self.env}
         loop = asyncio.get_running_loop()
         protocol = _Protocol(loop)
@@ -148,6 +148,35 @@ class CliProcess:
         if self.stdin_data is not None or self.close_stdin:
             self._io.append(asyncio.create_task(self._feed_stdin()))
         self._tasks = [*self._io, asyncio.create_task(self._sweep_after_exit())]
+
+    def begin(self) -> None:
+        """Start the request's clock: ``timeout`` counts from here (a process started ahead
+        of its request, see ``agent/warm.py``, begins when it is taken)."""
+        self.started_at = asyncio.get_running_loop().time()
+        if self.timeout is not None:
+            self._deadline = self.started_at + self.timeout
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process is running (started and not exited)."""
+        return self.proc is not None and not self._exited.is_set()
+
+    async def exited(self) -> None:
+        """Wait until the process has exited."""
+        await self._exited.wait()
+
+    async def send(self, data: bytes, close: bool = True) -> None:
+        """Write ``data`` on stdin (the prompt of a process started ahead of it), then close
+        stdin unless ``close`` is false."""
+        assert self.proc is not None and self.proc.stdin is not None
+        async with self._write_lock:
+            try:
+                self.proc.stdin.write(data)
+                await self.proc.stdin.drain()
+                if close:
+                    self.proc.stdin.close()
+            except (ConnectionError, BrokenPipeError, RuntimeError) as exc:
+                raise self.failure(f"{self.name} stopped reading its input ({exc})") from None
 
     async def close(self) -> None:
         """Stop the process group if still running, reap it, and remove the scratch directory.

@@ -1,10 +1,16 @@
 """The editor's tools as a stdio MCP server, for an agent CLI to load:
-``python -m mcp_local_provider.agent.tool_server [--hold] TOOLS_FILE`` (see ``agent/tools.py``).
+``python -I .../tool_server.py [--hold] TOOLS_FILE`` (see ``agent/tools.py``).
 
 It lists the tools in TOOLS_FILE. It never runs one: the backend hands each call to the editor
 from the CLI's output and ends the run. Should the CLI still be waiting, the call is answered
-with an error saying so, or with ``--hold`` not at all (the run is ended first). Needs the MCP
-SDK (the ``mcp`` extra).
+with an error saying so, or with ``--hold`` not at all (the run is ended first).
+
+Standard library only, and run as a file rather than as a module of the package, so that it
+starts in tens of milliseconds (the MCP SDK's import alone took one to two seconds, paid by
+every request that offered tools). It speaks what the CLIs' MCP clients need: newline-delimited
+JSON-RPC, ``initialize``, ``tools/list``, ``tools/call`` and ``ping``; any other request is
+answered "method not found" (Claude Code then falls back from ``server/discover`` to
+``initialize``).
 """
 
 from __future__ import annotations
@@ -14,46 +20,69 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import anyio
-import mcp_types as types
-from mcp.server.lowlevel import Server
-from mcp.server.stdio import stdio_server
-
-from mcp_local_provider.agent.tools import SERVER
-
+SERVER = "editor"
 HANDED_OVER = "This call was handed to the user's editor, which runs it; end your turn now."
+#: Revisions a client may ask for; another is answered with the newest.
+REVISIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 
 
-def build(tools: list[dict[str, Any]], hold: bool = False) -> Server[Any]:
-    listed = [
-        types.Tool(name=t["name"], description=t["description"], input_schema=t["input_schema"])
-        for t in tools
-    ]
+class ToolServer:
+    """Answers one message at a time; ``handle`` returns the reply, or None for none."""
 
-    async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=listed)
+    def __init__(self, tools: list[dict[str, Any]], hold: bool = False) -> None:
+        self.tools = [
+            {"name": t["name"], "description": t["description"], "inputSchema": t["input_schema"]}
+            for t in tools
+        ]
+        self.hold = hold
 
-    async def call_tool(ctx: Any, params: Any) -> types.CallToolResult:
-        if hold:
-            await anyio.sleep_forever()
-        return types.CallToolResult(
-            content=[types.TextContent(type="text", text=HANDED_OVER)], is_error=True
-        )
+    def handle(self, message: Any) -> dict[str, Any] | None:
+        if not isinstance(message, dict) or "method" not in message:
+            return None  # a response or garbage: nothing to answer
+        if "id" not in message:
+            return None  # a notification
+        method, params = message["method"], message.get("params") or {}
+        result: dict[str, Any]
+        if method == "initialize":
+            asked = params.get("protocolVersion") if isinstance(params, dict) else None
+            result = {
+                "protocolVersion": asked if asked in REVISIONS else REVISIONS[-1],
+                "capabilities": {"tools": {"listChanged": False}},
+                "serverInfo": {"name": SERVER, "version": "1"},
+            }
+        elif method == "tools/list":
+            result = {"tools": self.tools}
+        elif method == "tools/call":
+            if self.hold:
+                return None  # never answered: the run ends first
+            text = {"type": "text", "text": HANDED_OVER}
+            result = {"content": [text], "isError": True}
+        elif method == "ping":
+            result = {}
+        else:
+            error = {"code": -32601, "message": f"method not found: {method}"}
+            return {"jsonrpc": "2.0", "id": message["id"], "error": error}
+        return {"jsonrpc": "2.0", "id": message["id"], "result": result}
 
-    return Server(SERVER, on_list_tools=list_tools, on_call_tool=call_tool)
 
-
-async def serve(tools: list[dict[str, Any]], hold: bool = False) -> None:
-    server = build(tools, hold)
-    async with stdio_server() as (read, write):
-        await server.run(read, write, server.create_initialization_options())
+def serve(server: ToolServer) -> None:
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        reply = server.handle(message)
+        if reply is not None:
+            sys.stdout.write(json.dumps(reply) + "\n")
+            sys.stdout.flush()
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    hold = "--hold" in args
     tools = json.loads(Path(args[-1]).read_text())
-    anyio.run(serve, tools, hold)
+    serve(ToolServer(tools, hold="--hold" in args))
 
 
 if __name__ == "__main__":

@@ -203,6 +203,7 @@ async def test_the_agent_command_connects_gets_approved_and_serves(
     (tmp_path / "agent.toml").write_text(
         f'bridge_token = "{BRIDGE_TOKEN}"\n'
         f'[agent]\nbackend = "{name}"\n'
+        "[agent.backends.claude]\nwarm = false\n"
         f"[agent.backends.claude.env]\n{env}\n"
     )
     argv = ["agent", "--config", str(tmp_path / "agent.toml"), "--url", daemon.ws_url]

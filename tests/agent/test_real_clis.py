@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,20 +32,6 @@ CODEX_UNSWITCHABLE = ["request_user_input", "view_image"]
 
 def backend(name: str, api: ModelApi, root: Path, **fields: Any) -> Backend:
     return create(name, settings=real_clis.settings(name, api, root / "home", **fields))
-
-
-@pytest.fixture
-def processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[CliProcess]]:
-    """Every CliProcess started during the test."""
-    started: list[CliProcess] = []
-    original = CliProcess.start
-
-    async def start(self: CliProcess) -> None:
-        started.append(self)
-        await original(self)
-
-    monkeypatch.setattr(CliProcess, "start", start)
-    yield started
 
 
 @dataclass

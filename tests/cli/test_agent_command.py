@@ -22,6 +22,7 @@ def config_file(tmp_path: Path, fake: FakeCli, backend: str, **knobs: object) ->
     path = tmp_path / "agent.toml"
     path.write_text(
         f'bridge_token = "{BRIDGE_TOKEN}"\n[agent]\nbackend = "{backend}"\n'
+        f"[agent.backends.{backend}]\nwarm = false\n"
         f"[agent.backends.{backend}.env]\n{env}\n"
     )
     return path

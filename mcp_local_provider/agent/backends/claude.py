@@ -25,6 +25,7 @@ import structlog
 
 from mcp_local_provider.agent import quota
 from mcp_local_provider.agent import tools as editor
+from mcp_local_provider.agent.backend import BackendError
 from mcp_local_provider.agent.backends.cli import (
     SYSTEM_ARG_LIMIT,
     CliBackend,
@@ -40,6 +41,7 @@ from mcp_local_provider.agent.events import (
     ReasoningDelta,
     ToolCallDelta,
 )
+from mcp_local_provider.agent.process import CliProcess
 from mcp_local_provider.agent.tools import EditorTools
 
 log = structlog.get_logger("mcp_local_provider.agent.claude")
@@ -198,11 +200,9 @@ class ClaudeBackend(CliBackend):
     binary_name = "claude"
     default_models = ("claude-code",)
     tool_prefix = TOOL_PREFIX
+    editor_tools = True
     native_output = True
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.editor_tools = editor.available()
+    warmable = True
 
     def argv(
         self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None = None
@@ -214,11 +214,18 @@ class ClaudeBackend(CliBackend):
             "--output-format", "stream-json", "--verbose", "--include-partial-messages",
             "--tools", own,
         ]  # fmt: skip
-        if tools is not None:
+        if self.settings.warm:
+            # The prompt is a message on stdin, so the process can start before it is known.
+            argv += ["--input-format", "stream-json"]
+        if tools is not None and self.settings.warm:
             # The editor's tools only, approved beforehand (nobody can approve one headless);
-            # the run ends when the model calls one, so one turn is enough.
+            # the run ends when the model calls one, so one turn is enough. The server is given
+            # to the running process (``begin``), so the command line is the same for every
+            # request with tools and the process can start ahead.
+            argv += ["--strict-mcp-config", "--allowedTools", TOOL_PREFIX.rstrip("_")]
+            argv += ["--max-turns", "1"]
+        elif tools is not None:
             config = tools.folder / "claude-mcp.json"
-            config.write_text(json.dumps({"mcpServers": tools.mcp_servers()}))
             allowed = ",".join(TOOL_PREFIX + name for name in tools.names)
             argv += ["--mcp-config", str(config), "--strict-mcp-config"]
             argv += ["--allowedTools", allowed, "--max-turns", "1"]
@@ -239,10 +246,56 @@ class ClaudeBackend(CliBackend):
             argv += ["--model", model]
         return argv + list(self.settings.args)
 
+    def prepare(self, tools: EditorTools) -> None:
+        if not self.settings.warm:
+            config = tools.folder / "claude-mcp.json"
+            config.write_text(json.dumps({"mcpServers": tools.mcp_servers()}))
+
+    def warm(self, tools: EditorTools | None) -> bool:
+        # The editor's MCP server is given to the process when its request comes (``begin``).
+        return self._pool is not None
+
+    async def warm_up(self, proc: CliProcess) -> None:
+        # Claude Code loads (settings, plugins, commands) before it answers this, and prints
+        # nothing and calls no model until its first message comes.
+        if self.settings.warm:
+            await self._control(proc, {"subtype": "initialize"}, "start")
+
+    async def begin(self, proc: CliProcess, prompt: Prompt, tools: EditorTools | None) -> None:
+        if tools is not None and self.settings.warm:
+            # Give the running process the editor's MCP server; answered once it is connected.
+            request = {"subtype": "mcp_set_servers", "servers": tools.mcp_servers()}
+            await self._control(proc, request, "load the editor's tools")
+        await super().begin(proc, prompt, tools)
+
+    async def _control(self, proc: CliProcess, request: dict[str, Any], what: str) -> None:
+        """Send a control request on stdin and wait for its response."""
+        line = {"type": "control_request", "request_id": request["subtype"], "request": request}
+        await proc.send(json.dumps(line).encode() + b"\n", close=False)
+        async for event in proc.events():
+            if event.get("type") != "control_response":
+                continue
+            response = event.get("response") or {}
+            detail = response.get("response") or {}
+            errors = detail.get("errors") or (
+                response.get("error") if response.get("subtype") == "error" else None
+            )
+            if errors:
+                raise BackendError(f"claude could not {what}: {errors}")
+            return
+        code = await proc.wait()
+        raise proc.failure(f"claude exited with code {code} (trying to {what})")
+
     def stdin_text(self, prompt: Prompt) -> str:
         if prompt.system and len(prompt.system.encode()) <= SYSTEM_ARG_LIMIT:
-            return prompt.text
-        return prompt.inline()
+            text = prompt.text
+        else:
+            text = prompt.inline()
+        if not self.settings.warm:
+            return text
+        # One user message, then the end of input: Claude Code answers it and exits.
+        message = {"role": "user", "content": text}
+        return json.dumps({"type": "user", "message": message, "parent_tool_use_id": None}) + "\n"
 
     def parser(self, tools: EditorTools | None = None) -> OutputParser:
         return ClaudeParser(tools)

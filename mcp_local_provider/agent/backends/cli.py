@@ -1,12 +1,13 @@
-"""What the agent-CLI backends share: one CLI process per request, its NDJSON output turned into
-events by a per-run ``OutputParser``, and the emulated features the CLIs lack."""
+"""What the agent-CLI backends share: one CLI process per request (started ahead of it where the
+CLI allows, ``agent/warm.py``), its output turned into events by a per-run ``OutputParser``, and
+the emulated features the CLIs lack."""
 
 from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing, nullcontext
+from contextlib import aclosing, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest,
 from mcp_local_provider.agent.process import CliProcess, find_binary
 from mcp_local_provider.agent.structured import OutputFormat, structured
 from mcp_local_provider.agent.tools import EditorTools, checked, offered
+from mcp_local_provider.agent.warm import Launch, WarmPool
 from mcp_local_provider.core.config import BackendSettings
 from mcp_local_provider.core.protocol import ModelSpec
 
@@ -165,6 +167,7 @@ class CliBackend(Backend):
         workdir = self.settings.workdir
         if workdir is not None:
             await asyncio.to_thread(Path(workdir).mkdir, parents=True, exist_ok=True)
+        self.prime()
 
     def cli_model(self, request: InvokeRequest) -> str | None:
         """The model to ask the CLI for: the configured one, else the requested name when the
@@ -201,6 +204,10 @@ class CliBackend(Backend):
         """What goes on stdin; by default system text and prompt together."""
         return prompt.inline()
 
+    async def begin(self, proc: CliProcess, prompt: Prompt, tools: EditorTools | None) -> None:
+        """Give the run's process its request: by default ``stdin_text``, then end of input."""
+        await proc.send(self.stdin_text(prompt).encode())
+
     @abstractmethod
     def parser(self, tools: EditorTools | None = None) -> OutputParser:
         """A fresh parser for one run (``tools``: the editor's tools offered in it)."""
@@ -213,26 +220,94 @@ class CliBackend(Backend):
         """Environment variables for the CLI: the configured ones."""
         return dict(self.settings.env)
 
-    def process(
-        self,
-        argv: list[str],
-        stdin: bytes | None,
-        parser: OutputParser,
-        close_stdin: bool = True,
-        tools: EditorTools | None = None,
-    ) -> CliProcess:
+    def prepare(self, tools: EditorTools) -> None:
+        """Write the files a run with the editor's ``tools`` needs (into ``tools.folder``)
+        before ``argv``, ``workdir`` and ``environment`` are asked for, which write nothing."""
+
+    # -- processes: started ahead where the CLI allows it (agent/warm.py) ------------------
+
+    #: Whether the CLI can be started before its prompt is known: it then waits for its
+    #: input, after its start-up and ``warm_up``.
+    warmable = False
+    _pool: WarmPool | None = None
+
+    def warm(self, tools: EditorTools | None) -> bool:
+        """Whether this run's process may come from, and be refilled into, the warm pool (which
+        ``start`` makes; not with the editor's tools, whose files are the run's own)."""
+        return self._pool is not None and tools is None
+
+    async def warm_up(self, proc: CliProcess) -> None:
+        """Take a started process through the CLI's handshake, up to where a request's own
+        part begins (Codex: ``initialize``)."""
+
+    def launch(self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None) -> Launch:
+        """What the run's process is: command line, environment and working folder."""
+        env = tuple(sorted(self.environment(tools).items()))
+        return Launch(tuple(self.argv(request, prompt, tools)), env, self.workdir(tools))
+
+    def _process(self, launch: Launch) -> CliProcess:
         s = self.settings
         return CliProcess(
-            argv,
-            stdin=stdin,
-            close_stdin=close_stdin,
-            workdir=self.workdir(tools),
-            env=self.environment(tools),
+            launch.argv,
+            close_stdin=False,
+            workdir=launch.workdir,
+            env=dict(launch.env),
             idle_timeout=s.idle_timeout,
             timeout=s.timeout,
             cancel_grace=s.cancel_grace,
-            progress=parser.progress,
         )
+
+    def pool_status(self) -> dict[str, int] | None:
+        """The warm pool's processes (ready, starting, busy), or None without one."""
+        return None if self._pool is None else self._pool.status()
+
+    def prime(self) -> None:
+        """Make the warm pool (if the CLI and the settings allow one) and start the process a
+        plain request with no system text would take."""
+        if not (self.warmable and self.settings.warm) or self._pool is not None:
+            return
+        self._pool = WarmPool(
+            self._process,
+            self.warm_up,
+            max_idle=self.settings.warm_max_idle,
+            warm_up_timeout=self.settings.idle_timeout,
+        )
+        request = InvokeRequest(id="prime", kind="chat", model=self._models[0])
+        self._pool.fill(self.launch(request, Prompt("", ""), None))
+
+    @asynccontextmanager
+    async def running(
+        self, launch: Launch, parser: OutputParser, warm: bool
+    ) -> AsyncIterator[CliProcess]:
+        """The run's process, through ``warm_up``: with ``warm`` a ready one from the pool if
+        there is one, else one started now; stopped (and its scratch folder removed) on
+        leaving."""
+        pool = self._pool if warm else None
+        proc = await pool.take(launch) if pool is not None else None
+        if pool is not None:
+            pool.busy += 1
+        try:
+            if proc is None:
+                proc = self._process(launch)
+                await proc.start()
+                await self.warm_up(proc)
+            proc.progress = parser.progress
+            yield proc
+        finally:
+            try:
+                if proc is not None:
+                    await proc.close()
+            finally:
+                if pool is not None:
+                    pool.busy -= 1
+                    pool.fill(launch)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    # -- one run ----------------------------------------------------------------------------
 
     async def _ready(self, request: InvokeRequest) -> Prompt:
         if request.kind not in ("chat", "completion"):
@@ -240,13 +315,14 @@ class CliBackend(Backend):
                 f"the {self.name} backend serves chat and completions only", "unsupported"
             )
         if self.path is None:
-            await self.start()
+            self.path = await asyncio.to_thread(find_binary, self.binary)
         return flatten(request)
 
     async def run(self, request: InvokeRequest) -> AsyncIterator[BackendEvent]:
         prompt = await self._ready(request)
         with offered(request) if self.editor_tools else nullcontext() as tools:
             if tools is not None:
+                self.prepare(tools)
                 prompt = prompt.with_system(tools.instructions(self.tool_prefix))
             events: AsyncGenerator[BackendEvent, None]
             wanted = OutputFormat.of(request) if tools is None else None
@@ -263,12 +339,14 @@ class CliBackend(Backend):
     async def _run(
         self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None
     ) -> AsyncGenerator[BackendEvent, None]:
+        """The run loop every CLI backend shares: the process, the prompt on stdin, each output
+        event through the parser, the exit code at the end."""
         parser = self.parser(tools)
         parser.structured = self.native_format(request, tools) is not None
-        stdin = self.stdin_text(prompt).encode()
-        argv = self.argv(request, prompt, tools)
-        async with self.process(argv, stdin, parser, tools=tools) as proc:
+        launch = self.launch(request, prompt, tools)
+        async with self.running(launch, parser, self.warm(tools)) as proc:
             try:
+                await self.begin(proc, prompt, tools)
                 async for raw in proc.events():
                     for event in parser.feed(raw):
                         if isinstance(event, Finish):

@@ -1,15 +1,17 @@
 """Codex through ``codex app-server``: JSON-RPC over stdio (one JSON object a line, no
 ``"jsonrpc"`` field), which streams token deltas and can interrupt a turn.
 
-Each request runs its own app-server: ``initialize``, ``initialized``, an ephemeral read-only
+Each request has its own app-server (started ahead of it, past ``initialize`` and
+``initialized``, ``agent/warm.py``): an ephemeral read-only
 ``thread/start`` (never asking for approval), one ``turn/start`` with the prompt, then
 notifications until ``turn/completed``. A cancelled request sends ``turn/interrupt`` and waits
 briefly for the turn to end before the process group is stopped.
 
-When the request carries tools, the editor's MCP server (``agent/tools.py``) is configured with
-``-c mcp_servers.editor...`` (its calls approved beforehand), the turn starts once Codex says the
-server is ready, and the first ``mcpToolCall`` item of the editor's server is handed to the
-editor, with the calls started before it completes, ending the turn.
+When the request carries tools, the editor's MCP server (``agent/tools.py``) is the thread's
+own (``thread/start``'s ``config``; its calls approved beforehand, and required, so the thread
+starts with its tools listed, and holding each call unanswered). When the first ``mcpToolCall``
+item of the editor's server starts, the turn is interrupted; every call started before the turn
+ends is handed to the editor.
 
 Codex's own tools are switched off with config overrides on its command line (``-c``), except
 those named in ``agent_tools`` (all are off while the editor's tools are offered). Two remain
@@ -75,6 +77,9 @@ class CodexParser(OutputParser):
         self.usage: dict[str, Any] | None = None
         self.error: str | None = None
         self._items: dict[str, str] = {}  # agent message id -> text streamed for it
+        #: An editor's call has started: the turn is to be interrupted (the server holds the
+        #: call, so Codex would wait, or go on to another model call with an answer).
+        self.stop_turn = False
 
     def progress(self, event: dict[str, Any]) -> bool:
         params = event.get("params") or {}
@@ -95,9 +100,8 @@ class CodexParser(OutputParser):
             if item.get("type") == "agentMessage":
                 return self._completed(str(item.get("id") or ""), str(item.get("text") or ""))
             if item.get("type") == "mcpToolCall" and str(item.get("id")) in self._calls:
-                # Codex ran (and failed) the call against the server: the turn ends here.
-                self.done = True
-                return [Finish("tool_calls", self.usage)]
+                # The call was cut short by the turn's interrupt: the turn ends next.
+                return []
         elif method == "item/started" and self.tools is not None:
             return self._tool_call(params.get("item") or {})
         elif method in REASONING_DELTAS and params.get("delta"):
@@ -122,6 +126,7 @@ class CodexParser(OutputParser):
         if call_id in self._calls or (self._calls and not self.tools.parallel):
             return []
         self._calls.append(call_id)
+        self.stop_turn = True
         arguments = item.get("arguments")
         text = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
         name = str(item.get("tool") or "")
@@ -156,6 +161,9 @@ class CodexParser(OutputParser):
     def _turn_completed(self, turn: dict[str, Any]) -> list[BackendEvent]:
         self.done = True
         status = turn.get("status")
+        if self._calls:
+            # Interrupted once the calls had started (the server holds them): hand them over.
+            return [Finish("tool_calls", self.usage)]
         if status == "completed":
             return [Finish("stop", self.usage)]
         if status == "interrupted":
@@ -175,10 +183,8 @@ class CodexBackend(CliBackend):
     binary_name = "codex"
     default_models = ("codex",)
     tool_prefix = TOOL_PREFIX
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.editor_tools = editor.available()
+    editor_tools = True
+    warmable = True
 
     async def start(self) -> None:
         unknown = set(self.settings.agent_tools) - set(TOOL_SWITCHES)
@@ -201,36 +207,39 @@ class CodexBackend(CliBackend):
             if name not in allowed
             for arg in ("-c", switch)
         ]
-        if tools is not None:
-            command, *args = tools.server_command()
-            server = f"mcp_servers.{editor.SERVER}"
-            off += ["-c", f"{server}.command={json.dumps(command)}"]
-            off += ["-c", f"{server}.args={json.dumps(args)}"]
-            off += ["-c", f'{server}.default_tools_approval_mode="approve"']
         return [self.path, "app-server", *off, *self.settings.args]
+
+    def warm(self, tools: EditorTools | None) -> bool:
+        # The editor's tools are the thread's (``_thread``), not the process's.
+        return self._pool is not None
 
     def parser(self, tools: EditorTools | None = None) -> OutputParser:
         return CodexParser(tools)
+
+    async def warm_up(self, proc: CliProcess) -> None:
+        await _call(proc, proc.events(), 0, "initialize", {"clientInfo": CLIENT_INFO})
+        await proc.write_line({"method": "initialized"})
 
     async def _run(
         self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None
     ) -> AsyncGenerator[BackendEvent, None]:
         parser = CodexParser(tools)
         ids = itertools.count(1)
-        argv = self.argv(request, prompt, tools)
-        async with self.process(argv, None, parser, close_stdin=False) as proc:
+        launch = self.launch(request, prompt, tools)
+        async with self.running(launch, parser, self.warm(tools)) as proc:
             messages = proc.events()
             thread_id: str | None = None
             try:
-                await _call(proc, messages, next(ids), "initialize", {"clientInfo": CLIENT_INFO})
-                await proc.write_line({"method": "initialized"})
                 thread = await _call(
-                    proc, messages, next(ids), "thread/start", self._thread(request, prompt, proc)
+                    proc,
+                    messages,
+                    next(ids),
+                    "thread/start",
+                    self._thread(request, prompt, proc, tools),
                 )
                 thread_id = str((thread.get("thread") or {}).get("id") or "")
-                if tools is not None:
-                    await _server_ready(proc, messages)
                 turn_call = next(ids)
+                stopping = False
                 text = [{"type": "text", "text": prompt.text}]
                 params = {"threadId": thread_id, "input": text}
                 await proc.write_line({"id": turn_call, "method": "turn/start", "params": params})
@@ -248,6 +257,9 @@ class CodexBackend(CliBackend):
                         yield event
                     if parser.done:
                         return
+                    if parser.stop_turn and parser.turn_id and not stopping:
+                        stopping = True
+                        await _stop_turn(proc, thread_id, parser.turn_id, next(ids))
                 code = await proc.wait()
                 for event in parser.end(code, proc.stderr_tail()):
                     yield event
@@ -258,40 +270,32 @@ class CodexBackend(CliBackend):
                 if not parser.done and parser.turn_id and thread_id:
                     await _interrupt(proc, thread_id, parser.turn_id, next(ids))
 
-    def _thread(self, request: InvokeRequest, prompt: Prompt, proc: CliProcess) -> dict[str, Any]:
+    def _thread(
+        self, request: InvokeRequest, prompt: Prompt, proc: CliProcess, tools: EditorTools | None
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {
             "cwd": str(proc.cwd),
             "approvalPolicy": "never",
             "sandbox": "read-only",
             "ephemeral": True,
         }
+        if tools is not None:
+            # This thread's own MCP server: approved beforehand (else Codex refuses every
+            # call), and required, so the thread starts only once its tools are listed.
+            command, *args = tools.server_command(hold=True)
+            server = {
+                "command": command,
+                "args": args,
+                "default_tools_approval_mode": "approve",
+                "required": True,
+            }
+            params["config"] = {"mcp_servers": {editor.SERVER: server}}
         model = self.cli_model(request)
         if model:
             params["model"] = model
         if prompt.system:
             params["developerInstructions"] = prompt.system
         return params
-
-
-async def _server_ready(proc: CliProcess, messages: AsyncIterator[dict[str, Any]]) -> None:
-    """Read until Codex says the editor's MCP server is ready (a turn started before has no
-    tools); its failing to start is an error."""
-    async for message in messages:
-        if "id" in message and "method" in message:
-            await _decline(proc, message)
-            continue
-        params = message.get("params") or {}
-        if message.get("method") != "mcpServer/startupStatus/updated":
-            continue
-        if params.get("name") != editor.SERVER:
-            continue
-        if params.get("status") == "ready":
-            return
-        if params.get("status") not in ("starting", None):
-            detail = params.get("error") or params.get("failureReason") or params.get("status")
-            raise BackendError(f"codex could not start the editor's tool server: {detail}")
-    code = await proc.wait()
-    raise BackendError(f"codex app-server exited with code {code} while loading the tools")
 
 
 async def _call(
@@ -332,6 +336,13 @@ async def _decline(proc: CliProcess, request: dict[str, Any]) -> None:
     else:
         reply = {"id": request["id"], "error": {"code": -32601, "message": "not supported"}}
     await proc.write_line(reply)
+
+
+async def _stop_turn(proc: CliProcess, thread_id: str, turn_id: str, call_id: int) -> None:
+    """Ask the turn to stop, without waiting for it to say it has."""
+    params = {"threadId": thread_id, "turnId": turn_id}
+    with suppress(BackendError):
+        await proc.write_line({"id": call_id, "method": "turn/interrupt", "params": params})
 
 
 async def _interrupt(proc: CliProcess, thread_id: str, turn_id: str, call_id: int) -> None:

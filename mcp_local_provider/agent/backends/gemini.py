@@ -27,6 +27,8 @@ import asyncio
 import json
 import shutil
 import tempfile
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +36,18 @@ import structlog
 
 from mcp_local_provider.agent import quota
 from mcp_local_provider.agent import tools as editor
-from mcp_local_provider.agent.backends.cli import CliBackend, OutputParser, failure, usage_from
+from mcp_local_provider.agent.backend import BackendError
+from mcp_local_provider.agent.backends.acp import AcpClient, AcpParser
+from mcp_local_provider.agent.backends.cli import (
+    CliBackend,
+    OutputParser,
+    failure,
+    stalled,
+    usage_from,
+)
 from mcp_local_provider.agent.emulation import Prompt
 from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest, ToolCallDelta
+from mcp_local_provider.agent.process import CliProcess
 from mcp_local_provider.agent.tools import EditorTools
 
 EXIT_MEANINGS = {
@@ -158,16 +169,17 @@ class GeminiBackend(CliBackend):
     binary_name = "gemini"
     default_models = ("gemini-cli",)
     tool_prefix = TOOL_PREFIX
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.editor_tools = editor.available()
+    editor_tools = True
+    warmable = True
 
     #: The folder holding the tool policy, made by ``start``.
     _policy_dir: str | None = None
 
     async def start(self) -> None:
+        await self._write_policy()
         await super().start()
+
+    async def _write_policy(self) -> None:
         if self._policy_dir is None:
             folder = await asyncio.to_thread(tempfile.mkdtemp, prefix="mcp-local-provider-gemini-")
             text = policy(self.settings.agent_tools)
@@ -175,15 +187,49 @@ class GeminiBackend(CliBackend):
             self._policy_dir = folder
 
     async def close(self) -> None:
+        await super().close()
         if self._policy_dir is not None:
             folder, self._policy_dir = self._policy_dir, None
             await asyncio.to_thread(shutil.rmtree, folder, True)
 
     async def _ready(self, request: InvokeRequest) -> Prompt:
         prompt = await super()._ready(request)
-        if self._policy_dir is None:  # closed, and used again
-            await self.start()
+        await self._write_policy()  # closed, and used again
         return prompt
+
+    def acp(self, tools: EditorTools | None) -> bool:
+        """Whether the run speaks ACP (``gemini --acp``, which can start before its prompt is
+        known) rather than headless mode (the editor's tools need the latter)."""
+        return self.settings.warm and tools is None
+
+    async def warm_up(self, proc: CliProcess) -> None:
+        if "--acp" in proc.argv:
+            await AcpClient(proc).initialize()
+
+    def _run(
+        self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None
+    ) -> AsyncGenerator[BackendEvent, None]:
+        if self.acp(tools):
+            return self._run_acp(request, prompt)
+        return super()._run(request, prompt, tools)
+
+    async def _run_acp(
+        self, request: InvokeRequest, prompt: Prompt
+    ) -> AsyncGenerator[BackendEvent, None]:
+        parser = AcpParser(self.name, quota.gemini)
+        launch = self.launch(request, prompt, None)
+        async with self.running(launch, parser, self.warm(None)) as proc:
+            try:
+                answer = AcpClient(proc).prompt(prompt.inline(), parser)
+                async with aclosing(answer) as events:
+                    async for event in events:
+                        if isinstance(event, Finish):
+                            proc.finished = True
+                        yield event
+            except BackendError as exc:
+                raise stalled(exc, parser) from None
+            finally:
+                self.malformed_lines += proc.malformed
 
     def environment(self, tools: EditorTools | None = None) -> dict[str, str]:
         # The scratch folder is new for every run; a configured workdir was chosen by the user.
@@ -194,7 +240,7 @@ class GeminiBackend(CliBackend):
         # settings that load the editor's server.
         if tools is None:
             return super().workdir()
-        return _workspace(tools)
+        return tools.folder / "work"
 
     def argv(
         self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None = None
@@ -205,25 +251,26 @@ class GeminiBackend(CliBackend):
         rules = str(Path(self._policy_dir, "policy.toml"))
         if tools is not None:
             rules = str(tools.folder / "gemini-policy.toml")
-            Path(rules).write_text(policy((), TOOL_PREFIX + "*"))
-        argv = [self.path, "-o", "stream-json", "--policy", rules]
+        if self.acp(tools):
+            argv = [self.path, "--acp", "--policy", rules]
+        else:
+            argv = [self.path, "-o", "stream-json", "--policy", rules]
         model = self.cli_model(request)
         if model:
             argv += ["-m", model]
+        if self.acp(tools):
+            return [*argv, *self.settings.args]
         return [*argv, *self.settings.args, "-p", ""]
 
     def parser(self, tools: EditorTools | None = None) -> OutputParser:
         return GeminiParser(tools)
 
-
-def _workspace(tools: EditorTools) -> Path:
-    """The run's folder, whose project settings load the editor's MCP server, trusted."""
-    folder = tools.folder / "work"
-    settings = folder / ".gemini" / "settings.json"
-    if not settings.exists():
+    def prepare(self, tools: EditorTools) -> None:
+        (tools.folder / "gemini-policy.toml").write_text(policy((), TOOL_PREFIX + "*"))
+        folder = tools.folder / "work"
+        settings = folder / ".gemini" / "settings.json"
         settings.parent.mkdir(parents=True, exist_ok=True)
         servers = tools.mcp_servers(hold=True)
         servers[editor.SERVER]["trust"] = True
         del servers[editor.SERVER]["type"]
         settings.write_text(json.dumps({"mcpServers": servers}))
-    return folder

@@ -51,6 +51,17 @@ class BackendSettings(BaseModel):
     cancel_grace: float = Field(
         0.5, gt=0, le=1.0, description="on cancel, how long the CLI has to stop before SIGKILL"
     )
+    warm: bool = Field(
+        True,
+        description="start the CLI's next process ahead of its request (claude, codex, gemini), "
+        "so no request waits for a CLI start-up; false: one start per request",
+    )
+    warm_max_idle: float = Field(
+        900,
+        gt=0,
+        description="a process started ahead and unused this long (seconds) is replaced when "
+        "taken, so it never serves with stale credentials or settings",
+    )
     base_url: str | None = Field(
         None, description="openai: the upstream's base URL, e.g. http://127.0.0.1:8000/v1"
     )
