@@ -227,4 +227,4 @@ def _access_line(
         fields["error"] = code
     if response is not None and response.body_length:
         fields["bytes"] = response.body_length
-    (logger.debug if quiet else logger.info)(line, **fields)
+    access_log.emit("debug" if quiet else "info", line, fields)
