@@ -13,7 +13,7 @@ from aiohttp import web
 
 from mcp_local_provider.core.config import Config
 from mcp_local_provider.http.middleware import observe
-from mcp_local_provider.http.middleware.audit import audit_lifecycle, audit_middleware
+from mcp_local_provider.http.middleware.audit import audit_lifecycle
 from mcp_local_provider.http.middleware.errors import error_middleware
 from mcp_local_provider.http.middleware.guard import guard_middleware, on_response_prepare
 from mcp_local_provider.http.openapi import document
@@ -52,7 +52,6 @@ def create_app(
             observe.observe_middleware,
             error_middleware,
             guard_middleware,
-            audit_middleware,
         ],
         client_max_size=config.max_body_bytes,
     )

@@ -27,6 +27,9 @@ from mcp_local_provider.policy.tokens import fingerprint, load_or_create
 
 log = structlog.get_logger("mcp_local_provider.server")
 
+#: Container allocations between two passes of the collector over the young generation.
+GC_YOUNG_THRESHOLD = 3_000
+
 
 #: Sets up how the user is asked about pending agents, given the hub and the approval mode;
 #: returns what to call on shutdown (or None).
@@ -72,6 +75,13 @@ async def serve(
     # the event loop stopped (~40 ms on a slow machine, every stream paused meanwhile).
     gc.collect()
     gc.freeze()
+    # A request allocates a few hundred container objects, most freed by reference counting
+    # at its end; at the default threshold (700) a young-generation pass ran every ~17
+    # requests, each walking the objects of every request still in flight and promoting
+    # them to older generations that are walked again later. A higher threshold makes passes
+    # rarer and leaves less to promote (measured: a few per cent less CPU per request, the
+    # p99 latency unchanged).
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     log.info(
         "listening",
         url=sites[0].name,

@@ -81,6 +81,9 @@ FORMAT_NOT_APPLIED = web.RequestKey("format_not_applied", bool)
 FORMAT_HEADER = "X-MCP-Format"
 #: The error a request ended with, for the access log and metrics (set by ``error_response``).
 MAPPED_ERROR = web.RequestKey("mapped_error", errors.ProviderError)
+#: Set when that error was an aiohttp ``HTTPException`` the error middleware turned into one
+#: (the audit line says ``http_error`` for those).
+FROM_HTTP_ERROR = web.RequestKey("from_http_error", bool)
 
 
 def build_state(config: Config, bridge_token: str, approval: str) -> State:

@@ -6,7 +6,7 @@ Both are exact: a Host header or Origin either matches an entry or is refused.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mcp_local_provider.core.addresses import (
     LOOPBACK_NAMES,
@@ -16,6 +16,9 @@ from mcp_local_provider.core.addresses import (
     split_host,
 )
 
+#: How many distinct Host headers ``HostPolicy`` keeps split.
+_SPLIT_KEPT = 64
+
 
 @dataclass(frozen=True)
 class HostPolicy:
@@ -24,6 +27,11 @@ class HostPolicy:
 
     names: frozenset[str]
     pinned: frozenset[tuple[str, int]]
+    #: Host headers already split: a client sends the same one on every request, and
+    #: splitting it anew cost more than the rest of the check.
+    _split: dict[str, tuple[str, int | None] | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def build(cls, extra: Iterable[str], bound_host: str = "") -> HostPolicy:
@@ -46,7 +54,13 @@ class HostPolicy:
     def allows(self, header: str | None, bound_port: int | None) -> bool:
         if header is None:
             return False
-        parsed = split_host(header)
+        try:
+            parsed = self._split[header]
+        except KeyError:
+            parsed = split_host(header)
+            if len(self._split) >= _SPLIT_KEPT:  # headers that vary: keep the latest only
+                self._split.clear()
+            self._split[header] = parsed
         if parsed is None:
             return False
         if parsed in self.pinned:

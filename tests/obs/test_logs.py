@@ -211,6 +211,30 @@ def test_a_logger_bound_once_follows_a_new_configuration(capture_logs: Capture) 
     assert [e["event"] for e in lines(second)] == ["two"]
 
 
+@pytest.mark.parametrize("tty", [False, True])
+def test_a_logger_bound_once_emits_the_line_its_bound_logger_would(
+    capture_logs: Capture, tty: bool
+) -> None:
+    logger = BoundOnce("mcp_local_provider.access")
+    stream = capture_logs(tty=tty, log_format="auto")
+    structlog.contextvars.bind_contextvars(request_id="req-1", session_id="sess-1", extra="x")
+    try:
+        logger.get().info("GET /v1/models", method="GET", status=200, duration_ms=1.5)
+        logger.emit("info", "GET /v1/models", {"method": "GET", "status": 200, "duration_ms": 1.5})
+    finally:
+        structlog.contextvars.clear_contextvars()
+    stamp = r"\d{4}-\d\d-\d\dT[\d:.]+Z"
+    first, second = (re.sub(stamp, "T", line) for line in stream.getvalue().splitlines())
+    assert first == second and "sess-1" in first and "duration_ms" in first
+
+
+def test_a_logger_bound_once_emits_to_a_captured_configuration() -> None:
+    logger = BoundOnce("mcp_local_provider.access")
+    with structlog.testing.capture_logs() as captured:
+        logger.emit("warning", "refused", {"status": 403})
+    assert captured == [{"event": "refused", "status": 403, "log_level": "warning"}]
+
+
 async def test_a_value_the_fast_encoder_refuses_still_gives_one_json_line(
     capture_logs: Capture,
 ) -> None:

@@ -166,3 +166,14 @@ def test_host_policy_is_exact() -> None:
     assert split_host("[::1") is None
     assert split_host("::1") is None
     assert split_host("localhost:0") is None
+
+
+def test_host_policy_decides_a_header_it_has_seen_by_the_connections_port() -> None:
+    policy = HostPolicy.build([])
+    assert policy.allows("localhost:8080", 8080)
+    assert not policy.allows("localhost:8080", 9090)  # the same header, another listener
+    assert not policy.allows("evil.test", 8080) and not policy.allows("evil.test", 8080)
+    for n in range(200):  # many different headers: still exact, and only a few kept
+        assert not policy.allows(f"evil{n}.test", 8080)
+    assert policy.allows("localhost:8080", 8080)
+    assert len(policy._split) <= 64

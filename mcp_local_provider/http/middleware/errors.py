@@ -12,7 +12,7 @@ from aiohttp.typedefs import Handler
 from mcp_local_provider.core import errors
 from mcp_local_provider.http.families import ERROR_BODIES, route_family
 from mcp_local_provider.http.replies import json_reply
-from mcp_local_provider.http.state import MAPPED_ERROR
+from mcp_local_provider.http.state import FROM_HTTP_ERROR, MAPPED_ERROR
 
 log = structlog.get_logger("mcp_local_provider.http")
 
@@ -81,6 +81,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        request[FROM_HTTP_ERROR] = True
         response = error_response(request, _from_http(exc, request.method))
         for name in ("Allow",):
             if name in exc.headers:

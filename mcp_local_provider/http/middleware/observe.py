@@ -1,9 +1,11 @@
-"""Logs and metrics around every request: the outermost middleware.
+"""Logs, metrics and the audit line around every request: the outermost middleware.
 
 It sees every request, including those another middleware refused, with its final status. It
 opens the request's ``RequestScope`` (``core/call.py``), binds ``request_id`` for every log
 line about the request (the router adds ``session_id`` once a session is chosen), counts the
-request and writes one access line. What each call did is recorded by ``obs/calls.py``.
+request, and when it ends takes one timing and one outcome for all three records: the
+metrics, one access line and, for a request that reached the router, one audit line
+(``middleware/audit.py``). What each call did is recorded by ``obs/calls.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from mcp_local_provider.core.call import UNMATCHED, RequestScope, new_request_id
-from mcp_local_provider.core.errors import AgentTimeout
+from mcp_local_provider.core.errors import AgentTimeout, ProviderError
 from mcp_local_provider.http.families import (
     EDITOR_FAMILIES,
     HEALTH,
@@ -26,7 +28,8 @@ from mcp_local_provider.http.families import (
     route_family,
     route_template,
 )
-from mcp_local_provider.http.state import MAPPED_ERROR, SCOPE, STATE, State
+from mcp_local_provider.http.middleware.audit import request_line
+from mcp_local_provider.http.state import FROM_HTTP_ERROR, MAPPED_ERROR, SCOPE, STATE, State
 from mcp_local_provider.obs.labels import METHODS, OTHER
 from mcp_local_provider.obs.logs import BoundOnce
 from mcp_local_provider.obs.traffic import passed
@@ -75,9 +78,14 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     if not websocket:
         state.metrics.request_started(family)
     status = 500
+    cancelled = False
     response: web.StreamResponse | None = None
+    bytes_out: int | None = None
     try:
         response = await handler(request)
+        # What the audit line counts: a streamed response's bytes as written, a whole body's
+        # length (taken before it is sent: once sent, ``body_length`` counts the headers too).
+        bytes_out = response.body_length if response.prepared else response.content_length
         if not response.prepared:
             # Send it here rather than after the middleware returns, so the duration and
             # the access line cover the whole response.
@@ -88,6 +96,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     except (asyncio.CancelledError, ConnectionResetError):
         # An agent socket is upgraded before its handler first waits, so when its peer hangs
         # up the connection had been a WebSocket: that is its normal end, not a cancellation.
+        cancelled = True
         if websocket:
             status = SWITCHING_PROTOCOLS
         elif ctx.outcome == "shutting_down":
@@ -102,7 +111,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         if not websocket:
             state.metrics.request_ended_in_flight(family)
         try:
-            _finish(request, state, ctx, status, response)
+            _finish(request, state, ctx, status, response, cancelled, bytes_out)
         except Exception:  # metrics and logs must never break a request
             log.exception("request_observer_failed")
         finally:
@@ -115,10 +124,15 @@ def _finish(
     ctx: RequestScope,
     status: int,
     response: web.StreamResponse | None,
+    cancelled: bool,
+    bytes_out: int | None,
 ) -> None:
     metrics = state.metrics
     family = metric_label(ctx.family)
     duration = time.monotonic() - ctx.started
+    error = request.get(MAPPED_ERROR)
+    if ctx.call is not None:
+        _audit(state, ctx, status, bytes_out, duration, error, cancelled, request)
     method = request.method if request.method in METHODS else OTHER
     metrics.request_finished(
         family=family,
@@ -130,7 +144,6 @@ def _finish(
     )
     if status == CLIENT_CLOSED:
         metrics.cancelled.labels(family).inc()
-    error = request.get(MAPPED_ERROR)
     reason = _REJECTED_BY_STATUS.get(status) or _REJECTED_BY_CODE.get(getattr(error, "code", ""))
     if reason is not None and ctx.rejected is None:
         metrics.rejected(reason)
@@ -144,6 +157,34 @@ def _finish(
         state.traffic.passed(passed(ctx, status, duration))
     if state.config.access_log:
         _access_line(request, ctx, status, duration, response, error)
+
+
+def _audit(
+    state: State,
+    ctx: RequestScope,
+    status: int,
+    bytes_out: int | None,
+    duration: float,
+    error: ProviderError | None,
+    cancelled: bool,
+    request: web.Request,
+) -> None:
+    """Queue the audit line of a request that reached the router (the response is on its
+    way by now, so waking the writer thread costs the next request, not this one)."""
+    code: str | None
+    if cancelled:
+        if ctx.pending is not None and ctx.pending.outcome == "shutting_down":
+            status, code = 503, "shutting_down"  # the daemon cut it, then stopped waiting
+        else:
+            status, code = CLIENT_CLOSED, "client_disconnected"
+    elif error is None:
+        code = None
+    else:  # the handler raised it: the error body is not what it answered
+        code = "http_error" if request.get(FROM_HTTP_ERROR) else error.code
+        bytes_out = None
+    assert ctx.call is not None
+    line = request_line(ctx, status, code, bytes_out, duration)
+    state.security.audit.request(line, ctx.call.payload)
 
 
 def _client(request: web.Request) -> str:
@@ -186,4 +227,4 @@ def _access_line(
         fields["error"] = code
     if response is not None and response.body_length:
         fields["bytes"] = response.body_length
-    (logger.debug if quiet else logger.info)(line, **fields)
+    access_log.emit("debug" if quiet else "info", line, fields)
