@@ -13,6 +13,7 @@ import aiohttp
 from mcp_local_provider.cli.common import CliError, http_url, session_table
 from mcp_local_provider.core.addresses import unreachable
 from mcp_local_provider.core.config import Config
+from mcp_local_provider.obs.durations import duration
 from mcp_local_provider.policy.tokens import TokenError, read_existing
 
 CLEAR = "\x1b[H\x1b[2J"
@@ -112,18 +113,3 @@ def _traffic(counts: dict[str, Any]) -> str:
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
-
-
-def duration(seconds: float) -> str:
-    """``3d 4h``, ``2h 05m``, ``4m 09s`` or ``12s``."""
-    whole = int(seconds)
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"

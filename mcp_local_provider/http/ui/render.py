@@ -15,6 +15,7 @@ from string import Template
 from mcp_local_provider.core.registry import Session, SessionState
 from mcp_local_provider.http.ui.chart import usage_chart
 from mcp_local_provider.http.ui.usage import UsageRowLike
+from mcp_local_provider.obs.durations import duration
 from mcp_local_provider.obs.traffic import Passed
 
 ASSETS = resources.files("mcp_local_provider.http.ui") / "static"
@@ -298,18 +299,3 @@ def _clock(at: float) -> str:
 
 def _ago(at: float) -> str:
     return duration(max(0.0, time.time() - at)) + " ago"
-
-
-def duration(seconds: float) -> str:
-    """``3d 4h``, ``2h 05m``, ``4m 09s`` or ``12s``."""
-    whole = int(seconds)
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
