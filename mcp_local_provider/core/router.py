@@ -352,13 +352,7 @@ class Router:
                 async with asyncio.timeout(min(wait, left)):
                     item = await queue.get()
             except TimeoutError:
-                phase = "total" if left <= wait else "first_chunk"
-                pending.cancel_reason = "timeout"
-                pending.outcome = "timeout"
-                pending.timeout_phase = phase
-                raise errors.AgentTimeout(
-                    f"the agent did not answer in time ({phase} timeout)", phase=phase
-                ) from None
+                raise _timed_out(pending, "total" if left <= wait else "first_chunk") from None
         else:
             item = queue.get_nowait()
         if not isinstance(item, Failure) and pending.sizes:
@@ -404,14 +398,7 @@ class Router:
                     async with asyncio.timeout(budget):
                         item = await queue.get()
                 except TimeoutError:
-                    if left <= wait:
-                        phase = "total"
-                    pending.cancel_reason = "timeout"
-                    pending.outcome = "timeout"
-                    pending.timeout_phase = phase
-                    raise errors.AgentTimeout(
-                        f"the agent did not answer in time ({phase} timeout)", phase=phase
-                    ) from None
+                    raise _timed_out(pending, "total" if left <= wait else phase) from None
                 if not isinstance(item, Failure) and pending.sizes:
                     pending.buffered -= pending.sizes.popleft()
             else:
@@ -638,3 +625,11 @@ class Failover:
             out.append(name)
             todo.extend(self.fallbacks.get(name, ()))
         return tuple(out)
+
+
+def _timed_out(pending: CallRecord, phase: str) -> errors.AgentTimeout:
+    """Mark ``pending`` as cut by its ``phase`` timeout; the error that ends it."""
+    pending.cancel_reason = "timeout"
+    pending.outcome = "timeout"
+    pending.timeout_phase = phase
+    return errors.AgentTimeout(f"the agent did not answer in time ({phase} timeout)", phase=phase)
