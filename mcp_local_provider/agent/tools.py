@@ -163,7 +163,8 @@ def call_error(tools: EditorTools, name: str, arguments: str) -> str | None:
     )
 
 
-def _problems(tools: EditorTools, held: list[ToolCallDelta]) -> list[str]:
+def call_problems(tools: EditorTools, held: list[ToolCallDelta]) -> list[str]:
+    """What is wrong with an answer's tool calls (none, if they can be handed over)."""
     calls: dict[int, list[str]] = {}
     for delta in held:
         name_and_arguments = calls.setdefault(delta.index, ["", ""])
@@ -200,7 +201,7 @@ async def checked(
                     held.append(event)
                     continue
                 if isinstance(event, Finish):
-                    problems = _problems(tools, held)
+                    problems = call_problems(tools, held)
                     if not problems:
                         for call in held:
                             yield call
