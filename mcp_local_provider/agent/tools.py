@@ -187,12 +187,19 @@ async def checked(
     run: Callable[[Prompt], AsyncGenerator[BackendEvent, None]],
     prompt: Prompt,
     tools: EditorTools,
+    failed: list[str] | None = None,
 ) -> AsyncGenerator[BackendEvent, None]:
     """``run(prompt)``'s events, with its tool calls held back until the answer ends and
     checked then: calls of the editor's tools with arguments that match their JSON schemas
     (and a call at all when ``tool_choice`` requires one). A bad answer gets one repair round,
-    ``run`` again with the problems named; a second bad answer is a BackendError."""
-    for attempt in (1, 2):
+    ``run`` again with the problems named; a second bad answer is a BackendError. With
+    ``failed``, the first answer was checked elsewhere and had those problems."""
+    attempts: tuple[int, ...] = (1, 2)
+    if failed:  # a first answer, run elsewhere, had these problems: the repair round
+        log.info("tool_call_repair", problems=failed)
+        prompt = prompt.followed_by(REPAIR.format(problems="; ".join(failed)))
+        attempts = (2,)
+    for attempt in attempts:
         held: list[ToolCallDelta] = []
         problems: list[str] = []
         async with aclosing(run(prompt)) as events:

@@ -36,9 +36,7 @@ async def claude(
 ) -> AsyncIterator[CliBackend]:
     """Claude Code, its turns held ``request.param`` seconds for the editor's results."""
     wait = getattr(request, "param", 30)
-    settings = real_clis.settings(
-        "claude", model_api, tmp_path / "home", tool_result_timeout=wait
-    )
+    settings = real_clis.settings("claude", model_api, tmp_path / "home", tool_result_timeout=wait)
     backend = create("claude", settings=settings)
     assert isinstance(backend, CliBackend)
     await backend.start()
@@ -78,14 +76,18 @@ async def test_the_editors_result_continues_the_held_turn_in_the_same_process(
     model_api.script(CALL, Reply.text(ANSWER))
     call = await call_made(claude)
     assert claude.held_turns() == 1
-    started = len(processes)
+    pool = claude._pool
+    assert pool is not None
+    # The pool gets a new process in place of the one holding the turn.
+    await until(lambda: pool.status() == {"ready": 2, "starting": 0, "busy": 1}, 60)
+    started, taken = len(processes), (pool.taken, pool.missed)
     request = chat(messages=answered(call, "sunny, 24 C", [QUESTION]), tools=[WEATHER])
     events: list[BackendEvent] = []
     async for event in claude.serve(request):
         events.append(event)
         if isinstance(event, Finish):
-            # No process was started for the continuation.
-            assert len(processes) == started
+            # No process was started or taken for the continuation.
+            assert len(processes) == started and (pool.taken, pool.missed) == taken
     assert text(events) == ANSWER
     assert isinstance(events[-1], Finish) and events[-1].reason == "stop"
     first, second = model_api.answering()

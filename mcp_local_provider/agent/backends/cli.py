@@ -325,6 +325,10 @@ class CliBackend(Backend):
                     pool.busy -= 1
                     pool.fill(launch)
 
+    def _refill(self, launch: Launch, tools: EditorTools | None) -> None:
+        if self._pool is not None and self.warm(tools):
+            self._pool.fill(launch)
+
     async def close(self) -> None:
         if self._held is not None:
             await self._held.close()
@@ -390,8 +394,7 @@ class CliBackend(Backend):
             async for event in events:
                 yield event
         if invalid:
-            log.info("tool_call_repair", problems=invalid)
-            repeat = checked(lambda p: self._run(request, p, tools), prompt, tools)
+            repeat = checked(lambda p: self._run(request, p, tools), prompt, tools, invalid)
             async with aclosing(repeat) as again:
                 async for event in again:
                     yield event
@@ -468,10 +471,14 @@ class CliBackend(Backend):
                     resumed = False
                     async for raw in proc.events():
                         for event in parser.feed(raw):
-                            if isinstance(event, Finish):
+                            handed = isinstance(event, Finish) and event.reason == "tool_calls"
+                            if hold and handed:
+                                # This process stays with its held turn: the pool gets another.
+                                asyncio.get_running_loop().call_soon(self._refill, launch, tools)
+                            elif isinstance(event, Finish):
                                 proc.finished = True
                             yield event
-                            if hold and isinstance(event, Finish) and event.reason == "tool_calls":
+                            if hold and handed:
                                 resumed = True
                                 break
                             if proc.finished:
@@ -483,7 +490,6 @@ class CliBackend(Backend):
                         proc.malformed = 0
                         parser = self.parser(tools)
                         proc.progress = parser.progress
-                        proc.finished = False
                         proc.begin()
                 code = await proc.wait()
                 for event in parser.end(code, proc.stderr_tail()):
