@@ -3,9 +3,10 @@
 When a request carries ``tools``, a backend that supports it starts the CLI with an MCP server
 (``agent/tool_server.py``, run as its own process by the CLI over stdio) whose tools are the
 editor's: same names, descriptions and JSON schemas. The model calls one as it would any MCP
-tool; the backend sees the call in the CLI's output, hands it to the editor as a tool call and
-ends the run, so the editor runs the tool. The result comes back in the next request's messages,
-rendered into the prompt with the rest of the conversation.
+tool; the backend sees the call in the CLI's output and hands it to the editor as a tool call,
+so the editor runs the tool. The result comes back in the next request's messages: it continues
+the held turn (``agent/held.py``) where the backend holds them, else it is rendered into a new
+prompt with the rest of the conversation.
 
 The server needs nothing but the standard library and starts in tens of milliseconds.
 """

@@ -5,8 +5,10 @@ stream events; usage and the stop reason from the result event.
 When the request carries tools, Claude Code loads them from the editor's MCP server
 (``--mcp-config``, ``--strict-mcp-config``; ``agent/tools.py``) with its own tools off, and its
 model sees them as ``mcp__editor__NAME``. A call is handed to the editor as soon as the model's
-message ends with it (whole arguments, one ``ToolCallDelta`` per call), and the run is ended
-there: Claude Code would otherwise run the call against the server.
+message ends with it (whole arguments, one ``ToolCallDelta`` per call). The turn is then held
+(``agent/held.py``): the MCP call waits in the server for the editor's result, and the
+editor's next request carrying it continues the turn. With ``tool_result_timeout = 0`` the run
+is ended there instead (``--max-turns 1``, the server never answering).
 
 A ``response_format`` goes to Claude Code's own JSON mode (``--json-schema``): its model answers
 through a ``StructuredOutput`` tool, and the result's ``structured_output`` is the answer.
