@@ -133,3 +133,14 @@ async def test_a_result_after_a_changed_history_ends_the_held_turn_and_is_served
     await until(lambda: not alive([holder]), 10)
     (prompt,) = model_api.answering()[-1].body["messages"][:1]
     assert "Osaka" in json.dumps(prompt) and "sunny, 24 C" in json.dumps(prompt)
+
+
+async def test_the_agents_shutdown_ends_a_held_turn_and_its_process(
+    claude: CliBackend, model_api: ModelApi, processes: list[CliProcess]
+) -> None:
+    model_api.script(CALL)
+    await call_made(claude)
+    holder = processes[-1]
+    assert claude.held_turns() == 1 and alive([holder])
+    await claude.close()
+    assert claude.held_turns() == 0 and not alive([holder])
