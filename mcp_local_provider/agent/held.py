@@ -76,6 +76,7 @@ class Channel:
         self.path = folder / SOCKET
         self.waiting: asyncio.Queue[tuple[dict[str, Any], asyncio.StreamWriter]] = asyncio.Queue()
         self._server: asyncio.Server | None = None
+        self._closed = False
 
     async def open(self) -> None:
         self._server = await asyncio.start_unix_server(self._connected, path=str(self.path))
@@ -84,6 +85,9 @@ class Channel:
         try:
             call = json.loads(await reader.readline())
         except (ValueError, ConnectionError):
+            writer.close()
+            return
+        if self._closed:  # the turn ended while the call was asking
             writer.close()
             return
         await self.waiting.put((call if isinstance(call, dict) else {}, writer))
@@ -100,12 +104,16 @@ class Channel:
                 next(iter(left)),
             )
             del left[found]
-            writer.write(json.dumps({"text": results[found], "isError": False}).encode() + b"\n")
-            with suppress(ConnectionError):
-                await writer.drain()
-            writer.close()
+            try:
+                reply = {"text": results[found], "isError": False}
+                writer.write(json.dumps(reply).encode() + b"\n")
+                with suppress(ConnectionError):
+                    await writer.drain()
+            finally:
+                writer.close()
 
     async def close(self) -> None:
+        self._closed = True
         if self._server is not None:
             self._server.close()
         while not self.waiting.empty():
