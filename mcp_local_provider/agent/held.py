@@ -77,11 +77,14 @@ class Channel:
         self.waiting: asyncio.Queue[tuple[dict[str, Any], asyncio.StreamWriter]] = asyncio.Queue()
         self._server: asyncio.Server | None = None
         self._closed = False
+        #: Every connection accepted, closed with the channel at the latest.
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def open(self) -> None:
         self._server = await asyncio.start_unix_server(self._connected, path=str(self.path))
 
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             call = json.loads(await reader.readline())
         except (ValueError, ConnectionError):
@@ -117,7 +120,10 @@ class Channel:
         if self._server is not None:
             self._server.close()
         while not self.waiting.empty():
-            self.waiting.get_nowait()[1].close()
+            self.waiting.get_nowait()
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
 
 
 def _json(value: Any) -> Any:
@@ -193,6 +199,10 @@ class HeldTurns:
 
     def hold(self, turn: HeldTurn) -> None:
         for call_id in turn.calls:
+            older = self._turns.get(call_id)
+            if older is not None and older is not turn:
+                # The same id from another turn (ids should be unique): the older one ends.
+                self._end(older)
             self._turns[call_id] = turn
         loop = asyncio.get_running_loop()
         turn._timer = loop.call_later(self.timeout, self._expire, turn)
