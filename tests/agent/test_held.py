@@ -88,7 +88,7 @@ async def test_each_waiting_call_gets_the_result_of_its_own_call(tmp_path: Path)
 
 
 async def test_a_turn_holding_a_call_id_already_held_ends_the_older_turn(tmp_path: Path) -> None:
-    turns, older = held(tmp_path / "a" if (tmp_path / "a").mkdir() is None else tmp_path)
+    turns, older = held(tmp_path)
     newer = HeldTurn(idle(), Channel(tmp_path), older.tools)
     newer.handed(CALLS, chat(messages=[QUESTION]))
     turns.hold(newer)
