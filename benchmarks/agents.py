@@ -28,7 +28,7 @@ from typing import Any
 
 from mcp_local_provider.agent.backends import create
 from mcp_local_provider.agent.backends.cli import CliBackend
-from mcp_local_provider.agent.events import Finish, InvokeRequest
+from mcp_local_provider.agent.events import Finish, InvokeRequest, ToolCallDelta
 from tests import real_clis
 from tests.model_api import ModelApi, Reply, model_api
 
@@ -58,11 +58,14 @@ def request(messages: list[dict[str, Any]], tools: bool) -> InvokeRequest:
     )
 
 
-async def answer(backend: CliBackend, req: InvokeRequest) -> Finish:
+async def answer(backend: CliBackend, req: InvokeRequest, ids: list[str] | None = None) -> Finish:
+    """The answer's finish; the ids of its tool calls are added to ``ids``."""
     finish: Finish | None = None
     async for event in backend.serve(req):
         if isinstance(event, Finish):
             finish = event
+        elif isinstance(event, ToolCallDelta) and event.id and ids is not None:
+            ids.append(event.id)
     if finish is None:
         raise RuntimeError(f"{backend.name}: no finish")
     return finish
@@ -96,8 +99,10 @@ def figures(samples: list[float]) -> dict[str, Any]:
     }
 
 
-async def backend_for(name: str, api: ModelApi, home: Path, warm: bool) -> CliBackend:
-    settings = real_clis.settings(name, api, home, warm=warm)
+async def backend_for(
+    name: str, api: ModelApi, home: Path, warm: bool, **fields: Any
+) -> CliBackend:
+    settings = real_clis.settings(name, api, home, warm=warm, **fields)
     backend = create(name, settings=settings)
     assert isinstance(backend, CliBackend)
     await backend.start()
@@ -119,6 +124,16 @@ async def measure_backend(name: str, home: Path, count: int) -> dict[str, Any]:
                 out[f"{mode}_tool_loop"] = await tool_loop(name, backend, api)
             finally:
                 await backend.close()
+    if getattr(create(name), "holds_turns", False):
+        # The same warm loop with each result served by a fresh process (turns not held).
+        async with model_api() as api:
+            backend = await backend_for(
+                name, api, home / "unheld", warm=True, tool_result_timeout=0
+            )
+            try:
+                out["unheld_tool_loop"] = await tool_loop(name, backend, api)
+            finally:
+                await backend.close()
     return out
 
 
@@ -130,12 +145,13 @@ async def tool_loop(name: str, backend: CliBackend, api: ModelApi) -> dict[str, 
     started = time.perf_counter()
     await ready(backend)
     for step in range(LOOP_STEPS + 1):  # each request sent at once, as an editor does
-        finish = await answer(backend, request(messages, tools=True))
+        ids: list[str] = []
+        finish = await answer(backend, request(messages, tools=True), ids)
         if step == LOOP_STEPS:
             break
         if finish.reason != "tool_calls":
             raise RuntimeError(f"{name}: step {step} ended with {finish.reason}")
-        call_id = f"call_{step}"
+        call_id = ids[0]  # the editor answers the call it was given
         messages += [
             {
                 "role": "assistant",
@@ -176,6 +192,8 @@ def table(results: dict[str, Any]) -> str:
     for name, f in results.items():
         cold, warm = f["cold_tool_loop"], f["warm_tool_loop"]
         loop = f"{cold['per_round_trip_ms']} / {warm['per_round_trip_ms']} ms"
+        if "unheld_tool_loop" in f:
+            loop += f" (turn not held: {f['unheld_tool_loop']['per_round_trip_ms']} ms)"
         rows.append(
             f"| {name} | {f['cold']['p50_ms']} | {f['cold_tools']['p50_ms']} | "
             f"{f['warm']['p50_ms']} | {f['warm_tools']['p50_ms']} | {loop} |"

@@ -3,9 +3,10 @@
 When a request carries ``tools``, a backend that supports it starts the CLI with an MCP server
 (``agent/tool_server.py``, run as its own process by the CLI over stdio) whose tools are the
 editor's: same names, descriptions and JSON schemas. The model calls one as it would any MCP
-tool; the backend sees the call in the CLI's output, hands it to the editor as a tool call and
-ends the run, so the editor runs the tool. The result comes back in the next request's messages,
-rendered into the prompt with the rest of the conversation.
+tool; the backend sees the call in the CLI's output and hands it to the editor as a tool call,
+so the editor runs the tool. The result comes back in the next request's messages: it continues
+the held turn (``agent/held.py``) where the backend holds them, else it is rendered into a new
+prompt with the rest of the conversation.
 
 The server needs nothing but the standard library and starts in tens of milliseconds.
 """
@@ -163,7 +164,8 @@ def call_error(tools: EditorTools, name: str, arguments: str) -> str | None:
     )
 
 
-def _problems(tools: EditorTools, held: list[ToolCallDelta]) -> list[str]:
+def call_problems(tools: EditorTools, held: list[ToolCallDelta]) -> list[str]:
+    """What is wrong with an answer's tool calls (none, if they can be handed over)."""
     calls: dict[int, list[str]] = {}
     for delta in held:
         name_and_arguments = calls.setdefault(delta.index, ["", ""])
@@ -186,12 +188,19 @@ async def checked(
     run: Callable[[Prompt], AsyncGenerator[BackendEvent, None]],
     prompt: Prompt,
     tools: EditorTools,
+    failed: list[str] | None = None,
 ) -> AsyncGenerator[BackendEvent, None]:
     """``run(prompt)``'s events, with its tool calls held back until the answer ends and
     checked then: calls of the editor's tools with arguments that match their JSON schemas
     (and a call at all when ``tool_choice`` requires one). A bad answer gets one repair round,
-    ``run`` again with the problems named; a second bad answer is a BackendError."""
-    for attempt in (1, 2):
+    ``run`` again with the problems named; a second bad answer is a BackendError. With
+    ``failed``, the first answer was checked elsewhere and had those problems."""
+    attempts: tuple[int, ...] = (1, 2)
+    if failed:  # a first answer, run elsewhere, had these problems: the repair round
+        log.info("tool_call_repair", problems=failed)
+        prompt = prompt.followed_by(REPAIR.format(problems="; ".join(failed)))
+        attempts = (2,)
+    for attempt in attempts:
         held: list[ToolCallDelta] = []
         problems: list[str] = []
         async with aclosing(run(prompt)) as events:
@@ -200,7 +209,7 @@ async def checked(
                     held.append(event)
                     continue
                 if isinstance(event, Finish):
-                    problems = _problems(tools, held)
+                    problems = call_problems(tools, held)
                     if not problems:
                         for call in held:
                             yield call

@@ -25,6 +25,7 @@ from mcp_local_provider.core.call import (
     Timeouts,
     is_terminal,
 )
+from mcp_local_provider.core.held import ToolCallOwners
 from mcp_local_provider.core.protocol import (
     AnswerFrame,
     Frame,
@@ -107,6 +108,8 @@ class Router:
         #: "quota", "retryable"): metrics, the audit log, usage. Must not raise or block.
         self._on_failover = tuple(on_failover)
         self.choice = Choice(self.failover.routing)
+        #: Which session made each tool call relayed: its result goes back there.
+        self.tool_calls = ToolCallOwners()
         self.throttle = throttle
         self.queue_limit = queue_limit
         self._pending: dict[str, CallRecord] = {}
@@ -138,6 +141,8 @@ class Router:
         if is_terminal(frame):
             pending.done = True
             pending.last_frame_at = time.monotonic()
+        if isinstance(frame, ModelResult) or frame.delta.get("tool_calls"):
+            self.tool_calls.relayed(session.id, frame)
         pending.buffered += size
         pending.received += size
         pending.sizes.append(size)
@@ -502,7 +507,9 @@ class Router:
             free = [s for s in connected if s.has_free_slot()]
             if free:
                 # With one session connected there is nothing to choose (nor to remember).
-                session = free[0] if len(connected) == 1 else self.choice.pick(call, free)
+                session = self._owner(call, free) or (
+                    free[0] if len(connected) == 1 else self.choice.pick(call, free)
+                )
                 session.in_flight += 1
                 session.requests += 1
                 if self.throttle is not None:
@@ -534,6 +541,12 @@ class Router:
                         await changed.wait()
             finally:
                 self.waiting -= 1
+
+    def _owner(self, call: Call, free: list[Session]) -> Session | None:
+        """The free session that made the tool calls whose results ``call`` carries, which
+        may hold their turn open for them; None if none of ``free`` did."""
+        owner = self.tool_calls.owner(call.payload)
+        return None if owner is None else next((s for s in free if s.id == owner), None)
 
     def _grace_left(self, away: list[Session]) -> float:
         """Seconds until the last of ``away`` has been gone for ``reconnect_grace``: how long

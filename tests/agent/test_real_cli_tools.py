@@ -7,6 +7,7 @@ through the daemon. Skipped with the reason when node or npm is missing."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,21 @@ def call(name: str, arguments: dict[str, Any] | None = None) -> Reply:
     return Reply(tool_call=(PREFIX[name] + "get_weather", arguments or {"city": "Tokyo"}))
 
 
+#: The backends a test made, closed after it (a turn held for the editor's result ends).
+MADE: list[Backend] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_backends() -> AsyncIterator[None]:
+    yield
+    while MADE:
+        await MADE.pop().close()
+
+
 def cli(name: str, api: ModelApi, root: Path) -> Backend:
-    return create(name, settings=real_clis.settings(name, api, root / "home"))
+    backend = create(name, settings=real_clis.settings(name, api, root / "home"))
+    MADE.append(backend)
+    return backend
 
 
 def editor_tools(name: str, names: list[str]) -> list[str]:

@@ -5,8 +5,10 @@ stream events; usage and the stop reason from the result event.
 When the request carries tools, Claude Code loads them from the editor's MCP server
 (``--mcp-config``, ``--strict-mcp-config``; ``agent/tools.py``) with its own tools off, and its
 model sees them as ``mcp__editor__NAME``. A call is handed to the editor as soon as the model's
-message ends with it (whole arguments, one ``ToolCallDelta`` per call), and the run is ended
-there: Claude Code would otherwise run the call against the server.
+message ends with it (whole arguments, one ``ToolCallDelta`` per call). The turn is then held
+(``agent/held.py``): the MCP call waits in the server for the editor's result, and the
+editor's next request carrying it continues the turn. With ``tool_result_timeout = 0`` the run
+is ended there instead (``--max-turns 1``, the server never answering).
 
 A ``response_format`` goes to Claude Code's own JSON mode (``--json-schema``): its model answers
 through a ``StructuredOutput`` tool, and the result's ``structured_output`` is the answer.
@@ -203,6 +205,7 @@ class ClaudeBackend(CliBackend):
     editor_tools = True
     native_output = True
     warmable = True
+    holds_turns = True
 
     def argv(
         self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None = None
@@ -223,12 +226,15 @@ class ClaudeBackend(CliBackend):
             # to the running process (``begin``), so the command line is the same for every
             # request with tools and the process can start ahead.
             argv += ["--strict-mcp-config", "--allowedTools", TOOL_PREFIX.rstrip("_")]
-            argv += ["--max-turns", "1"]
+            if not self.holding:
+                argv += ["--max-turns", "1"]
         elif tools is not None:
             config = tools.folder / "claude-mcp.json"
             allowed = ",".join(TOOL_PREFIX + name for name in tools.names)
             argv += ["--mcp-config", str(config), "--strict-mcp-config"]
-            argv += ["--allowedTools", allowed, "--max-turns", "1"]
+            argv += ["--allowedTools", allowed]
+            if not self.holding:
+                argv += ["--max-turns", "1"]
         elif own:
             # Headless, nobody can approve a tool: the chosen ones are approved beforehand, and
             # the agent gets the turns to use them.
@@ -249,7 +255,8 @@ class ClaudeBackend(CliBackend):
     def prepare(self, tools: EditorTools) -> None:
         if not self.settings.warm:
             config = tools.folder / "claude-mcp.json"
-            config.write_text(json.dumps({"mcpServers": tools.mcp_servers()}))
+            servers = tools.mcp_servers(hold=self.holding)
+            config.write_text(json.dumps({"mcpServers": servers}))
 
     def warm(self, tools: EditorTools | None) -> bool:
         # The editor's MCP server is given to the process when its request comes (``begin``).
@@ -264,7 +271,8 @@ class ClaudeBackend(CliBackend):
     async def begin(self, proc: CliProcess, prompt: Prompt, tools: EditorTools | None) -> None:
         if tools is not None and self.settings.warm:
             # Give the running process the editor's MCP server; answered once it is connected.
-            request = {"subtype": "mcp_set_servers", "servers": tools.mcp_servers()}
+            servers = tools.mcp_servers(hold=self.holding)
+            request = {"subtype": "mcp_set_servers", "servers": servers}
             await self._control(proc, request, "load the editor's tools")
         await super().begin(proc, prompt, tools)
 
@@ -296,6 +304,14 @@ class ClaudeBackend(CliBackend):
         # One user message, then the end of input: Claude Code answers it and exits.
         message = {"role": "user", "content": text}
         return json.dumps({"type": "user", "message": message, "parent_tool_use_id": None}) + "\n"
+
+    def environment(self, tools: EditorTools | None = None) -> dict[str, str]:
+        env = super().environment(tools)
+        if self.holding:
+            # A held call waits for the editor's result: longer than the turn is held.
+            wait = int((self.settings.tool_result_timeout + self.settings.idle_timeout) * 1000)
+            env.setdefault("MCP_TOOL_TIMEOUT", str(wait))
+        return env
 
     def parser(self, tools: EditorTools | None = None) -> OutputParser:
         return ClaudeParser(tools)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing, asynccontextmanager, nullcontext
+from contextlib import ExitStack, aclosing, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,17 @@ import structlog
 
 from mcp_local_provider.agent.backend import Backend, BackendError
 from mcp_local_provider.agent.emulation import Prompt, flatten
-from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest, TextDelta
+from mcp_local_provider.agent.events import (
+    BackendEvent,
+    Finish,
+    InvokeRequest,
+    TextDelta,
+    ToolCallDelta,
+)
+from mcp_local_provider.agent.held import Channel, HeldTurn, HeldTurns
 from mcp_local_provider.agent.process import CliProcess, find_binary
 from mcp_local_provider.agent.structured import OutputFormat, structured
-from mcp_local_provider.agent.tools import EditorTools, checked, offered
+from mcp_local_provider.agent.tools import EditorTools, call_problems, checked, offered
 from mcp_local_provider.agent.warm import Launch, WarmPool
 from mcp_local_provider.core.config import BackendSettings
 from mcp_local_provider.core.protocol import ModelSpec
@@ -257,6 +264,22 @@ class CliBackend(Backend):
             cancel_grace=s.cancel_grace,
         )
 
+    # -- held tool turns (agent/held.py) --------------------------------------------------
+
+    #: Whether the CLI's MCP tool call can wait for the editor's result, and its turn then go
+    #: on (its tool server is started with ``hold`` and the run does not end at the call).
+    holds_turns = False
+    _held: HeldTurns | None = None
+
+    @property
+    def holding(self) -> bool:
+        """Whether runs with the editor's tools hold their turn for the results."""
+        return self.holds_turns and self.settings.tool_result_timeout > 0
+
+    def held_turns(self) -> int:
+        """How many turns are held now, waiting for the editor's results."""
+        return 0 if self._held is None else len(self._held)
+
     def pool_status(self) -> dict[str, int] | None:
         """The warm pool's processes (ready, starting, busy), or None without one."""
         return None if self._pool is None else self._pool.status()
@@ -302,7 +325,13 @@ class CliBackend(Backend):
                     pool.busy -= 1
                     pool.fill(launch)
 
+    def _refill(self, launch: Launch, tools: EditorTools | None) -> None:
+        if self._pool is not None and self.warm(tools):
+            self._pool.fill(launch)
+
     async def close(self) -> None:
+        if self._held is not None:
+            await self._held.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -320,7 +349,21 @@ class CliBackend(Backend):
 
     async def run(self, request: InvokeRequest) -> AsyncIterator[BackendEvent]:
         prompt = await self._ready(request)
-        with offered(request) if self.editor_tools else nullcontext() as tools:
+        if self.holding and self._held is None:
+            self._held = HeldTurns(self.settings.tool_result_timeout)
+        taken = self._held.take(request) if self._held is not None else None
+        if taken is not None:
+            turn, results = taken
+            log.info("held_turn_continued", request_id=request.id, calls=len(results))
+            async with (
+                aclosing(turn.resume(results)) as resumed,
+                aclosing(self._hand_over(turn, resumed, request, None)) as continued,
+            ):
+                async for event in continued:
+                    yield event
+            return
+        with ExitStack() as stack:
+            tools = stack.enter_context(offered(request)) if self.editor_tools else None
             if tools is not None:
                 self.prepare(tools)
                 prompt = prompt.with_system(tools.instructions(self.tool_prefix))
@@ -330,30 +373,124 @@ class CliBackend(Backend):
                 events = structured(lambda p: self._run(request, p, None), prompt, wanted)
             elif tools is None:
                 events = self._run(request, prompt, None)
+            elif self._held is not None:
+                events = self._held_run(request, prompt, tools, stack)
             else:
                 events = checked(lambda p: self._run(request, p, tools), prompt, tools)
             async with aclosing(events):
                 async for event in events:
                     yield event
 
-    async def _run(
+    async def _held_run(
+        self, request: InvokeRequest, prompt: Prompt, tools: EditorTools, stack: ExitStack
+    ) -> AsyncGenerator[BackendEvent, None]:
+        """A run with the editor's tools whose turn is held when it hands calls over; an
+        answer whose calls are invalid is run again the usual way (``checked``)."""
+        channel = Channel(tools.folder)
+        await channel.open()
+        turn = HeldTurn(self._loop(request, prompt, tools, hold=True), channel, tools)
+        invalid: list[str] = []
+        async with aclosing(self._hand_over(turn, turn.events, request, stack, invalid)) as events:
+            async for event in events:
+                yield event
+        if invalid:
+            repeat = checked(lambda p: self._run(request, p, tools), prompt, tools, invalid)
+            async with aclosing(repeat) as again:
+                async for event in again:
+                    yield event
+
+    async def _hand_over(
+        self,
+        turn: HeldTurn,
+        events: AsyncIterator[BackendEvent],
+        request: InvokeRequest,
+        stack: ExitStack | None,
+        invalid: list[str] | None = None,
+    ) -> AsyncGenerator[BackendEvent, None]:
+        """The turn's events to its next Finish, tool calls held back to the end and checked
+        (see ``checked``). Valid calls handed over hold the turn (``stack``: what the tools
+        folder's removal is to be taken from); any other end closes it."""
+        assert self._held is not None
+        held = False
+        calls: list[ToolCallDelta] = []
+        try:
+            async for event in events:
+                if isinstance(event, ToolCallDelta):
+                    calls.append(event)
+                    continue
+                if isinstance(event, Finish) and turn.tools is not None:
+                    wrong = call_problems(turn.tools, calls)
+                    if wrong:
+                        if invalid is None:
+                            raise BackendError(
+                                "the agent's tool call is invalid: " + "; ".join(wrong),
+                                "invalid_tool_call",
+                            )
+                        invalid += wrong
+                        return
+                    if calls and event.reason == "tool_calls":
+                        turn.handed(calls, request)
+                        if stack is not None:
+                            turn.release = stack.pop_all().close
+                        self._held.hold(turn)
+                        held = True
+                    for call in calls:
+                        yield call
+                    yield event
+                    return
+                yield event
+        finally:
+            if not held:
+                await turn.close()
+
+    def _run(
         self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None
     ) -> AsyncGenerator[BackendEvent, None]:
         """The run loop every CLI backend shares: the process, the prompt on stdin, each output
         event through the parser, the exit code at the end."""
+        return self._loop(request, prompt, tools)
+
+    async def _loop(
+        self,
+        request: InvokeRequest,
+        prompt: Prompt,
+        tools: EditorTools | None,
+        hold: bool = False,
+    ) -> AsyncGenerator[BackendEvent, None]:
+        """``_run``'s loop. With ``hold``, a Finish that hands tool calls over does not end it:
+        once resumed (the results given to the waiting calls, ``agent/held.py``), the turn's
+        output goes on with a fresh parser and clock."""
         parser = self.parser(tools)
         parser.structured = self.native_format(request, tools) is not None
         launch = self.launch(request, prompt, tools)
         async with self.running(launch, parser, self.warm(tools)) as proc:
             try:
                 await self.begin(proc, prompt, tools)
-                async for raw in proc.events():
-                    for event in parser.feed(raw):
-                        if isinstance(event, Finish):
-                            proc.finished = True
-                        yield event
-                        if proc.finished:
-                            return
+                resumed = True
+                while resumed:
+                    resumed = False
+                    async for raw in proc.events():
+                        for event in parser.feed(raw):
+                            handed = isinstance(event, Finish) and event.reason == "tool_calls"
+                            if hold and handed:
+                                # This process stays with its held turn: the pool gets another.
+                                asyncio.get_running_loop().call_soon(self._refill, launch, tools)
+                            elif isinstance(event, Finish):
+                                proc.finished = True
+                            yield event
+                            if hold and handed:
+                                resumed = True
+                                break
+                            if proc.finished:
+                                return
+                        if resumed:
+                            break
+                    if resumed:
+                        self.malformed_lines += proc.malformed
+                        proc.malformed = 0
+                        parser = self.parser(tools)
+                        proc.progress = parser.progress
+                        proc.begin()
                 code = await proc.wait()
                 for event in parser.end(code, proc.stderr_tail()):
                     yield event

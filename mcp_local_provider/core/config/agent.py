@@ -62,6 +62,13 @@ class BackendSettings(BaseModel):
         description="a process started ahead and unused this long (seconds) is replaced when "
         "taken, so it never serves with stale credentials or settings",
     )
+    tool_result_timeout: float = Field(
+        120,
+        ge=0,
+        description="claude: how long a turn that called the editor's tools is held open "
+        "(its process running) for the editor's results, so the tool loop continues one live "
+        "turn; 0: never held, each result is served by a fresh process",
+    )
     base_url: str | None = Field(
         None, description="openai: the upstream's base URL, e.g. http://127.0.0.1:8000/v1"
     )
