@@ -15,10 +15,9 @@ from mcp_local_provider.agent import AgentClient, AgentRefused, BackendError
 from mcp_local_provider.agent.backend import Backend
 from mcp_local_provider.agent.backends import create
 from mcp_local_provider.agent.check import check
-from mcp_local_provider.cli.common import EXIT_ERROR, CliError, http_url
+from mcp_local_provider.cli.common import EXIT_ERROR, CliError, bridge_token, http_url
 from mcp_local_provider.core.config import Config, ConfigError
 from mcp_local_provider.obs.logs import configure
-from mcp_local_provider.policy.tokens import TokenError, read_existing
 
 
 def _scopes_for(backend: Backend) -> tuple[str, ...]:
@@ -47,10 +46,7 @@ async def run(args: argparse.Namespace, config: Config) -> int:
         finally:
             await backend.close()
         return 0 if works else EXIT_ERROR
-    try:
-        token = read_existing(config)
-    except TokenError as exc:
-        raise CliError(str(exc)) from None
+    token = bridge_token(config)
     url = args.url or http_url(config, None).replace("http://", "ws://", 1) + "/agent"
     _refuse_loop(settings.base_url, url)
     try:

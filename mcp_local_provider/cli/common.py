@@ -1,5 +1,5 @@
-"""What every command shares: the error type, exit codes, the config, the daemon's URL and
-the session table."""
+"""What every command shares: the error type, exit codes, the config, the bridge token, the
+daemon's URL and the session table."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp_local_provider.core.config import Config, base_url, load_config
+from mcp_local_provider.policy.tokens import TokenError, read_existing
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -28,6 +29,14 @@ def config_for(args: argparse.Namespace, **flags: Any) -> Config:
     """The config from the file and environment, with the command's flags on top."""
     overrides = {"token_file": getattr(args, "token_file", None), **flags}
     return load_config(args.config, overrides=overrides)
+
+
+def bridge_token(config: Config) -> str:
+    """The bridge token from the token file, or a CliError saying why it cannot be read."""
+    try:
+        return read_existing(config)
+    except TokenError as exc:
+        raise CliError(str(exc)) from None
 
 
 def http_url(config: Config, url: str | None) -> str:

@@ -7,17 +7,13 @@ import json
 
 import aiohttp
 
-from mcp_local_provider.cli.common import CliError, http_url, session_table
+from mcp_local_provider.cli.common import CliError, bridge_token, http_url, session_table
 from mcp_local_provider.core.addresses import unreachable
 from mcp_local_provider.core.config import Config
-from mcp_local_provider.policy.tokens import TokenError, read_existing
 
 
 async def run(args: argparse.Namespace, config: Config) -> int:
-    try:
-        token = read_existing(config)
-    except TokenError as exc:
-        raise CliError(str(exc)) from None
+    token = bridge_token(config)
     base = http_url(config, args.url)
     if args.action == "list":
         method, path = "GET", "/control/sessions"

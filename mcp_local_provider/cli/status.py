@@ -10,11 +10,10 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from mcp_local_provider.cli.common import CliError, http_url, session_table
+from mcp_local_provider.cli.common import CliError, bridge_token, http_url, session_table
 from mcp_local_provider.core.addresses import unreachable
 from mcp_local_provider.core.config import Config
 from mcp_local_provider.obs.durations import duration
-from mcp_local_provider.policy.tokens import TokenError, read_existing
 
 CLEAR = "\x1b[H\x1b[2J"
 
@@ -22,10 +21,7 @@ CLEAR = "\x1b[H\x1b[2J"
 async def run(args: argparse.Namespace, config: Config, out: TextIO | None = None) -> int:
     """Print the daemon's status once, or every ``--watch`` seconds until Ctrl-C."""
     out = out or sys.stdout
-    try:
-        token = read_existing(config)
-    except TokenError as exc:
-        raise CliError(str(exc)) from None
+    token = bridge_token(config)
     base = http_url(config, args.url)
     if args.watch is None:
         _show(await fetch(base, token), base, args.json, out)

@@ -13,18 +13,14 @@ from typing import TextIO
 
 import aiohttp
 
-from mcp_local_provider.cli.common import CliError, http_url
+from mcp_local_provider.cli.common import CliError, bridge_token, http_url
 from mcp_local_provider.core.addresses import unreachable
 from mcp_local_provider.core.config import Config
-from mcp_local_provider.policy.tokens import TokenError, read_existing
 
 
 async def run(args: argparse.Namespace, config: Config, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    try:
-        token = read_existing(config)
-    except TokenError as exc:
-        raise CliError(str(exc)) from None
+    token = bridge_token(config)
     base = http_url(config, args.url)
     link, lifetime = await login_link(base, token)
     minutes = f"{lifetime / 60:g} minute" + ("" if lifetime == 60 else "s")
