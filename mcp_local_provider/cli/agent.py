@@ -15,7 +15,13 @@ from mcp_local_provider.agent import AgentClient, AgentRefused, BackendError
 from mcp_local_provider.agent.backend import Backend
 from mcp_local_provider.agent.backends import create
 from mcp_local_provider.agent.check import check
-from mcp_local_provider.cli.common import EXIT_ERROR, CliError, bridge_token, http_url
+from mcp_local_provider.cli.common import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    CliError,
+    bridge_token,
+    http_url,
+)
 from mcp_local_provider.core.config import Config, ConfigError
 from mcp_local_provider.obs.logs import configure
 
@@ -84,11 +90,24 @@ async def run(args: argparse.Namespace, config: Config) -> int:
         on_pending=pending,
         on_granted=granted,
     )
-    # SIGTERM stops the agent as Ctrl-C does: it says goodbye, so its session ends at once.
+    # Ctrl-C and SIGTERM stop the agent the same way: it says goodbye, so its session ends at
+    # once, and the backend ends every process it started. Both are handled as event loop
+    # callbacks: cancelling the running task from inside a signal handler could be lost in a
+    # narrow window. A second Ctrl-C stops at once.
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    signals: list[signal.Signals] = []
     stopping: list[asyncio.Task[None]] = []
-    asyncio.get_running_loop().add_signal_handler(
-        signal.SIGTERM, lambda: stopping.append(asyncio.create_task(client.stop()))
-    )
+
+    def on_signal(sig: signal.Signals) -> None:
+        signals.append(sig)
+        if len(signals) == 1:
+            stopping.append(asyncio.create_task(client.stop()))
+        elif main_task is not None:
+            main_task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
     started = time.monotonic()
     try:
         reason = await client.run()
@@ -96,13 +115,19 @@ async def run(args: argparse.Namespace, config: Config) -> int:
         raise CliError(str(exc)) from None
     except BackendError as exc:
         raise CliError(f"the {name} backend cannot start: {exc.message}") from None
+    except asyncio.CancelledError:
+        if len(signals) < 2:
+            raise
+        return EXIT_INTERRUPTED
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         await backend.close()
     print(
         f"Session ended ({reason}) after {time.monotonic() - started:.0f} s.",
         file=sys.stderr,
     )
-    return 0
+    return EXIT_INTERRUPTED if signal.SIGINT in signals else 0
 
 
 def _refuse_loop(base_url: str | None, agent_url: str) -> None:

@@ -12,6 +12,8 @@ from mcp_local_provider.policy.tokens import TokenError, read_existing
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+#: Stopped by Ctrl-C (SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
 
 
 class CliError(Exception):
@@ -52,12 +54,19 @@ def _tokens(today: dict[str, Any] | None) -> str:
     return f"{today.get('input_tokens', 0)}/{today.get('output_tokens', 0)}{mark}"
 
 
+def _warm(warm: dict[str, int] | None) -> str:
+    """Processes the agent keeps started ahead: ready/starting/busy, or - if it reports none."""
+    if not warm:
+        return "-"
+    return f"{warm.get('ready', 0)}/{warm.get('starting', 0)}/{warm.get('busy', 0)}"
+
+
 def session_table(sessions: list[dict[str, Any]]) -> str:
     if not sessions:
         return "no sessions"
     header = (
         "SESSION", "STATE", "AGENT", "LABEL", "MODELS", "EXPIRES IN", "REQUESTS", "IN FLIGHT",
-        "TOKENS TODAY", "COOLING",
+        "TOKENS TODAY", "COOLING", "WARM R/S/B",
     )  # fmt: skip
     rows = [header]
     for s in sessions:
@@ -74,6 +83,7 @@ def session_table(sessions: list[dict[str, Any]]) -> str:
                 f"{s['in_flight']}/{s['max_concurrency']}",
                 _tokens(s.get("tokens_today")),
                 f"{int(s['cooling_left'])}s" if s.get("cooling") else "-",
+                _warm(s.get("warm")),
             )
         )
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]

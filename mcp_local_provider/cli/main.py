@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from mcp_local_provider import __version__
-from mcp_local_provider.cli.common import EXIT_ERROR, EXIT_USAGE, CliError, add_common, config_for
+from mcp_local_provider.cli.common import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    CliError,
+    add_common,
+    config_for,
+)
 from mcp_local_provider.core.config import ConfigError
 
 
@@ -251,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mcp-local-provider: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (``status --watch | head``): nothing left to say to anyone.
         _silence_stdout()
