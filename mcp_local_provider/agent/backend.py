@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from mcp_local_provider.agent.emulation import emulate
 from mcp_local_provider.agent.events import BackendEvent, InvokeRequest
-from mcp_local_provider.core.protocol import ModelSpec
+from mcp_local_provider.core.protocol import ModelSpec, WarmStatus
 
 
 class BackendError(Exception):
@@ -47,6 +47,11 @@ class Backend(ABC):
         """``run`` with the features in ``emulated`` applied: what the agent sends."""
         events = self.run(request)
         return emulate(request, events, self.emulated) if self.emulated else events
+
+    def pool_status(self) -> WarmStatus | None:
+        """The processes started ahead (ready, starting, busy), or None for a backend without
+        any; the client reports changes to a daemon that accepts ``agent_status``."""
+        return None
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources when the agent stops."""

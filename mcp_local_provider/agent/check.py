@@ -18,6 +18,7 @@ from mcp_local_provider.agent.events import (
     TextDelta,
     ToolCallDelta,
 )
+from mcp_local_provider.core.protocol import WarmStatus
 
 CHECK_PROMPT = "Reply with the single word: pong"
 
@@ -32,7 +33,7 @@ def _describe_usage(usage: dict[str, object] | None) -> str:
     )
 
 
-async def _settled_pool(backend: CliBackend, limit: float = 30.0) -> dict[str, int] | None:
+async def _settled_pool(backend: CliBackend, limit: float = 30.0) -> WarmStatus | None:
     """The warm pool's state once the process for the next request has started (or after
     ``limit`` seconds)."""
     deadline = time.monotonic() + limit

@@ -24,12 +24,17 @@ from mcp_local_provider.core.protocol import (
     SessionEnded,
     SessionGranted,
     SessionPending,
+    WarmStatus,
+    agent_status_frame,
     encode,
     hello_frame,
     parse_daemon_frame,
 )
 
 log = structlog.get_logger("mcp_local_provider.agent")
+
+#: Seconds between looks at the backend's processes started ahead (a change is reported).
+STATUS_INTERVAL = 1.0
 
 _ENDED_BY_CODE = {
     CloseCode.REVOKED: "revoked",
@@ -84,6 +89,7 @@ class AgentClient:
         backoff_initial: float = 0.2,
         backoff_max: float = 10.0,
         heartbeat: float = 15.0,
+        status_interval: float = STATUS_INTERVAL,
         on_pending: Callable[[dict[str, Any]], None] | None = None,
         on_granted: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
@@ -101,6 +107,7 @@ class AgentClient:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.heartbeat = heartbeat
+        self.status_interval = status_interval
         self.on_pending = on_pending
         self.on_granted = on_granted
         self.session_id: str | None = None
@@ -215,6 +222,7 @@ class AgentClient:
         self._granted_this_connection = False
         resuming = self.session_token is not None
         ended: str | None = None
+        reporting: asyncio.Task[None] | None = None
         try:
             if self._stopping.is_set():
                 return "stopped"
@@ -238,6 +246,8 @@ class AgentClient:
                         self.on_pending(frame.model_dump())
                 elif isinstance(frame, SessionGranted):
                     self._granted(frame)
+                    if reporting is None and "agent_status" in frame.accepts:
+                        reporting = asyncio.create_task(self._report_status(ws))
                 elif isinstance(frame, SessionDenied):
                     raise AgentRefused(f"access denied: {frame.reason}", CloseCode.DENIED)
                 elif isinstance(frame, SessionEnded):
@@ -247,12 +257,28 @@ class AgentClient:
                     log.warning("agent_daemon_error", message=frame.message)
         finally:
             self._ws = None
+            if reporting is not None:
+                reporting.cancel()
             await self._requests.cancel_all()
             if not ws.closed:
                 # The daemon did not close this connection: the agent is leaving on purpose
                 # (stopped, cancelled, interrupted, refused), so it says goodbye.
                 await _goodbye(ws)
         return self._outcome(ws.close_code, ended, resuming)
+
+    async def _report_status(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Tell the daemon how the backend's processes started ahead stand, whenever that
+        changes (looked at every ``status_interval``), for its status view."""
+        last: WarmStatus | None = None
+        while not ws.closed:
+            now = self.backend.pool_status()
+            if now is not None and now != last:
+                try:
+                    await ws.send_str(encode(agent_status_frame(now)))
+                except (ConnectionError, RuntimeError):
+                    return
+                last = now
+            await asyncio.sleep(self.status_interval)
 
     def _granted(self, frame: SessionGranted) -> None:
         self.session_id = frame.session_id

@@ -28,6 +28,7 @@ import structlog
 
 from mcp_local_provider.agent.backend import BackendError
 from mcp_local_provider.agent.process import CliProcess
+from mcp_local_provider.core.protocol import WarmStatus
 
 log = structlog.get_logger("mcp_local_provider.agent.warm")
 
@@ -124,13 +125,13 @@ class WarmPool:
             starting.add(task)
             task.add_done_callback(starting.discard)
 
-    def status(self) -> dict[str, int]:
+    def status(self) -> WarmStatus:
         """How many processes are ready, starting, and serving a request."""
-        return {
-            "ready": sum(len(procs) for procs in self._ready.values()),
-            "starting": sum(len(tasks) for tasks in self._starting.values()),
-            "busy": self.busy,
-        }
+        return WarmStatus(
+            ready=sum(len(procs) for procs in self._ready.values()),
+            starting=sum(len(tasks) for tasks in self._starting.values()),
+            busy=self.busy,
+        )
 
     async def close(self) -> None:
         """Stop every process the pool started and is holding (taken ones are their

@@ -13,6 +13,7 @@ import structlog
 
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.protocol import (
+    ACCEPTED_AGENT_FRAMES,
     ENDED_CLOSE_CODES,
     CloseCode,
     Hello,
@@ -54,6 +55,7 @@ def granted_frame(session: Session, token: str) -> SessionGranted:
         expires_at=session.expires_at_iso(),
         max_requests=session.max_requests,
         max_concurrency=session.max_concurrency,
+        accepts=list(ACCEPTED_AGENT_FRAMES),
     )
 
 

@@ -253,10 +253,34 @@ class ModelStreamChunk(Frame):
     usage: dict[str, Any] | None = None
 
 
+#: At most this many processes in any one count of ``agent_status``.
+MAX_PROCESSES = 10_000
+_Count = Annotated[int, Field(strict=True, ge=0, le=MAX_PROCESSES)]
+
+
+@with_config(_KEEP)
+class WarmStatus(TypedDict):
+    """An agent's processes started ahead: ready for a request, still starting, serving one."""
+
+    ready: _Count
+    starting: _Count
+    busy: _Count
+
+
+class AgentStatus(Frame):
+    """What an agent reports about itself between requests (an addition to v1, sent only to a
+    daemon whose ``session_granted`` lists ``agent_status`` in ``accepts``)."""
+
+    type: Literal["agent_status"]
+    warm: WarmStatus | None = None
+
+
 #: A frame that answers a ``model_invoke``: one piece of a stream, or the whole result.
 AnswerFrame = ModelStreamChunk | ModelResult
 #: Every frame an agent may send.
-AgentFrame = Hello | ModelResult | ModelStreamChunk
+AgentFrame = Hello | ModelResult | ModelStreamChunk | AgentStatus
+#: The optional agent frames this daemon takes, announced in ``session_granted.accepts``.
+ACCEPTED_AGENT_FRAMES = ("agent_status",)
 _agent_frame: TypeAdapter[AgentFrame] = TypeAdapter(
     Annotated[AgentFrame, Field(discriminator="type")]
 )
@@ -277,6 +301,8 @@ class SessionGranted(Frame):
     expires_at: str | None = None
     max_requests: int | None = None
     max_concurrency: int | None = None
+    #: Optional agent frames the daemon takes (an older daemon sends none: send it none).
+    accepts: list[str] = Field(default_factory=list)
 
 
 class SessionDenied(Frame):
@@ -496,6 +522,7 @@ def session_granted_frame(
     expires_at: str | None,
     max_requests: int,
     max_concurrency: int,
+    accepts: list[str],
 ) -> SessionGranted:
     return SessionGranted.model_construct(
         type="session_granted",
@@ -506,7 +533,12 @@ def session_granted_frame(
         expires_at=expires_at,
         max_requests=max_requests,
         max_concurrency=max_concurrency,
+        accepts=accepts,
     )
+
+
+def agent_status_frame(warm: WarmStatus | None) -> AgentStatus:
+    return AgentStatus.model_construct(type="agent_status", warm=warm)
 
 
 def session_pending_frame(session_id: str) -> SessionPending:

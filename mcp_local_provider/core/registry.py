@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from mcp_local_provider.core.protocol import Frame, ModelSpec
+from mcp_local_provider.core.protocol import Frame, ModelSpec, WarmStatus
 
 
 class SessionState(StrEnum):
@@ -92,6 +92,8 @@ class Session:
     cooling_code: str | None = None
     #: Refusals in a row (the backoff grows with them); reset by an answer.
     strikes: int = 0
+    #: The agent's processes started ahead, as it last reported them (None: never reported).
+    warm: WarmStatus | None = None
     _model_names: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
@@ -169,6 +171,7 @@ class Session:
             "cooling_left": round(self.cooling_left(now), 1),
             "cooling_until": _iso(self.cooling_until) if self.cooling_left(now) > 0 else None,
             "cooling_reason": self.cooling_code if self.cooling_left(now) > 0 else None,
+            "warm": dict(self.warm) if self.warm is not None and self.connected else None,
         }
 
 

@@ -76,12 +76,12 @@ async def test_status_prints_a_table_for_a_person(
     header, row = out.strip().splitlines()[-2:]
     assert header.split() == [
         "SESSION", "STATE", "AGENT", "LABEL", "MODELS", "EXPIRES", "IN", "REQUESTS", "IN", "FLIGHT",
-        "TOKENS", "TODAY", "COOLING",
+        "TOKENS", "TODAY", "COOLING", "WARM", "R/S/B",
     ]  # fmt: skip
     assert row.split()[1:3] == ["active", "test-agent"] and "2/100000" in row
     # Today's tokens of the two answered requests (input/output), and no cool-down.
-    tokens, cooling = row.split()[-2:]
-    assert cooling == "-"
+    tokens, cooling, warm = row.split()[-3:]
+    assert cooling == "-" and warm == "-"  # the echo agent starts no processes ahead
     took_in, took_out = (int(n) for n in tokens.rstrip("*").split("/"))
     assert took_in > 0 and took_out > 0
 

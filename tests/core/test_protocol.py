@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from mcp_local_provider.core.protocol import (
+    AgentStatus,
     DaemonError,
     Frame,
     Hello,
@@ -23,6 +24,8 @@ from mcp_local_provider.core.protocol import (
     SessionEnded,
     SessionGranted,
     SessionPending,
+    WarmStatus,
+    agent_status_frame,
     encode,
     error_frame,
     error_result_frame,
@@ -112,6 +115,11 @@ AGENT_FRAMES: list[tuple[Frame, str, type[Frame]]] = [
         '"error":{"code":"upstream_error","message":"it fell over"}}',
         ModelResult,
     ),
+    (
+        agent_status_frame(WarmStatus(ready=1, starting=0, busy=2)),
+        '{"type":"agent_status","warm":{"ready":1,"starting":0,"busy":2}}',
+        AgentStatus,
+    ),
 ]
 
 DAEMON_FRAMES: list[tuple[Frame, str, type[Frame]]] = [
@@ -130,10 +138,12 @@ DAEMON_FRAMES: list[tuple[Frame, str, type[Frame]]] = [
             expires_at="2026-11-24T12:05:00Z",
             max_requests=1000,
             max_concurrency=4,
+            accepts=["agent_status"],
         ),
         '{"type":"session_granted","session_id":"sess-1","session_token":"tok",'
         '"allowed_scopes":["inference"],"models":["cursor-agent"],'
-        '"expires_at":"2026-11-24T12:05:00Z","max_requests":1000,"max_concurrency":4}',
+        '"expires_at":"2026-11-24T12:05:00Z","max_requests":1000,"max_concurrency":4,'
+        '"accepts":["agent_status"]}',
         SessionGranted,
     ),
     (
@@ -252,6 +262,8 @@ UNKNOWN_AGENT_FIELDS = [
     (AGENT_FRAMES[3][1], ("result", "choices", "0")),
     (AGENT_FRAMES[3][1], ("result", "choices", "0", "message")),
     (AGENT_FRAMES[5][1], ("error",)),
+    (AGENT_FRAMES[6][1], ()),
+    (AGENT_FRAMES[6][1], ("warm",)),
 ]
 UNKNOWN_DAEMON_FIELDS = [
     *((text, ()) for _, text, _ in DAEMON_FRAMES),
@@ -322,6 +334,10 @@ def test_text_utf8_cannot_hold_is_written_escaped() -> None:
         ('{"type":"model_stream_chunk","id":"r","delta":{"tool_calls":[{"index":true}]}}', "index"),
         ('{"type":"model_result","id":"r","result":{"choices":"x"}}', "result.choices"),
         ('{"type":"hello","agent_id":"a b"}', "agent_id"),
+        ('{"type":"agent_status","warm":{"ready":-1,"starting":0,"busy":0}}', "warm.ready"),
+        ('{"type":"agent_status","warm":{"ready":1,"starting":0}}', "warm.busy"),
+        ('{"type":"agent_status","warm":{"ready":1e9,"starting":0,"busy":0}}', "warm.ready"),
+        ('{"type":"agent_status","warm":{"ready":"1","starting":0,"busy":0}}', "warm.ready"),
     ],
 )
 def test_a_malformed_agent_frame_is_a_protocol_error_saying_where(text: str, reason: str) -> None:

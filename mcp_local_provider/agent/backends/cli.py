@@ -28,7 +28,7 @@ from mcp_local_provider.agent.structured import OutputFormat, structured
 from mcp_local_provider.agent.tools import EditorTools, call_problems, checked, offered
 from mcp_local_provider.agent.warm import Launch, WarmPool
 from mcp_local_provider.core.config import BackendSettings
-from mcp_local_provider.core.protocol import ModelSpec
+from mcp_local_provider.core.protocol import ModelSpec, WarmStatus
 
 log = structlog.get_logger("mcp_local_provider.agent.cli")
 
@@ -280,7 +280,7 @@ class CliBackend(Backend):
         """How many turns are held now, waiting for the editor's results."""
         return 0 if self._held is None else len(self._held)
 
-    def pool_status(self) -> dict[str, int] | None:
+    def pool_status(self) -> WarmStatus | None:
         """The warm pool's processes (ready, starting, busy), or None without one."""
         return None if self._pool is None else self._pool.status()
 

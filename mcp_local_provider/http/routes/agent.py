@@ -15,6 +15,7 @@ from aiohttp import WSMsgType, web
 from mcp_local_provider.core import errors
 from mcp_local_provider.core.hub import AdmissionRefused
 from mcp_local_provider.core.protocol import (
+    AgentStatus,
     CloseCode,
     Frame,
     Hello,
@@ -206,5 +207,8 @@ async def _serve(
                 await SocketLink(ws).send(
                     error_frame(f"the session is {session.state.value}: frames are not processed")
                 )
+            continue
+        if isinstance(frame, AgentStatus):
+            session.warm = frame.warm
             continue
         router.deliver(session, frame, len(msg.data))

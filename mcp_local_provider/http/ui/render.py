@@ -168,6 +168,17 @@ def session_state(session: Session, now: float) -> tuple[str, str]:
     return session.state.value, session.state.value
 
 
+def _warm(session: Session) -> str:
+    """The agent's processes started ahead, as it reports them (agents without any: nothing)."""
+    warm = session.warm
+    if warm is None or not session.connected or session.state is not SessionState.ACTIVE:
+        return ""
+    return (
+        f'<div class="sub warm">warm: {warm["ready"]} ready, {warm["starting"]} starting, '
+        f"{warm['busy']} busy</div>"
+    )
+
+
 def sessions_section(panels: Panels) -> str:
     sessions = [s for s in panels.sessions if s.state is not SessionState.PENDING]
     if not sessions:
@@ -191,7 +202,7 @@ def sessions_section(panels: Panels) -> str:
             f"""<tr data-session="{esc(s.id)}" class="{css}">
 <td class="label">{esc(s.label) or "<em>no label</em>"}
 <div class="sub">{esc(s.agent_id)} &middot; {esc(s.id)}</div></td>
-<td class="state"><span class="badge {css}">{esc(words)}</span></td>
+<td class="state"><span class="badge {css}">{esc(words)}</span>{_warm(s)}</td>
 <td>{_names(m.name for m in s.models)}</td>
 <td class="num">{s.requests:,}</td>
 <td class="num">{esc(tokens)}</td>
