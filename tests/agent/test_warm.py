@@ -14,6 +14,7 @@ import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from mcp_local_provider.agent import BackendError, Finish, TextDelta
@@ -24,7 +25,7 @@ from mcp_local_provider.agent.process import CliProcess
 from tests import real_clis
 from tests.agent.test_real_clis import ANSWER
 from tests.clis import chat, collect, group_alive
-from tests.fakes import until
+from tests.fakes import Daemon, until
 from tests.model_api import SILENT, ModelApi, Reply
 
 pytestmark = pytest.mark.usefixtures("agent_clis")
@@ -251,3 +252,23 @@ async def test_check_shows_the_warm_processes(
     finally:
         await backend.close()
     assert any(line.startswith("  ok    warm processes: 1 ready, 0 starting") for line in lines)
+
+
+@pytest.mark.parametrize("warm", ["claude"], indirect=True)
+async def test_the_daemons_status_view_shows_the_warm_pool_of_a_real_cli_agent(
+    warm: CliBackend, daemon: Daemon, http: aiohttp.ClientSession
+) -> None:
+    await daemon.start_agent(warm, status_interval=0.02)
+    [session] = list(daemon.state.registry)
+    await until(lambda: session.warm == {"ready": 1, "starting": 0, "busy": 0}, READY_WITHIN)
+    async with http.post(
+        daemon.url + "/v1/chat/completions",
+        json={"model": warm.models()[0].name, "messages": [{"role": "user", "content": "hi"}]},
+    ) as response:
+        assert response.status == 200, await response.text()
+    # The request took the ready process; its successor starts and becomes ready in turn.
+    assert warm._pool is not None and warm._pool.taken == 1
+    await until(lambda: session.warm == {"ready": 1, "starting": 0, "busy": 0}, READY_WITHIN)
+    async with http.get(daemon.url + "/control/sessions", headers=daemon.auth) as response:
+        [listed] = (await response.json())["sessions"]
+    assert listed["warm"] == {"ready": 1, "starting": 0, "busy": 0}
