@@ -32,6 +32,8 @@ log = structlog.get_logger("mcp_local_provider.agent.held")
 
 #: The result channel's socket, next to the tools file the tool server reads.
 SOCKET = "results.sock"
+#: The answer to a call the editor was not given (one call per answer was asked for).
+NOT_HANDED = "This call was not run: the editor takes one tool call per answer."
 
 
 def digest(messages: list[dict[str, Any]], tools: Any) -> str:
@@ -97,18 +99,22 @@ class Channel:
 
     async def answer(self, calls: dict[str, tuple[str, str]], results: dict[str, str]) -> None:
         """Give each of ``calls`` (id -> name, arguments) its result as the CLI asks for it
-        (the server asks one call at a time, in any order)."""
+        (the server asks one call at a time, in any order), matched by name and arguments. A
+        call that was not handed over (a second call where one was allowed) is answered with an
+        error, so the turn does not wait for it; runs until cancelled."""
         left = dict(calls)
-        while left:
+        while True:
             call, writer = await self.waiting.get()
             name, arguments = str(call.get("name")), _json(call.get("arguments"))
             found = next(
-                (i for i, (n, a) in left.items() if n == name and _json(a) == arguments),
-                next(iter(left)),
+                (i for i, (n, a) in left.items() if n == name and _json(a) == arguments), None
             )
-            del left[found]
-            try:
+            if found is None:
+                reply = {"text": NOT_HANDED, "isError": True}
+            else:
                 reply = {"text": results[found], "isError": False}
+                del left[found]
+            try:
                 writer.write(json.dumps(reply).encode() + b"\n")
                 with suppress(ConnectionError):
                     await writer.drain()

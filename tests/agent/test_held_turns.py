@@ -187,6 +187,23 @@ async def test_parallel_calls_are_held_together_and_continued_with_both_results(
     assert len(processes) == started and held.held_turns() == 0
 
 
+async def test_a_second_call_where_one_was_allowed_is_refused_and_the_turn_goes_on(
+    name: str, held: CliBackend, model_api: ModelApi
+) -> None:
+    model_api.script(call(name, "Tokyo", "Oslo"), Reply.text(ANSWER))
+    one = {"tools": [WEATHER], "parallel_tool_calls": False}
+    events = await collect(held.serve(chat(messages=[QUESTION], **one)))
+    (made,) = [e for e in events if isinstance(e, ToolCallDelta)]
+    request = chat(messages=answered([made], ["sunny"], [QUESTION]), **one)
+    events = await asyncio.wait_for(collect(held.serve(request)), 20)
+    assert text(events) == ANSWER
+    first, second = model_api.answering()
+    seen = results_seen(name, first, second)
+    assert "sunny" in seen.pop(str(made.id))
+    # The call the editor never got was answered "not run", not left waiting.
+    assert [("not run" in result) for result in seen.values()] == [True]
+
+
 async def test_results_for_only_some_parallel_calls_end_the_turn_and_are_served_fresh(
     name: str, held: CliBackend, model_api: ModelApi, processes: list[CliProcess]
 ) -> None:
