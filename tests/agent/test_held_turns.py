@@ -236,6 +236,20 @@ async def test_a_turn_held_past_the_timeout_is_ended_and_the_result_served_fresh
     assert "sunny, 24 C" in fresh_prompt(name, model_api.answering()[-1])
 
 
+@pytest.mark.parametrize("held", [0], indirect=True)
+async def test_with_holding_off_the_call_ends_the_run_and_the_result_is_served_fresh(
+    name: str, held: CliBackend, model_api: ModelApi
+) -> None:
+    model_api.script(call(name), Reply.text(ANSWER))
+    (made,) = await calls_made(held)
+    pool = held._pool
+    assert pool is not None
+    assert held.held_turns() == 0 and pool.busy == 0  # the process is stopped already
+    request = chat(messages=answered([made], ["sunny, 24 C"], [QUESTION]), tools=[WEATHER])
+    assert text(await collect(held.serve(request))) == ANSWER
+    assert "sunny, 24 C" in fresh_prompt(name, model_api.answering()[-1])
+
+
 def fresh_prompt(name: str, seen: Seen) -> str:
     """The user prompt of a request served fresh (the conversation rendered into it)."""
     if name == "claude":
