@@ -48,5 +48,8 @@ class Backend(ABC):
         events = self.run(request)
         return emulate(request, events, self.emulated) if self.emulated else events
 
+    def limit(self, concurrency: int) -> None:  # noqa: B027 - optional hook
+        """The agent serves at most ``concurrency`` requests at once (the granted limit)."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources when the agent stops."""

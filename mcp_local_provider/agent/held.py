@@ -158,6 +158,8 @@ class HeldTurn:
         self.release: Callable[[], Any] = lambda: None
         self.calls: dict[str, tuple[str, str]] = {}
         self.digest = ""
+        #: When the turn was held (the event loop's clock).
+        self.since = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
     def handed(self, deltas: list[ToolCallDelta], request: InvokeRequest) -> None:
@@ -203,6 +205,14 @@ class HeldTurns:
     def __len__(self) -> int:
         return len({id(t) for t in self._turns.values()})
 
+    def make_room(self, room: int) -> None:
+        """End the oldest held turns until at most ``room`` are left."""
+        turns = list({id(t): t for t in self._turns.values()}.values())
+        turns.sort(key=lambda t: t.since)
+        for turn in turns[: max(0, len(turns) - max(0, room))]:
+            log.info("held_turn_ended", why="its slot is needed by another request")
+            self._end(turn)
+
     def hold(self, turn: HeldTurn) -> None:
         for call_id in turn.calls:
             older = self._turns.get(call_id)
@@ -211,6 +221,7 @@ class HeldTurns:
                 self._end(older)
             self._turns[call_id] = turn
         loop = asyncio.get_running_loop()
+        turn.since = loop.time()
         turn._timer = loop.call_later(self.timeout, self._expire, turn)
 
     def _expire(self, turn: HeldTurn) -> None:

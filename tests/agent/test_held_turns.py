@@ -19,6 +19,7 @@ from mcp_local_provider.agent.backends import create
 from mcp_local_provider.agent.backends.cli import CliBackend
 from mcp_local_provider.agent.events import BackendEvent, ToolCallDelta
 from mcp_local_provider.agent.process import CliProcess
+from mcp_local_provider.agent.serving import RequestRunner
 from mcp_local_provider.agent.warm import WarmPool
 from tests import real_clis
 from tests.agent.test_real_cli_tools import WEATHER
@@ -301,6 +302,29 @@ async def test_cancelling_a_continued_turn_stops_the_cli_within_two_seconds(
     # Nothing left behind: the process holding the turn and its tool server are gone.
     assert not alive([holding]) and held.held_turns() == 0
     assert len(model_api.answering()) == 2
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+async def test_a_held_turn_keeps_its_slot_until_another_request_needs_it(
+    slots: int, name: str, held: CliBackend, model_api: ModelApi, processes: list[CliProcess]
+) -> None:
+    RequestRunner(held, slots)  # the agent serves this many requests at once
+    model_api.script(call(name), Reply.text("Hello."), Reply.text(ANSWER))
+    (made,) = await calls_made(held)
+    holding = await holder(name, held, processes)
+    # Another request comes: with one slot the held turn gives it up (ended, its process
+    # stopped) rather than make the request wait; with two both fit.
+    assert text(await collect(held.serve(chat("Say hello.")))) == "Hello."
+    assert held.held_turns() == (1 if slots == 2 else 0)
+    if slots == 1:
+        await until(lambda: not alive([holding]), 10)
+    request = chat(messages=answered([made], ["sunny, 24 C"], [QUESTION]), tools=[WEATHER])
+    assert text(await collect(held.serve(request))) == ANSWER
+    last = model_api.answering()[-1]
+    if slots == 1:  # served afresh
+        assert "sunny, 24 C" in fresh_prompt(name, last)
+    else:  # the held turn went on
+        assert "sunny, 24 C" in results_seen(name, model_api.answering()[0], last)[str(made.id)]
 
 
 async def test_the_agents_shutdown_ends_a_held_turn_and_its_process(

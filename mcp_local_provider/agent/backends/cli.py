@@ -161,6 +161,9 @@ class CliBackend(Backend):
         self.path: str | None = None
         #: Output lines skipped as malformed, over all runs.
         self.malformed_lines = 0
+        #: Requests being served now, and at most how many at once (None: no limit known).
+        self._serving = 0
+        self._concurrency: int | None = None
 
     def models(self) -> list[ModelSpec]:
         # Fill-in-the-middle is emulated with an instruction (see emulation.flatten); tools
@@ -280,6 +283,11 @@ class CliBackend(Backend):
         """How many turns are held now, waiting for the editor's results."""
         return 0 if self._held is None else len(self._held)
 
+    def limit(self, concurrency: int) -> None:
+        # A held turn takes one of the agent's slots: requests being served plus turns held
+        # stay within ``concurrency`` (see ``run``).
+        self._concurrency = concurrency
+
     def pool_status(self) -> dict[str, int] | None:
         """The warm pool's processes (ready, starting, busy), or None without one."""
         return None if self._pool is None else self._pool.status()
@@ -348,10 +356,23 @@ class CliBackend(Backend):
         return flatten(request)
 
     async def run(self, request: InvokeRequest) -> AsyncIterator[BackendEvent]:
+        self._serving += 1
+        try:
+            async with aclosing(self._serve(request)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            self._serving -= 1
+
+    async def _serve(self, request: InvokeRequest) -> AsyncGenerator[BackendEvent, None]:
         prompt = await self._ready(request)
         if self.holding and self._held is None:
             self._held = HeldTurns(self.settings.tool_result_timeout)
         taken = self._held.take(request) if self._held is not None else None
+        if taken is None and self._held is not None and self._concurrency is not None:
+            # A held turn keeps its slot until a request that does not continue it needs one:
+            # the oldest turns held end then, so holding never makes a request wait.
+            self._held.make_room(self._concurrency - self._serving)
         if taken is not None:
             turn, results = taken
             log.info("held_turn_continued", request_id=request.id, calls=len(results))
