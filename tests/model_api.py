@@ -173,7 +173,7 @@ class ModelApi:
             return failed
         model = str(seen.body.get("model") or "claude")
         message: dict[str, Any] = {
-            "id": "msg_mock",
+            "id": f"msg_mock_{len(self.seen)}",  # each answer its own, as a real API's
             "type": "message",
             "role": "assistant",
             "model": model,

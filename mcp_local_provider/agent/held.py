@@ -77,6 +77,9 @@ class Channel:
     def __init__(self, folder: Path) -> None:
         self.path = folder / SOCKET
         self.waiting: asyncio.Queue[tuple[dict[str, Any], asyncio.StreamWriter]] = asyncio.Queue()
+        #: Calls asked for that were not among those being answered: a later answer's, kept
+        #: for the next ``answer``.
+        self._early: list[tuple[dict[str, Any], asyncio.StreamWriter]] = []
         self._server: asyncio.Server | None = None
         self._closed = False
         #: Every connection accepted, closed with the channel at the latest.
@@ -97,23 +100,35 @@ class Channel:
             return
         await self.waiting.put((call if isinstance(call, dict) else {}, writer))
 
-    async def answer(self, calls: dict[str, tuple[str, str]], results: dict[str, str]) -> None:
+    async def answer(
+        self,
+        calls: dict[str, tuple[str, str]],
+        results: dict[str, str],
+        dropped: list[tuple[str, str]] | None = None,
+    ) -> None:
         """Give each of ``calls`` (id -> name, arguments) its result as the CLI asks for it
-        (the server asks one call at a time, in any order), matched by name and arguments. A
-        call that was not handed over (a second call where one was allowed) is answered with an
-        error, so the turn does not wait for it; runs until cancelled."""
+        (the server asks one call at a time, in any order), matched by name and arguments.
+        ``dropped`` (name, arguments) are calls of the same answer the editor was not given (a
+        second call where one was allowed): answered with an error, so the turn does not wait
+        for them. Any other call is a later answer's, left for the next ``answer``."""
         left = dict(calls)
-        while True:
-            call, writer = await self.waiting.get()
+        refused = [(n, _json(a)) for n, a in dropped or ()]
+        early, self._early = self._early, []
+        while left or refused:
+            call, writer = early.pop(0) if early else await self.waiting.get()
             name, arguments = str(call.get("name")), _json(call.get("arguments"))
             found = next(
                 (i for i, (n, a) in left.items() if n == name and _json(a) == arguments), None
             )
-            if found is None:
-                reply = {"text": NOT_HANDED, "isError": True}
-            else:
+            if found is not None:
                 reply = {"text": results[found], "isError": False}
                 del left[found]
+            elif (name, arguments) in refused:
+                reply = {"text": NOT_HANDED, "isError": True}
+                refused.remove((name, arguments))
+            else:
+                self._early.append((call, writer))
+                continue
             try:
                 writer.write(json.dumps(reply).encode() + b"\n")
                 with suppress(ConnectionError):
@@ -127,9 +142,21 @@ class Channel:
             self._server.close()
         while not self.waiting.empty():
             self.waiting.get_nowait()
+        self._early.clear()
         for writer in self._writers:
             writer.close()
         self._writers.clear()
+
+
+def _calls(deltas: list[ToolCallDelta]) -> dict[str, tuple[str, str]]:
+    """An answer's calls from their deltas: id -> (name, arguments)."""
+    calls: dict[int, list[str]] = {}
+    for d in deltas:
+        entry = calls.setdefault(d.index, ["", "", ""])
+        entry[0] = d.id or entry[0]
+        entry[1] = d.name or entry[1]
+        entry[2] += d.arguments
+    return {i: (n, a) for i, n, a in calls.values()}
 
 
 def _json(value: Any) -> Any:
@@ -157,25 +184,28 @@ class HeldTurn:
         #: Removes the tools folder, once the turn owns it (it is held).
         self.release: Callable[[], Any] = lambda: None
         self.calls: dict[str, tuple[str, str]] = {}
+        #: Calls of the same answer not handed over (name, arguments).
+        self.dropped: list[tuple[str, str]] = []
         self.digest = ""
         #: When the turn was held (the event loop's clock).
         self.since = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
-    def handed(self, deltas: list[ToolCallDelta], request: InvokeRequest) -> None:
-        """The calls of the answer just given (the conversation being ``request``'s)."""
-        calls: dict[int, list[str]] = {}
-        for d in deltas:
-            entry = calls.setdefault(d.index, ["", "", ""])
-            entry[0] = d.id or entry[0]
-            entry[1] = d.name or entry[1]
-            entry[2] += d.arguments
-        self.calls = {i: (n, a) for i, n, a in calls.values()}
+    def handed(
+        self,
+        deltas: list[ToolCallDelta],
+        request: InvokeRequest,
+        dropped: list[ToolCallDelta] | None = None,
+    ) -> None:
+        """The calls of the answer just given (the conversation being ``request``'s), and
+        those of its calls that were not handed over."""
+        self.calls = _calls(deltas)
+        self.dropped = list(_calls(dropped or []).values())
         self.digest = digest(request.messages, request.parameters.get("tools"))
 
     async def resume(self, results: dict[str, str]) -> AsyncGenerator[BackendEvent, None]:
         """The turn's events after each waiting call gets its result, to its next Finish."""
-        answering = asyncio.create_task(self.channel.answer(self.calls, results))
+        answering = asyncio.create_task(self.channel.answer(self.calls, results, self.dropped))
         try:
             async for event in self.events:
                 yield event

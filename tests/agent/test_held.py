@@ -75,14 +75,25 @@ async def test_each_waiting_call_gets_the_result_of_its_own_call(tmp_path: Path)
     channel = Channel(tmp_path)
     await channel.open()
     calls = {c.id or "": (c.name or "", c.arguments) for c in CALLS}
-    answering = asyncio.create_task(channel.answer(calls, {"call_a": "sunny", "call_b": "snow"}))
+    dropped = [("read", '{"path": "x"}')]
+    answering = asyncio.create_task(
+        channel.answer(calls, {"call_a": "sunny", "call_b": "snow"}, dropped)
+    )
     try:
+        # A call of the next answer, asked before this answer's calls are all answered.
+        later = asyncio.create_task(ask(channel.path, {"city": "Paris"}))
         # The CLI asks for the second call first.
         assert (await ask(channel.path, {"city": "Oslo"}))["text"] == "snow"
         assert (await ask(channel.path, {"city": "Tokyo"}))["text"] == "sunny"
-        # A call the editor was never given is answered at once, with an error.
-        extra = await asyncio.wait_for(ask(channel.path, {"path": "x"}, "read"), 5)
-        assert extra == {"text": NOT_HANDED, "isError": True}
+        # A call of the same answer the editor was never given is answered at once, with an
+        # error.
+        refused = await asyncio.wait_for(ask(channel.path, {"path": "x"}, "read"), 5)
+        assert refused == {"text": NOT_HANDED, "isError": True}
+        await asyncio.wait_for(answering, 5)
+        # The later answer's call waits for its own result.
+        assert not later.done()
+        await channel.answer({"call_c": ("w", '{"city": "Paris"}')}, {"call_c": "rain"})
+        assert (await asyncio.wait_for(later, 5))["text"] == "rain"
     finally:
         answering.cancel()
         await channel.close()

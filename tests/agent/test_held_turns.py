@@ -127,11 +127,13 @@ def results_seen(name: str, first: Seen, second: Seen) -> dict[str, str]:
         history = second.body["messages"]
         assert history[0] == first.body["messages"][0]
         turns = [m for m in history if m["role"] != "system"]  # Claude Code adds its environment
-        assert [m["role"] for m in turns] == ["user", "assistant", "user"]
+        before = [m for m in first.body["messages"] if m["role"] != "system"]
+        # Two messages more: the model's calls and their results.
+        assert [m["role"] for m in turns] == [m["role"] for m in before] + ["assistant", "user"]
         assert "<tool_result" not in json.dumps(history)
         return {
             b["tool_use_id"]: json.dumps(b["content"])
-            for b in turns[2]["content"]
+            for b in turns[-1]["content"]
             if b.get("type") == "tool_result"
         }
     items = second.body["input"]
@@ -166,6 +168,26 @@ async def test_the_editors_result_continues_the_held_turn_in_the_same_process(
     seen = results_seen(name, first, second)
     assert list(seen) == [made.id] and "sunny, 24 C" in seen[str(made.id)]
     assert held.held_turns() == 0
+
+
+async def test_a_continued_turn_that_calls_again_is_held_again_in_the_same_process(
+    name: str, held: CliBackend, model_api: ModelApi, processes: list[CliProcess]
+) -> None:
+    model_api.script(call(name, "Tokyo"), call(name, "Oslo"), Reply.text(ANSWER))
+    (tokyo,) = await calls_made(held)
+    holding = await holder(name, held, processes)
+    started = len(processes)
+    step = answered([tokyo], ["sunny"], [QUESTION])
+    events = await collect(held.serve(chat(messages=step, tools=[WEATHER])))
+    (oslo,) = [e for e in events if isinstance(e, ToolCallDelta)]
+    assert json.loads(oslo.arguments) == {"city": "Oslo"} and held.held_turns() == 1
+    last = chat(messages=answered([oslo], ["snow"], step), tools=[WEATHER])
+    assert text(await collect(held.serve(last))) == ANSWER
+    # The three model calls came from the one process, each going on from the one before.
+    _, second, third = model_api.answering()
+    assert "snow" in results_seen(name, second, third)[str(oslo.id)]
+    assert len(processes) == started
+    await until(lambda: not alive([holding]), 10)  # the turn is over: its process stopped
 
 
 async def test_parallel_calls_are_held_together_and_continued_with_both_results(

@@ -434,10 +434,12 @@ class CliBackend(Backend):
         assert self._held is not None
         held = False
         calls: list[ToolCallDelta] = []
+        dropped: list[ToolCallDelta] = []
         try:
             async for event in events:
                 if isinstance(event, ToolCallDelta):
-                    calls.append(event)
+                    handed = turn.tools is None or turn.tools.handed_over(event)
+                    (calls if handed else dropped).append(event)
                     continue
                 if isinstance(event, Finish) and turn.tools is not None:
                     wrong = call_problems(turn.tools, calls)
@@ -450,7 +452,7 @@ class CliBackend(Backend):
                         invalid += wrong
                         return
                     if calls and event.reason == "tool_calls":
-                        turn.handed(calls, request)
+                        turn.handed(calls, request, dropped)
                         if stack is not None:
                             turn.release = stack.pop_all().close
                         self._held.hold(turn)

@@ -148,10 +148,11 @@ class CodexParser(OutputParser):
         return self._call(item.get("call_id"), item.get("name"), item.get("arguments"))
 
     def _call(self, call_id: Any, name: Any, arguments: Any) -> list[BackendEvent]:
-        """The editor's call, once per id (and only one unless parallel calls are allowed)."""
+        """The editor's call, once per id (the run keeps only the first where one call per
+        answer is allowed, ``tools.handed_over``)."""
         assert self.tools is not None
         call_id = str(call_id or f"call_{len(self._calls)}")
-        if call_id in self._calls or (self._calls and not self.tools.parallel):
+        if call_id in self._calls:
             return []
         self._calls.append(call_id)
         text = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
