@@ -110,7 +110,8 @@ class Channel:
         (the server asks one call at a time, in any order), matched by name and arguments.
         ``dropped`` (name, arguments) are calls of the same answer the editor was not given (a
         second call where one was allowed): answered with an error, so the turn does not wait
-        for them. Any other call is a later answer's, left for the next ``answer``."""
+        for them. A call asked for once all of ``calls`` are answered is a later answer's, left
+        for the next ``answer``."""
         left = dict(calls)
         refused = [(n, _json(a)) for n, a in dropped or ()]
         early, self._early = self._early, []
@@ -120,15 +121,20 @@ class Channel:
             found = next(
                 (i for i, (n, a) in left.items() if n == name and _json(a) == arguments), None
             )
-            if found is not None:
-                reply = {"text": results[found], "isError": False}
-                del left[found]
-            elif (name, arguments) in refused:
+            if found is None and (name, arguments) in refused:
                 reply = {"text": NOT_HANDED, "isError": True}
                 refused.remove((name, arguments))
-            else:
+            elif found is None and not left:
                 self._early.append((call, writer))
                 continue
+            else:
+                # While some of this answer's calls wait, no later answer's call can come (the
+                # model answers again only once it has every result): one whose arguments read
+                # differently is this answer's, by name if it can be told.
+                found = found or next((i for i, (n, _) in left.items() if n == name), None)
+                found = found or next(iter(left))
+                reply = {"text": results[found], "isError": False}
+                del left[found]
             try:
                 writer.write(json.dumps(reply).encode() + b"\n")
                 with suppress(ConnectionError):
