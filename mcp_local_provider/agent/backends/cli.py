@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import ExitStack, aclosing, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -127,6 +127,9 @@ class OutputParser(ABC):
         if self.sent:
             return [Finish("stop")]
         raise failure(f"{self.cli} ended without an answer", stderr)
+
+
+ParserT = TypeVar("ParserT", bound=OutputParser)
 
 
 def stalled(error: BackendError, parser: OutputParser) -> BackendError:
@@ -337,6 +340,19 @@ class CliBackend(Backend):
         if self._pool is not None and self.warm(tools):
             self._pool.fill(launch)
 
+    def _kept(self, launch: Launch, tools: EditorTools | None) -> None:
+        """The run's process stays with its held turn: the pool gets another in its place."""
+        asyncio.get_running_loop().call_soon(self._refill, launch, tools)
+
+    def _resumed(self, proc: CliProcess, parser: ParserT) -> ParserT:
+        """A held turn goes on in ``proc``: its output from here is read by ``parser`` (fresh),
+        and the request's clocks start again."""
+        self.malformed_lines += proc.malformed
+        proc.malformed = 0
+        proc.progress = parser.progress
+        proc.begin()
+        return parser
+
     async def close(self) -> None:
         if self._held is not None:
             await self._held.close()
@@ -496,8 +512,7 @@ class CliBackend(Backend):
                         for event in parser.feed(raw):
                             handed = isinstance(event, Finish) and event.reason == "tool_calls"
                             if hold and handed:
-                                # This process stays with its held turn: the pool gets another.
-                                asyncio.get_running_loop().call_soon(self._refill, launch, tools)
+                                self._kept(launch, tools)
                             elif isinstance(event, Finish):
                                 proc.finished = True
                             yield event
@@ -509,11 +524,7 @@ class CliBackend(Backend):
                         if resumed:
                             break
                     if resumed:
-                        self.malformed_lines += proc.malformed
-                        proc.malformed = 0
-                        parser = self.parser(tools)
-                        proc.progress = parser.progress
-                        proc.begin()
+                        parser = self._resumed(proc, self.parser(tools))
                 code = await proc.wait()
                 for event in parser.end(code, proc.stderr_tail()):
                     yield event

@@ -292,8 +292,7 @@ class CodexBackend(CliBackend):
                             continue
                         for event in parser.feed(message):
                             if isinstance(event, Finish) and not parser.turn_ended:
-                                # This process stays with its held turn: the pool gets another.
-                                asyncio.get_running_loop().call_soon(self._refill, launch, tools)
+                                self._kept(launch, tools)  # held: the pool gets another
                             elif isinstance(event, Finish):
                                 proc.finished = True
                             yield event
@@ -304,14 +303,11 @@ class CodexBackend(CliBackend):
                             await _stop_turn(proc, thread_id, parser.turn_id, next(ids))
                     if not parser.done or parser.turn_ended:
                         break
-                    # Resumed: the waiting calls have their results and the same turn goes on,
-                    # with a fresh parser and clock (the idle clock too: new events).
-                    self.malformed_lines += proc.malformed
-                    proc.malformed = 0
-                    turn_id, parser = parser.turn_id, CodexParser(tools, hold)
+                    # Resumed: the waiting calls have their results and the same turn goes on
+                    # (the idle clock starts again too: new events).
+                    turn_id = parser.turn_id
+                    parser = self._resumed(proc, CodexParser(tools, hold))
                     parser.turn_id = turn_id
-                    proc.progress = parser.progress
-                    proc.begin()
                     messages = proc.events()
                 if parser.done:
                     return
