@@ -10,7 +10,9 @@ request is all the backend's and its CLI's. Per backend:
   is ready (an editor's pace: the pool refills between requests);
 - each with and without one editor tool offered (the model answers in text);
 - ``tool_loop``: a 10-step agent-mode loop end to end: the model calls the editor's tool ten
-  times (each call handed over, the result sent back in the next request), then answers.
+  times (each call handed over, the result sent back in the next request), then answers; for a
+  backend that holds its turns, also in alternating rounds held and not held
+  (``tool_result_timeout = 0``), medians of the rounds.
 
 Requests are sent straight to the backend (the daemon's relay adds well under a millisecond,
 see the other sections). Skipped, with the reason, when node or npm is missing.
@@ -47,6 +49,8 @@ WEATHER = {
 }
 PREFIX = {"claude": "mcp__editor__", "codex": "mcp__editor.", "gemini": "mcp_editor_"}
 LOOP_STEPS = 10
+#: Alternating rounds of the held and the not-held tool loop.
+LOOP_ROUNDS = 3
 
 
 def request(messages: list[dict[str, Any]], tools: bool) -> InvokeRequest:
@@ -125,16 +129,32 @@ async def measure_backend(name: str, home: Path, count: int) -> dict[str, Any]:
             finally:
                 await backend.close()
     if getattr(create(name), "holds_turns", False):
-        # The same warm loop with each result served by a fresh process (turns not held).
-        async with model_api() as api:
-            backend = await backend_for(
-                name, api, home / "unheld", warm=True, tool_result_timeout=0
-            )
-            try:
-                out["unheld_tool_loop"] = await tool_loop(name, backend, api)
-            finally:
-                await backend.close()
+        out |= await held_and_unheld(name, home)
     return out
+
+
+async def held_and_unheld(name: str, home: Path) -> dict[str, Any]:
+    """The warm loop with its turns held, and with each result served by a fresh process
+    (``tool_result_timeout = 0``), in alternating rounds so that both see the same machine."""
+    loops: dict[str, list[dict[str, Any]]] = {"held_tool_loop": [], "unheld_tool_loop": []}
+    for round_ in range(LOOP_ROUNDS):
+        for key, wait in (("held_tool_loop", 120), ("unheld_tool_loop", 0)):
+            async with model_api() as api:
+                backend = await backend_for(
+                    name, api, home / f"{key}-{round_}", warm=True, tool_result_timeout=wait
+                )
+                try:
+                    loops[key].append(await tool_loop(name, backend, api))
+                finally:
+                    await backend.close()
+    return {
+        key: {
+            "per_round_trip_ms": statistics.median(r["per_round_trip_ms"] for r in runs),
+            "per_round_trip_ms_all": [r["per_round_trip_ms"] for r in runs],
+            "total_ms": statistics.median(r["total_ms"] for r in runs),
+        }
+        for key, runs in loops.items()
+    }
 
 
 async def tool_loop(name: str, backend: CliBackend, api: ModelApi) -> dict[str, Any]:
@@ -193,7 +213,11 @@ def table(results: dict[str, Any]) -> str:
         cold, warm = f["cold_tool_loop"], f["warm_tool_loop"]
         loop = f"{cold['per_round_trip_ms']} / {warm['per_round_trip_ms']} ms"
         if "unheld_tool_loop" in f:
-            loop += f" (turn not held: {f['unheld_tool_loop']['per_round_trip_ms']} ms)"
+            held, unheld = f["held_tool_loop"], f["unheld_tool_loop"]
+            loop += (
+                f" (warm, {LOOP_ROUNDS} alternating rounds: held {held['per_round_trip_ms']}, "
+                f"not held {unheld['per_round_trip_ms']} ms)"
+            )
         rows.append(
             f"| {name} | {f['cold']['p50_ms']} | {f['cold_tools']['p50_ms']} | "
             f"{f['warm']['p50_ms']} | {f['warm_tools']['p50_ms']} | {loop} |"

@@ -12,6 +12,7 @@ asks which model should answer) is answered on its own and never takes a scripte
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections import deque
@@ -42,6 +43,8 @@ class Reply:
     #: Instead of text, a call of this tool (``name`` or, for Codex's MCP tools,
     #: ``namespace.name``) with these arguments.
     tool_call: tuple[str, dict[str, Any]] | None = None
+    #: Instead of text, these calls in one answer (parallel calls); ``tool_call`` is one.
+    tool_calls: tuple[tuple[str, dict[str, Any]], ...] = ()
     #: With a ``status``: the error body (else a generic one) and extra response headers, to
     #: answer as a vendor does when it refuses (a 429 with its rate-limit headers, say).
     error: dict[str, Any] | None = None
@@ -55,6 +58,11 @@ class Reply:
     @property
     def whole(self) -> str:
         return "".join(self.pieces)
+
+    @property
+    def calls(self) -> tuple[tuple[str, dict[str, Any]], ...]:
+        """The tool calls this answer makes (none: it answers in text)."""
+        return self.tool_calls or (() if self.tool_call is None else (self.tool_call,))
 
 
 FAIL = Reply(status=500)
@@ -94,6 +102,8 @@ class ModelApi:
         self.replies: deque[Reply] = deque()
         self.seen: list[Seen] = []
         self.url = ""
+        #: Numbers the tool calls answered, so each call has an id of its own.
+        self._call_ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
 
     def script(self, *replies: Reply) -> None:
@@ -163,7 +173,7 @@ class ModelApi:
             return failed
         model = str(seen.body.get("model") or "claude")
         message: dict[str, Any] = {
-            "id": "msg_mock",
+            "id": f"msg_mock_{len(self.seen)}",  # each answer its own, as a real API's
             "type": "message",
             "role": "assistant",
             "model": model,
@@ -179,8 +189,9 @@ class ModelApi:
             return web.json_response(message)
         stream = await _sse(request)
         await _event(stream, "message_start", {"type": "message_start", "message": message})
-        if reply.tool_call is not None:
-            await _anthropic_tool_use(stream, *reply.tool_call)
+        if reply.calls:
+            ids = [f"toolu_mock_{next(self._call_ids)}" for _ in reply.calls]
+            await _anthropic_tool_use(stream, list(zip(ids, reply.calls, strict=True)))
             return stream
         index = 0
         if reply.reasoning:
@@ -224,8 +235,10 @@ class ModelApi:
         output: list[dict[str, Any]] = []
         if reply.reasoning:
             output.append(await _responses_reasoning(stream, reply.reasoning))
-        if reply.tool_call is not None:
-            output.append(await _responses_call(stream, len(output), *reply.tool_call))
+        if reply.calls:
+            for name, arguments in reply.calls:
+                number = next(self._call_ids)
+                output.append(await _responses_call(stream, len(output), number, name, arguments))
             await _responses_completed(stream, response, output)
             return stream
         item: dict[str, Any] = {
@@ -283,10 +296,11 @@ class ModelApi:
         if (failed := await self._failed_or_silent(reply)) is not None:
             return failed
         stream = await _sse(request)
-        if reply.tool_call is not None:
-            call = {"functionCall": {"name": reply.tool_call[0], "args": reply.tool_call[1]}}
+        if reply.calls:
             chunk = _gemini_chunk("", USAGE[0], USAGE[1], model)
-            chunk["candidates"][0]["content"]["parts"] = [call]
+            chunk["candidates"][0]["content"]["parts"] = [
+                {"functionCall": {"name": name, "args": args}} for name, args in reply.calls
+            ]
             await stream.write(f"data: {json.dumps(chunk)}\r\n\r\n".encode())
             return stream
         count = len(reply.pieces)
@@ -301,16 +315,19 @@ class ModelApi:
 
 
 async def _anthropic_tool_use(
-    stream: web.StreamResponse, name: str, arguments: dict[str, Any]
+    stream: web.StreamResponse, calls: list[tuple[str, tuple[str, dict[str, Any]]]]
 ) -> None:
-    """Block 0: a call of tool ``name``; the message stops for it."""
-    block = {"type": "tool_use", "id": "toolu_mock", "name": name, "input": {}}
-    start = {"type": "content_block_start", "index": 0, "content_block": block}
-    await _event(stream, "content_block_start", start)
-    delta = {"type": "input_json_delta", "partial_json": json.dumps(arguments)}
-    data = {"type": "content_block_delta", "index": 0, "delta": delta}
-    await _event(stream, "content_block_delta", data)
-    await _event(stream, "content_block_stop", {"type": "content_block_stop", "index": 0})
+    """Blocks 0, 1, ...: a call of each tool (``(id, (name, arguments))``); the message stops
+    for them."""
+    for index, (call_id, (name, arguments)) in enumerate(calls):
+        block = {"type": "tool_use", "id": call_id, "name": name, "input": {}}
+        start = {"type": "content_block_start", "index": index, "content_block": block}
+        await _event(stream, "content_block_start", start)
+        delta = {"type": "input_json_delta", "partial_json": json.dumps(arguments)}
+        data = {"type": "content_block_delta", "index": index, "delta": delta}
+        await _event(stream, "content_block_delta", data)
+        stop = {"type": "content_block_stop", "index": index}
+        await _event(stream, "content_block_stop", stop)
     done = {
         "type": "message_delta",
         "delta": {"stop_reason": "tool_use", "stop_sequence": None},
@@ -335,15 +352,16 @@ async def _anthropic_thinking(stream: web.StreamResponse, text: str) -> None:
 
 
 async def _responses_call(
-    stream: web.StreamResponse, at: int, name: str, arguments: dict[str, Any]
+    stream: web.StreamResponse, at: int, number: int, name: str, arguments: dict[str, Any]
 ) -> dict[str, Any]:
-    """Output item ``at``: a function call (``namespace.name`` for a namespaced tool)."""
+    """Output item ``at``: function call ``number`` (``namespace.name`` for a namespaced
+    tool)."""
     namespace, _, function = name.rpartition(".")
     item: dict[str, Any] = {
-        "id": "fc_mock",
+        "id": f"fc_mock_{number}",
         "type": "function_call",
         "status": "completed",
-        "call_id": "call_mock",
+        "call_id": f"call_mock_{number}",
         "name": function,
         "arguments": json.dumps(arguments),
     }

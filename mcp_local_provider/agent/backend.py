@@ -53,5 +53,8 @@ class Backend(ABC):
         any; the client reports changes to a daemon that accepts ``agent_status``."""
         return None
 
+    def limit(self, concurrency: int) -> None:  # noqa: B027 - optional hook
+        """The agent serves at most ``concurrency`` requests at once (the granted limit)."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources when the agent stops."""

@@ -32,6 +32,8 @@ log = structlog.get_logger("mcp_local_provider.agent.held")
 
 #: The result channel's socket, next to the tools file the tool server reads.
 SOCKET = "results.sock"
+#: The answer to a call the editor was not given (one call per answer was asked for).
+NOT_HANDED = "This call was not run: the editor takes one tool call per answer."
 
 
 def digest(messages: list[dict[str, Any]], tools: Any) -> str:
@@ -75,6 +77,9 @@ class Channel:
     def __init__(self, folder: Path) -> None:
         self.path = folder / SOCKET
         self.waiting: asyncio.Queue[tuple[dict[str, Any], asyncio.StreamWriter]] = asyncio.Queue()
+        #: Calls asked for that were not among those being answered: a later answer's, kept
+        #: for the next ``answer``.
+        self._early: list[tuple[dict[str, Any], asyncio.StreamWriter]] = []
         self._server: asyncio.Server | None = None
         self._closed = False
         #: Every connection accepted, closed with the channel at the latest.
@@ -95,20 +100,42 @@ class Channel:
             return
         await self.waiting.put((call if isinstance(call, dict) else {}, writer))
 
-    async def answer(self, calls: dict[str, tuple[str, str]], results: dict[str, str]) -> None:
+    async def answer(
+        self,
+        calls: dict[str, tuple[str, str]],
+        results: dict[str, str],
+        dropped: list[tuple[str, str]] | None = None,
+    ) -> None:
         """Give each of ``calls`` (id -> name, arguments) its result as the CLI asks for it
-        (the server asks one call at a time, in any order)."""
+        (the server asks one call at a time, in any order), matched by name and arguments.
+        ``dropped`` (name, arguments) are calls of the same answer the editor was not given (a
+        second call where one was allowed): answered with an error, so the turn does not wait
+        for them. A call asked for once all of ``calls`` are answered is a later answer's, left
+        for the next ``answer``."""
         left = dict(calls)
-        while left:
-            call, writer = await self.waiting.get()
+        refused = [(n, _json(a)) for n, a in dropped or ()]
+        early, self._early = self._early, []
+        while left or refused:
+            call, writer = early.pop(0) if early else await self.waiting.get()
             name, arguments = str(call.get("name")), _json(call.get("arguments"))
             found = next(
-                (i for i, (n, a) in left.items() if n == name and _json(a) == arguments),
-                next(iter(left)),
+                (i for i, (n, a) in left.items() if n == name and _json(a) == arguments), None
             )
-            del left[found]
-            try:
+            if found is None and (name, arguments) in refused:
+                reply = {"text": NOT_HANDED, "isError": True}
+                refused.remove((name, arguments))
+            elif found is None and not left:
+                self._early.append((call, writer))
+                continue
+            else:
+                # While some of this answer's calls wait, no later answer's call can come (the
+                # model answers again only once it has every result): one whose arguments read
+                # differently is this answer's, by name if it can be told.
+                found = found or next((i for i, (n, _) in left.items() if n == name), None)
+                found = found or next(iter(left))
                 reply = {"text": results[found], "isError": False}
+                del left[found]
+            try:
                 writer.write(json.dumps(reply).encode() + b"\n")
                 with suppress(ConnectionError):
                     await writer.drain()
@@ -121,9 +148,21 @@ class Channel:
             self._server.close()
         while not self.waiting.empty():
             self.waiting.get_nowait()
+        self._early.clear()
         for writer in self._writers:
             writer.close()
         self._writers.clear()
+
+
+def _calls(deltas: list[ToolCallDelta]) -> dict[str, tuple[str, str]]:
+    """An answer's calls from their deltas: id -> (name, arguments)."""
+    calls: dict[int, list[str]] = {}
+    for d in deltas:
+        entry = calls.setdefault(d.index, ["", "", ""])
+        entry[0] = d.id or entry[0]
+        entry[1] = d.name or entry[1]
+        entry[2] += d.arguments
+    return {i: (n, a) for i, n, a in calls.values()}
 
 
 def _json(value: Any) -> Any:
@@ -151,23 +190,28 @@ class HeldTurn:
         #: Removes the tools folder, once the turn owns it (it is held).
         self.release: Callable[[], Any] = lambda: None
         self.calls: dict[str, tuple[str, str]] = {}
+        #: Calls of the same answer not handed over (name, arguments).
+        self.dropped: list[tuple[str, str]] = []
         self.digest = ""
+        #: When the turn was held (the event loop's clock).
+        self.since = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
-    def handed(self, deltas: list[ToolCallDelta], request: InvokeRequest) -> None:
-        """The calls of the answer just given (the conversation being ``request``'s)."""
-        calls: dict[int, list[str]] = {}
-        for d in deltas:
-            entry = calls.setdefault(d.index, ["", "", ""])
-            entry[0] = d.id or entry[0]
-            entry[1] = d.name or entry[1]
-            entry[2] += d.arguments
-        self.calls = {i: (n, a) for i, n, a in calls.values()}
+    def handed(
+        self,
+        deltas: list[ToolCallDelta],
+        request: InvokeRequest,
+        dropped: list[ToolCallDelta] | None = None,
+    ) -> None:
+        """The calls of the answer just given (the conversation being ``request``'s), and
+        those of its calls that were not handed over."""
+        self.calls = _calls(deltas)
+        self.dropped = list(_calls(dropped or []).values())
         self.digest = digest(request.messages, request.parameters.get("tools"))
 
     async def resume(self, results: dict[str, str]) -> AsyncGenerator[BackendEvent, None]:
         """The turn's events after each waiting call gets its result, to its next Finish."""
-        answering = asyncio.create_task(self.channel.answer(self.calls, results))
+        answering = asyncio.create_task(self.channel.answer(self.calls, results, self.dropped))
         try:
             async for event in self.events:
                 yield event
@@ -197,6 +241,14 @@ class HeldTurns:
     def __len__(self) -> int:
         return len({id(t) for t in self._turns.values()})
 
+    def make_room(self, room: int) -> None:
+        """End the oldest held turns until at most ``room`` are left."""
+        turns = list({id(t): t for t in self._turns.values()}.values())
+        turns.sort(key=lambda t: t.since)
+        for turn in turns[: max(0, len(turns) - max(0, room))]:
+            log.info("held_turn_ended", why="its slot is needed by another request")
+            self._end(turn)
+
     def hold(self, turn: HeldTurn) -> None:
         for call_id in turn.calls:
             older = self._turns.get(call_id)
@@ -205,6 +257,7 @@ class HeldTurns:
                 self._end(older)
             self._turns[call_id] = turn
         loop = asyncio.get_running_loop()
+        turn.since = loop.time()
         turn._timer = loop.call_later(self.timeout, self._expire, turn)
 
     def _expire(self, turn: HeldTurn) -> None:

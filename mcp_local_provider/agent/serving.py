@@ -33,6 +33,7 @@ class RequestRunner:
         self.cancelled = 0
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(max_concurrency)
+        backend.limit(max_concurrency)
 
     @property
     def in_flight(self) -> int:
@@ -41,6 +42,7 @@ class RequestRunner:
     def limit(self, concurrency: int) -> None:
         """Serve at most ``concurrency`` requests at once from now on (the granted limit)."""
         self._slots = asyncio.Semaphore(max(1, concurrency))
+        self.backend.limit(max(1, concurrency))
 
     def start(self, ws: aiohttp.ClientWebSocketResponse, frame: ModelInvoke) -> None:
         try:

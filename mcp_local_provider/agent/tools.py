@@ -52,6 +52,11 @@ class EditorTools:
     def names(self) -> list[str]:
         return [t["name"] for t in self.tools]
 
+    def handed_over(self, call: ToolCallDelta) -> bool:
+        """Whether ``call`` (a delta of one answer's calls) goes to the editor: every call, or
+        only the first when one call per answer is allowed."""
+        return self.parallel or call.index == 0
+
     def schema(self, name: str) -> dict[str, Any] | None:
         """The JSON schema of tool ``name``'s arguments, or None if there is no such tool."""
         return next((t["input_schema"] for t in self.tools if t["name"] == name), None)
@@ -206,7 +211,8 @@ async def checked(
         async with aclosing(run(prompt)) as events:
             async for event in events:
                 if isinstance(event, ToolCallDelta):
-                    held.append(event)
+                    if tools.handed_over(event):
+                        held.append(event)
                     continue
                 if isinstance(event, Finish):
                     problems = call_problems(tools, held)

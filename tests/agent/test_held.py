@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp_local_provider.agent.events import BackendEvent, Finish, ToolCallDelta
-from mcp_local_provider.agent.held import Channel, HeldTurn, HeldTurns
+from mcp_local_provider.agent.held import NOT_HANDED, Channel, HeldTurn, HeldTurns
 from mcp_local_provider.agent.tools import EditorTools
 from tests.clis import chat
 
@@ -62,28 +62,42 @@ async def test_a_changed_conversation_ends_the_turn(tmp_path: Path) -> None:
     assert len(turns) == 0
 
 
-async def ask(path: Path, arguments: dict[str, Any]) -> str:
+async def ask(path: Path, arguments: dict[str, Any], name: str = "w") -> dict[str, Any]:
     """What the tool server does for one waiting call: ask the run for its result."""
     reader, writer = await asyncio.open_unix_connection(str(path))
-    writer.write(json.dumps({"name": "w", "arguments": arguments}).encode() + b"\n")
+    writer.write(json.dumps({"name": name, "arguments": arguments}).encode() + b"\n")
     reply = json.loads(await reader.readline())
     writer.close()
-    return str(reply["text"])
+    return dict(reply)
 
 
 async def test_each_waiting_call_gets_the_result_of_its_own_call(tmp_path: Path) -> None:
     channel = Channel(tmp_path)
     await channel.open()
+    calls = {c.id or "": (c.name or "", c.arguments) for c in CALLS}
+    dropped = [("read", '{"path": "x"}')]
+    answering = asyncio.create_task(
+        channel.answer(calls, {"call_a": "sunny", "call_b": "snow"}, dropped)
+    )
     try:
-        calls = {c.id or "": (c.name or "", c.arguments) for c in CALLS}
-        answering = asyncio.create_task(
-            channel.answer(calls, {"call_a": "sunny", "call_b": "snow"})
-        )
         # The CLI asks for the second call first.
-        assert await ask(channel.path, {"city": "Oslo"}) == "snow"
-        assert await ask(channel.path, {"city": "Tokyo"}) == "sunny"
+        assert (await ask(channel.path, {"city": "Oslo"}))["text"] == "snow"
+        # A call whose arguments read differently, while this answer's calls wait, is one of
+        # them.
+        assert (await ask(channel.path, {"city": "TOKYO"}))["text"] == "sunny"
+        # A call of the turn's next answer, asked before this answer's last call.
+        later = asyncio.create_task(ask(channel.path, {"city": "Paris"}))
+        # A call of the same answer the editor was never given is answered at once, with an
+        # error.
+        refused = await asyncio.wait_for(ask(channel.path, {"path": "x"}, "read"), 5)
+        assert refused == {"text": NOT_HANDED, "isError": True}
         await asyncio.wait_for(answering, 5)
+        # The later answer's call waits for its own result.
+        assert not later.done()
+        await channel.answer({"call_c": ("w", '{"city": "Paris"}')}, {"call_c": "rain"})
+        assert (await asyncio.wait_for(later, 5))["text"] == "rain"
     finally:
+        answering.cancel()
         await channel.close()
 
 

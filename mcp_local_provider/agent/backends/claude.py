@@ -74,10 +74,9 @@ class ClaudeParser(OutputParser):
 
     def _call(self, block_id: str, name: str, arguments: str) -> list[BackendEvent]:
         """A whole call of the editor's tool, once per tool_use block; other tools (Claude
-        Code's placeholder) are not the editor's and are ignored."""
+        Code's placeholder) are not the editor's and are ignored. Every call is sent: the run
+        keeps only the first where one call per answer is allowed (``tools.handed_over``)."""
         if self.tools is None or block_id in self._called or not name.startswith(TOOL_PREFIX):
-            return []
-        if self._called and not self.tools.parallel:
             return []
         self._called.append(block_id)
         name = name[len(TOOL_PREFIX) :]

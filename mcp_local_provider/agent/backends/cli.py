@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import ExitStack, aclosing, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -129,6 +129,9 @@ class OutputParser(ABC):
         raise failure(f"{self.cli} ended without an answer", stderr)
 
 
+ParserT = TypeVar("ParserT", bound=OutputParser)
+
+
 def stalled(error: BackendError, parser: OutputParser) -> BackendError:
     """``error``, saying why the run stalled if it timed out while the CLI was retrying."""
     if error.code != "timeout" or not parser.stalled:
@@ -161,6 +164,9 @@ class CliBackend(Backend):
         self.path: str | None = None
         #: Output lines skipped as malformed, over all runs.
         self.malformed_lines = 0
+        #: Requests being served now, and at most how many at once (None: no limit known).
+        self._serving = 0
+        self._concurrency: int | None = None
 
     def models(self) -> list[ModelSpec]:
         # Fill-in-the-middle is emulated with an instruction (see emulation.flatten); tools
@@ -280,6 +286,11 @@ class CliBackend(Backend):
         """How many turns are held now, waiting for the editor's results."""
         return 0 if self._held is None else len(self._held)
 
+    def limit(self, concurrency: int) -> None:
+        # A held turn takes one of the agent's slots: requests being served plus turns held
+        # stay within ``concurrency`` (see ``run``).
+        self._concurrency = concurrency
+
     def pool_status(self) -> WarmStatus | None:
         """The warm pool's processes (ready, starting, busy), or None without one."""
         return None if self._pool is None else self._pool.status()
@@ -329,6 +340,19 @@ class CliBackend(Backend):
         if self._pool is not None and self.warm(tools):
             self._pool.fill(launch)
 
+    def _kept(self, launch: Launch, tools: EditorTools | None) -> None:
+        """The run's process stays with its held turn: the pool gets another in its place."""
+        asyncio.get_running_loop().call_soon(self._refill, launch, tools)
+
+    def _resumed(self, proc: CliProcess, parser: ParserT) -> ParserT:
+        """A held turn goes on in ``proc``: its output from here is read by ``parser`` (fresh),
+        and the request's clocks start again."""
+        self.malformed_lines += proc.malformed
+        proc.malformed = 0
+        proc.progress = parser.progress
+        proc.begin()
+        return parser
+
     async def close(self) -> None:
         if self._held is not None:
             await self._held.close()
@@ -348,10 +372,23 @@ class CliBackend(Backend):
         return flatten(request)
 
     async def run(self, request: InvokeRequest) -> AsyncIterator[BackendEvent]:
+        self._serving += 1
+        try:
+            async with aclosing(self._serve(request)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            self._serving -= 1
+
+    async def _serve(self, request: InvokeRequest) -> AsyncGenerator[BackendEvent, None]:
         prompt = await self._ready(request)
         if self.holding and self._held is None:
             self._held = HeldTurns(self.settings.tool_result_timeout)
         taken = self._held.take(request) if self._held is not None else None
+        if taken is None and self._held is not None and self._concurrency is not None:
+            # A held turn keeps its slot until a request that does not continue it needs one:
+            # the oldest turns held end then, so holding never makes a request wait.
+            self._held.make_room(self._concurrency - self._serving)
         if taken is not None:
             turn, results = taken
             log.info("held_turn_continued", request_id=request.id, calls=len(results))
@@ -413,10 +450,12 @@ class CliBackend(Backend):
         assert self._held is not None
         held = False
         calls: list[ToolCallDelta] = []
+        dropped: list[ToolCallDelta] = []
         try:
             async for event in events:
                 if isinstance(event, ToolCallDelta):
-                    calls.append(event)
+                    handed = turn.tools is None or turn.tools.handed_over(event)
+                    (calls if handed else dropped).append(event)
                     continue
                 if isinstance(event, Finish) and turn.tools is not None:
                     wrong = call_problems(turn.tools, calls)
@@ -429,7 +468,7 @@ class CliBackend(Backend):
                         invalid += wrong
                         return
                     if calls and event.reason == "tool_calls":
-                        turn.handed(calls, request)
+                        turn.handed(calls, request, dropped)
                         if stack is not None:
                             turn.release = stack.pop_all().close
                         self._held.hold(turn)
@@ -473,8 +512,7 @@ class CliBackend(Backend):
                         for event in parser.feed(raw):
                             handed = isinstance(event, Finish) and event.reason == "tool_calls"
                             if hold and handed:
-                                # This process stays with its held turn: the pool gets another.
-                                asyncio.get_running_loop().call_soon(self._refill, launch, tools)
+                                self._kept(launch, tools)
                             elif isinstance(event, Finish):
                                 proc.finished = True
                             yield event
@@ -486,11 +524,7 @@ class CliBackend(Backend):
                         if resumed:
                             break
                     if resumed:
-                        self.malformed_lines += proc.malformed
-                        proc.malformed = 0
-                        parser = self.parser(tools)
-                        proc.progress = parser.progress
-                        proc.begin()
+                        parser = self._resumed(proc, self.parser(tools))
                 code = await proc.wait()
                 for event in parser.end(code, proc.stderr_tail()):
                     yield event

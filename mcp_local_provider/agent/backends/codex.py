@@ -9,9 +9,15 @@ briefly for the turn to end before the process group is stopped.
 
 When the request carries tools, the editor's MCP server (``agent/tools.py``) is the thread's
 own (``thread/start``'s ``config``; its calls approved beforehand, and required, so the thread
-starts with its tools listed, and holding each call unanswered). When the first ``mcpToolCall``
-item of the editor's server starts, the turn is interrupted; every call started before the turn
-ends is handed to the editor.
+starts with its tools listed). The turn is then held (``agent/held.py``): the thread asks for
+Codex's raw model events, and once a model answer that calls the editor's tools is complete
+(``rawResponse/completed``), every call of the editor's tools in it (``rawResponseItem/completed``
+function calls) is handed to the editor while Codex's MCP calls wait in the server, together
+(``supports_parallel_tool_calls``; Codex otherwise runs one call after the other) and for up to
+``tool_result_timeout`` plus ``idle_timeout`` (``tool_timeout_sec``). The editor's next request
+carrying their results continues the turn. With ``tool_result_timeout = 0`` the server holds
+each call unanswered, the turn is interrupted as soon as the first ``mcpToolCall`` item of the
+editor's server starts, and every call started before the turn ends is handed over.
 
 Codex's own tools are switched off with config overrides on its command line (``-c``), except
 those named in ``agent_tools`` (all are off while the editor's tools are offered). Two remain
@@ -69,9 +75,11 @@ class CodexParser(OutputParser):
 
     cli = "codex"
 
-    def __init__(self, tools: EditorTools | None = None) -> None:
+    def __init__(self, tools: EditorTools | None = None, hold: bool = False) -> None:
         super().__init__()
         self.tools = tools
+        #: The turn is held at a call (raw model events: the answer's calls, once it is whole).
+        self.hold = hold
         self._calls: list[str] = []  # ids of the editor's tool calls handed over
         self.turn_id: str | None = None
         self.usage: dict[str, Any] | None = None
@@ -80,6 +88,8 @@ class CodexParser(OutputParser):
         #: An editor's call has started: the turn is to be interrupted (the server holds the
         #: call, so Codex would wait, or go on to another model call with an answer).
         self.stop_turn = False
+        #: The turn has completed (``done`` alone may be a held turn's answer).
+        self.turn_ended = False
 
     def progress(self, event: dict[str, Any]) -> bool:
         params = event.get("params") or {}
@@ -102,8 +112,15 @@ class CodexParser(OutputParser):
             if item.get("type") == "mcpToolCall" and str(item.get("id")) in self._calls:
                 # The call was cut short by the turn's interrupt: the turn ends next.
                 return []
-        elif method == "item/started" and self.tools is not None:
+        elif method == "item/started" and self.tools is not None and not self.hold:
             return self._tool_call(params.get("item") or {})
+        elif method == "rawResponseItem/completed" and self.tools is not None and self.hold:
+            return self._raw_call(params.get("item") or {})
+        elif method == "rawResponse/completed" and self.hold and self._calls:
+            # The model's answer is whole: its calls are handed over, the turn held.
+            self.done = True
+            self._usage(params.get("usage") or {})
+            return [Finish("tool_calls", self.usage)]
         elif method in REASONING_DELTAS and params.get("delta"):
             return [ReasoningDelta(str(params["delta"]))]
         elif method == "thread/tokenUsage/updated":
@@ -121,16 +138,27 @@ class CodexParser(OutputParser):
     def _tool_call(self, item: dict[str, Any]) -> list[BackendEvent]:
         if item.get("type") != "mcpToolCall" or item.get("server") != editor.SERVER:
             return []
+        self.stop_turn = True
+        return self._call(item.get("id"), item.get("tool"), item.get("arguments"))
+
+    def _raw_call(self, item: dict[str, Any]) -> list[BackendEvent]:
+        """A function call of the model's answer, as the model API gave it."""
+        if item.get("type") != "function_call" or item.get("namespace") != NAMESPACE:
+            return []
+        return self._call(item.get("call_id"), item.get("name"), item.get("arguments"))
+
+    def _call(self, call_id: Any, name: Any, arguments: Any) -> list[BackendEvent]:
+        """The editor's call, once per id (the run keeps only the first where one call per
+        answer is allowed, ``tools.handed_over``)."""
         assert self.tools is not None
-        call_id = str(item.get("id") or f"call_{len(self._calls)}")
-        if call_id in self._calls or (self._calls and not self.tools.parallel):
+        call_id = str(call_id or f"call_{len(self._calls)}")
+        if call_id in self._calls:
             return []
         self._calls.append(call_id)
-        self.stop_turn = True
-        arguments = item.get("arguments")
         text = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
-        name = str(item.get("tool") or "")
-        return [ToolCallDelta(len(self._calls) - 1, id=call_id, name=name, arguments=text)]
+        return [
+            ToolCallDelta(len(self._calls) - 1, id=call_id, name=str(name or ""), arguments=text)
+        ]
 
     def _delta(self, item: str, text: str) -> list[BackendEvent]:
         out: list[BackendEvent] = []
@@ -159,9 +187,9 @@ class CodexParser(OutputParser):
             )
 
     def _turn_completed(self, turn: dict[str, Any]) -> list[BackendEvent]:
-        self.done = True
+        self.done = self.turn_ended = True
         status = turn.get("status")
-        if self._calls:
+        if self._calls and not self.hold:
             # Interrupted once the calls had started (the server holds them): hand them over.
             return [Finish("tool_calls", self.usage)]
         if status == "completed":
@@ -175,7 +203,8 @@ class CodexParser(OutputParser):
 
 
 #: How Codex names the editor's tools to its model: a namespace holding the functions.
-TOOL_PREFIX = f"mcp__{editor.SERVER}."
+NAMESPACE = f"mcp__{editor.SERVER}"
+TOOL_PREFIX = f"{NAMESPACE}."
 
 
 class CodexBackend(CliBackend):
@@ -185,6 +214,7 @@ class CodexBackend(CliBackend):
     tool_prefix = TOOL_PREFIX
     editor_tools = True
     warmable = True
+    holds_turns = True
 
     async def start(self) -> None:
         unknown = set(self.settings.agent_tools) - set(TOOL_SWITCHES)
@@ -217,13 +247,21 @@ class CodexBackend(CliBackend):
         return CodexParser(tools)
 
     async def warm_up(self, proc: CliProcess) -> None:
-        await _call(proc, proc.events(), 0, "initialize", {"clientInfo": CLIENT_INFO})
+        params: dict[str, Any] = {"clientInfo": CLIENT_INFO}
+        if self.holding:
+            # A held turn needs the raw model events (``experimentalRawEvents``).
+            params["capabilities"] = {"experimentalApi": True}
+        await _call(proc, proc.events(), 0, "initialize", params)
         await proc.write_line({"method": "initialized"})
 
-    async def _run(
-        self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None
+    async def _loop(
+        self,
+        request: InvokeRequest,
+        prompt: Prompt,
+        tools: EditorTools | None,
+        hold: bool = False,
     ) -> AsyncGenerator[BackendEvent, None]:
-        parser = CodexParser(tools)
+        parser = CodexParser(tools, hold)
         ids = itertools.count(1)
         launch = self.launch(request, prompt, tools)
         async with self.running(launch, parser, self.warm(tools)) as proc:
@@ -235,7 +273,7 @@ class CodexBackend(CliBackend):
                     messages,
                     next(ids),
                     "thread/start",
-                    self._thread(request, prompt, proc, tools),
+                    self._thread(request, prompt, proc, tools, hold),
                 )
                 thread_id = str((thread.get("thread") or {}).get("id") or "")
                 turn_call = next(ids)
@@ -243,23 +281,36 @@ class CodexBackend(CliBackend):
                 text = [{"type": "text", "text": prompt.text}]
                 params = {"threadId": thread_id, "input": text}
                 await proc.write_line({"id": turn_call, "method": "turn/start", "params": params})
-                async for message in messages:
-                    if "id" in message and "method" in message:
-                        await _decline(proc, message)
-                        continue
-                    if message.get("id") == turn_call:
-                        turn = _result(message, "turn/start").get("turn") or {}
-                        parser.turn_id = str(turn.get("id") or "") or parser.turn_id
-                        continue
-                    for event in parser.feed(message):
-                        if isinstance(event, Finish):
-                            proc.finished = True
-                        yield event
-                    if parser.done:
-                        return
-                    if parser.stop_turn and parser.turn_id and not stopping:
-                        stopping = True
-                        await _stop_turn(proc, thread_id, parser.turn_id, next(ids))
+                while True:
+                    async for message in messages:
+                        if "id" in message and "method" in message:
+                            await _decline(proc, message)
+                            continue
+                        if message.get("id") == turn_call:
+                            turn = _result(message, "turn/start").get("turn") or {}
+                            parser.turn_id = str(turn.get("id") or "") or parser.turn_id
+                            continue
+                        for event in parser.feed(message):
+                            if isinstance(event, Finish) and not parser.turn_ended:
+                                self._kept(launch, tools)  # held: the pool gets another
+                            elif isinstance(event, Finish):
+                                proc.finished = True
+                            yield event
+                        if parser.done:
+                            break
+                        if parser.stop_turn and parser.turn_id and not stopping:
+                            stopping = True
+                            await _stop_turn(proc, thread_id, parser.turn_id, next(ids))
+                    if not parser.done or parser.turn_ended:
+                        break
+                    # Resumed: the waiting calls have their results and the same turn goes on
+                    # (the idle clock starts again too: new events).
+                    turn_id = parser.turn_id
+                    parser = self._resumed(proc, CodexParser(tools, hold))
+                    parser.turn_id = turn_id
+                    messages = proc.events()
+                if parser.done:
+                    return
                 code = await proc.wait()
                 for event in parser.end(code, proc.stderr_tail()):
                     yield event
@@ -267,11 +318,16 @@ class CodexBackend(CliBackend):
                 raise stalled(exc, parser) from None
             finally:
                 self.malformed_lines += proc.malformed
-                if not parser.done and parser.turn_id and thread_id:
+                if not parser.turn_ended and parser.turn_id and thread_id:
                     await _interrupt(proc, thread_id, parser.turn_id, next(ids))
 
     def _thread(
-        self, request: InvokeRequest, prompt: Prompt, proc: CliProcess, tools: EditorTools | None
+        self,
+        request: InvokeRequest,
+        prompt: Prompt,
+        proc: CliProcess,
+        tools: EditorTools | None,
+        hold: bool = False,
     ) -> dict[str, Any]:
         params: dict[str, Any] = {
             "cwd": str(proc.cwd),
@@ -289,6 +345,13 @@ class CodexBackend(CliBackend):
                 "default_tools_approval_mode": "approve",
                 "required": True,
             }
+            if hold:
+                # Each call waits for the editor's result, longer than the turn is held; an
+                # answer's calls wait together, so they all reach the editor at once.
+                wait = self.settings.tool_result_timeout + self.settings.idle_timeout
+                server["tool_timeout_sec"] = wait
+                server["supports_parallel_tool_calls"] = tools.parallel
+                params["experimentalRawEvents"] = True
             params["config"] = {"mcp_servers": {editor.SERVER: server}}
         model = self.cli_model(request)
         if model:
