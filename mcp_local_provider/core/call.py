@@ -63,6 +63,14 @@ class RequestScope:
     #: line describes these).
     call: Call | None = None
     pending: CallRecord | None = None
+    #: The request offered tools its agent will not see, or asked for a structured output
+    #: format its agent will not apply: the response says so in a header.
+    tools_not_offered: bool = False
+    format_not_applied: bool = False
+    #: The error the request was answered with, and whether it was one the HTTP server
+    #: raised (a 404 or 405) rather than the daemon's own (the audit line tells them apart).
+    error: errors.ProviderError | None = None
+    error_from_http: bool = False
     _id_taken: bool = field(default=False, repr=False)
 
     def call_id(self) -> str:
