@@ -124,9 +124,11 @@ class Router:
     # -- what the rest of the daemon tells the router ------------------------------------
 
     def sessions_changed(self) -> None:
-        """Wake calls waiting for a session to connect or a slot to free."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+        """Wake calls waiting for a session to connect or a slot to free (none may be: then
+        there is nothing to do, as after most calls)."""
+        if self.waiting:
+            self._changed.set()
+            self._changed = asyncio.Event()
 
     def deliver(self, session: Session, frame: AnswerFrame, size: int = 0) -> bool:
         """Route one frame (``size`` bytes on the wire) from ``session``'s agent to its call.
