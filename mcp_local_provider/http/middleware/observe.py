@@ -140,7 +140,7 @@ def _finish(
         metrics.timeouts.labels("queue").inc()  # other phases are counted when calls settle
     if ctx.answered and ctx.agent_from is not None and ctx.agent_to is not None:
         waited = ctx.agent_to - ctx.agent_from
-        metrics.relay_overhead.labels(family).observe(max(0.0, duration - waited))
+        metrics.relay_overhead_seen(family, max(0.0, duration - waited))
     if ctx.family in EDITOR_FAMILIES:
         state.traffic.record(status)
         state.traffic.passed(passed(ctx, status, duration))
