@@ -1,8 +1,7 @@
 """Logging: one event per line, JSON off a TTY (or with ``log_format = "json"``), readable on one.
 
 structlog events are rendered and written directly (the cheap path: an access line is written
-for every request, and those of the requests that end in one turn of the event loop are written
-together at its end); records from the standard library (aiohttp, asyncio) get the same fields
+for every request); records from the standard library (aiohttp, asyncio) get the same fields
 and renderer through a logging handler, so a JSON log never has a stray plain-text line in it.
 Every line carries ``timestamp``, ``level``, ``logger`` and ``event``; lines about a request
 also carry ``request_id`` and, once a session is chosen, ``session_id`` (bound by the request
@@ -12,8 +11,6 @@ replaced with ``"[redacted]"`` as a last line of defence; nothing should log the
 
 from __future__ import annotations
 
-import asyncio
-import atexit
 import logging
 import sys
 from collections.abc import Callable, MutableMapping
@@ -62,72 +59,21 @@ def lead(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> dict[st
 
 
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Ours, so a second ``configure`` replaces it instead of adding another. The lines
-    waiting to be written to its stream go first."""
-
-    def __init__(self, lines: _Lines) -> None:
-        super().__init__(lines.stream)
-        self.lines = lines
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.flush()
-        super().emit(record)
-
-
-class _Lines:
-    """One stream's lines. A line is written at once, except through ``later``: the access
-    lines of the requests that end in one turn of the event loop are written together at its
-    end, one write for them all instead of one per request. A line written at once first
-    writes those waiting, so lines keep their order."""
-
-    __slots__ = ("_loop", "_waiting", "stream")
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self._waiting: list[str] = []
-        #: The loop whose turn the waiting lines are written at the end of.
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def now(self, message: str) -> None:
-        if self._waiting:
-            self.flush()
-        self.stream.write(message + "\n")
-        self.stream.flush()
-
-    def later(self, message: str) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop turn to wait for
-            self.now(message)
-            return
-        if loop is not self._loop:
-            # The first line of this turn (or the loop the waiting ones were left for is gone).
-            if self._waiting:
-                self.flush()
-            self._loop = loop
-            loop.call_soon(self.flush)
-        self._waiting.append(message)
-
-    def flush(self) -> None:
-        self._loop = None
-        waiting = self._waiting
-        if waiting:
-            self._waiting = []
-            self.stream.write("\n".join(waiting) + "\n")
-            self.stream.flush()
+    """Ours, so a second ``configure`` replaces it instead of adding another."""
 
 
 class _LineWriter:
     """What structlog logs to: one rendered line at a time, and the logger's name."""
 
-    __slots__ = ("lines", "name")
+    __slots__ = ("name", "stream")
 
-    def __init__(self, lines: _Lines, name: str) -> None:
-        self.lines = lines
+    def __init__(self, stream: TextIO, name: str) -> None:
+        self.stream = stream
         self.name = name
 
     def msg(self, message: str) -> None:
-        self.lines.now(message)
+        self.stream.write(message + "\n")
+        self.stream.flush()
 
     debug = info = warning = warn = error = err = critical = exception = fatal = log = msg
 
@@ -182,9 +128,7 @@ class BoundOnce:
                 entry = processor(writer, method, entry)
         except structlog.DropEvent:
             return
-        if isinstance(entry, str):
-            writer.lines.later(entry)  # written with the others of this loop turn
-        elif isinstance(entry, (bytes, bytearray)):
+        if isinstance(entry, (str, bytes, bytearray)):
             writer.msg(entry)  # type: ignore[arg-type]
         elif isinstance(entry, tuple):
             getattr(writer, method)(*entry[0], **entry[1])
@@ -195,13 +139,13 @@ class BoundOnce:
 class _Writers:
     """structlog's logger factory: a ``_LineWriter`` on one stream for each logger name."""
 
-    __slots__ = ("lines",)
+    __slots__ = ("stream",)
 
-    def __init__(self, lines: _Lines) -> None:
-        self.lines = lines
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
 
     def __call__(self, *args: Any) -> _LineWriter:
-        return _LineWriter(self.lines, str(args[0]) if args else "")
+        return _LineWriter(self.stream, str(args[0]) if args else "")
 
 
 def configure(config: Config, stream: TextIO | None = None) -> logging.Handler:
@@ -225,15 +169,13 @@ def configure(config: Config, stream: TextIO | None = None) -> logging.Handler:
         ]
     else:
         rendering.append(structlog.dev.ConsoleRenderer(colors=_isatty(stream)))
-    lines = _Lines(stream)
-    atexit.register(lines.flush)  # lines left for a loop turn that never came
     structlog.configure(
         processors=[*shared, *rendering],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=_Writers(lines),
+        logger_factory=_Writers(stream),
         cache_logger_on_first_use=False,
     )
-    handler = _Handler(lines)
+    handler = _Handler(stream)
     handler.setFormatter(
         ProcessorFormatter(
             foreign_pre_chain=shared,

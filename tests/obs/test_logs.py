@@ -228,25 +228,6 @@ def test_a_logger_bound_once_emits_the_line_its_bound_logger_would(
     assert first == second and "sess-1" in first and "duration_ms" in first
 
 
-async def test_access_lines_of_one_loop_turn_are_written_together_and_in_order(
-    capture_logs: Capture,
-) -> None:
-    out = capture_logs(log_format="json")
-    logger = BoundOnce("mcp_local_provider.access")
-    logger.get()
-    logger.emit("info", "one", {"n": 1})
-    logger.emit("info", "two", {"n": 2})
-    assert out.getvalue() == ""  # written when this turn of the loop ends
-    await asyncio.sleep(0)
-    assert [e["event"] for e in lines(out)] == ["one", "two"]
-    logger.emit("info", "three", {"n": 3})
-    structlog.get_logger("mcp_local_provider.test").warning("direct")
-    logging.getLogger("aiohttp.server").warning("library")
-    logger.emit("info", "four", {"n": 4})
-    await asyncio.sleep(0)
-    assert [e["event"] for e in lines(out)] == ["one", "two", "three", "direct", "library", "four"]
-
-
 def test_a_logger_bound_once_emits_to_a_captured_configuration() -> None:
     logger = BoundOnce("mcp_local_provider.access")
     with structlog.testing.capture_logs() as captured:
