@@ -63,6 +63,14 @@ class RequestScope:
     #: line describes these).
     call: Call | None = None
     pending: CallRecord | None = None
+    #: The request offered tools its agent will not see, or asked for a structured output
+    #: format its agent will not apply: the response says so in a header.
+    tools_not_offered: bool = False
+    format_not_applied: bool = False
+    #: The error the request was answered with, and whether it was one the HTTP server
+    #: raised (a 404 or 405) rather than the daemon's own (the audit line tells them apart).
+    error: errors.ProviderError | None = None
+    error_from_http: bool = False
     _id_taken: bool = field(default=False, repr=False)
 
     def call_id(self) -> str:
@@ -115,6 +123,73 @@ class Failure:
         self.error = error
 
 
+class Inbox:
+    """A call's frames from its agent (and the failure that may end it), waiting for the
+    caller; and the one timer that bounds the caller's waits for them.
+
+    The timer is armed when a wait begins and kept while waits end sooner than it: a stream's
+    frames each wait up to the idle timeout, and one timer serves them all, re-armed when it
+    fires early (rather than one timer made and cancelled per frame)."""
+
+    __slots__ = ("_items", "_timer", "_timer_due", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[AnswerFrame | Failure] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0.0
+
+    def put_nowait(self, item: AnswerFrame | Failure) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def get_nowait(self) -> AnswerFrame | Failure:
+        """The next item; only when one is waiting (``not empty()``)."""
+        return self._items.popleft()
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    async def get(self, due: float) -> AnswerFrame | Failure | None:
+        """The next item, waiting for it until ``due`` (``time.monotonic()``); None if none
+        came by then."""
+        items = self._items
+        while not items:
+            now = time.monotonic()
+            if now >= due:
+                return None
+            loop = asyncio.get_running_loop()
+            timer = self._timer
+            if timer is None or self._timer_due > due:
+                if timer is not None:
+                    timer.cancel()
+                self._timer_due = due
+                self._timer = loop.call_later(due - now, self._fire)
+            waiter = self._waiter = loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return items.popleft()
+
+    def _fire(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)  # the waiter checks its own due time, and waits on if early
+
+    def close(self) -> None:
+        """Stop the timer (the call is settled)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
 class CallRecord:
     """A call in flight: the queue the agent's frames land in, and how it ended.
 
@@ -147,7 +222,7 @@ class CallRecord:
     def __init__(self, call: Call, session: Session) -> None:
         self.call = call
         self.session = session
-        self.queue: asyncio.Queue[AnswerFrame | Failure] = asyncio.Queue()
+        self.queue = Inbox()
         self.done = False  # the agent sent its last frame, or the call was failed
         #: Why the daemon failed the call, if it did; it overtakes frames still queued.
         self.failure: errors.ProviderError | None = None

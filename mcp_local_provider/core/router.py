@@ -124,9 +124,11 @@ class Router:
     # -- what the rest of the daemon tells the router ------------------------------------
 
     def sessions_changed(self) -> None:
-        """Wake calls waiting for a session to connect or a slot to free."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+        """Wake calls waiting for a session to connect or a slot to free (none may be: then
+        there is nothing to do, as after most calls)."""
+        if self.waiting:
+            self._changed.set()
+            self._changed = asyncio.Event()
 
     def deliver(self, session: Session, frame: AnswerFrame, size: int = 0) -> bool:
         """Route one frame (``size`` bytes on the wire) from ``session``'s agent to its call.
@@ -352,12 +354,11 @@ class Router:
             return Failure(pending.failure)
         if queue.empty():
             wait = self.timeouts.first_chunk
-            left = deadline - time.monotonic()
-            try:
-                async with asyncio.timeout(min(wait, left)):
-                    item = await queue.get()
-            except TimeoutError:
-                raise _timed_out(pending, "total" if left <= wait else "first_chunk") from None
+            now = time.monotonic()
+            left = deadline - now
+            item = await queue.get(min(deadline, now + wait))
+            if item is None:
+                raise _timed_out(pending, "total" if left <= wait else "first_chunk")
         else:
             item = queue.get_nowait()
         if not isinstance(item, Failure) and pending.sizes:
@@ -397,13 +398,11 @@ class Router:
                 pending.outcome = pending.failure.code
                 raise pending.failure
             elif queue.empty():
-                left = deadline - time.monotonic()
-                budget = min(wait, left)
-                try:
-                    async with asyncio.timeout(budget):
-                        item = await queue.get()
-                except TimeoutError:
-                    raise _timed_out(pending, "total" if left <= wait else phase) from None
+                now = time.monotonic()
+                left = deadline - now
+                item = await queue.get(min(deadline, now + wait))
+                if item is None:
+                    raise _timed_out(pending, "total" if left <= wait else phase)
                 if not isinstance(item, Failure) and pending.sizes:
                     pending.buffered -= pending.sizes.popleft()
             else:
@@ -451,6 +450,7 @@ class Router:
         if self._pending.get(rid) is pending:
             del self._pending[rid]
         pending.ended = time.monotonic()
+        pending.queue.close()
         if pending.outcome is None:
             # A failure the caller never read (it was cancelled first) is still the outcome.
             failure = pending.failure

@@ -58,7 +58,6 @@ def create_app(
     app[STATE] = state
     assert state.usage is not None
     app[USAGE] = state.usage
-    observe.install(app)
     app.on_response_prepare.append(on_response_prepare)
     for routes in (openai, anthropic, responses, ollama, agent, control, ops, status):
         app.add_routes(routes.routes)

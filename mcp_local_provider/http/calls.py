@@ -14,7 +14,7 @@ from mcp_local_provider.core import errors
 from mcp_local_provider.core.call import Call
 from mcp_local_provider.core.catalog import STRUCTURED_FORMATS, Entry, plan_format, plan_tools
 from mcp_local_provider.core.protocol import AnswerFrame, InvokePayload
-from mcp_local_provider.http.state import FORMAT_NOT_APPLIED, SCOPE, STATE, TOOLS_NOT_OFFERED
+from mcp_local_provider.http.state import SCOPE, STATE
 from mcp_local_provider.translate.common import as_parameters
 from mcp_local_provider.translate.embeddings import embedding_payload, usage_of, vectors
 
@@ -71,7 +71,7 @@ def plan(request: web.Request, asked: ToolOffering) -> tuple[Entry, InvokePayloa
         entry, asked.model, asked.offers_tools, asked.forces_tools, catalog.tools_mode(entry)
     )
     if tools.dropped:
-        request[TOOLS_NOT_OFFERED] = True
+        request[SCOPE].tools_not_offered = True
         log.info("tools_not_offered", model=asked.model, reason="the model does not declare tools")
     if tools.declared:
         needs.insert(1, "tools")
@@ -93,7 +93,7 @@ def apply_format(
     if asked and not plan_format(entry, model, asked, catalog.tools_mode(entry), param):
         del parameters["response_format"]
         payload["parameters"] = as_parameters(parameters)
-        request[FORMAT_NOT_APPLIED] = True
+        request[SCOPE].format_not_applied = True
         log.info("format_not_applied", model=model, reason="the model does not declare it")
 
 

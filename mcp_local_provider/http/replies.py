@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from mcp_local_provider.core.call import Call
 from mcp_local_provider.core.codec import dumps_bytes
@@ -35,7 +35,10 @@ async def answer(request: web.Request, call: Call, reply: Reply) -> web.StreamRe
 def json_reply(
     body: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> web.Response:
-    """``body`` as an ``application/json`` response."""
-    return web.Response(
-        body=dumps_bytes(body), status=status, headers=headers, content_type="application/json"
-    )
+    """``body`` as an ``application/json`` response. The header is given as it is sent:
+    aiohttp's ``content_type`` argument would parse and rebuild it for every response."""
+    sent = {**headers, hdrs.CONTENT_TYPE: "application/json"} if headers else _JSON
+    return web.Response(body=dumps_bytes(body), status=status, headers=sent)
+
+
+_JSON = {hdrs.CONTENT_TYPE: "application/json"}

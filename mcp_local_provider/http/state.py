@@ -18,7 +18,6 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from mcp_local_provider.core import errors
 from mcp_local_provider.core.call import RequestScope, Timeouts
 from mcp_local_provider.core.catalog import Catalog
 from mcp_local_provider.core.config import Config
@@ -69,21 +68,14 @@ SCOPE = web.RequestKey("request_scope", RequestScope)
 PAGE = web.AppKey("page", PageState)
 #: The app's OpenAPI document (``http/openapi.py``), built once.
 OPENAPI = web.AppKey("openapi", dict[str, Any])
-#: Set when the request offered tools its agent will not see: the response says so in
-#: ``TOOLS_HEADER`` (added when the response is prepared, streamed or not).
-TOOLS_NOT_OFFERED = web.RequestKey("tools_not_offered", bool)
+#: Says the request's tools were not offered to its agent (``RequestScope.tools_not_offered``),
+#: added when the response is prepared, streamed or not.
 TOOLS_HEADER = "X-MCP-Tools"
 #: Names the model that served the request when a fallback model did (see ``core/router.py``).
 SERVED_MODEL_HEADER = "X-MCP-Served-Model"
-#: Set when the request asked for structured output its agent will not apply: the response
-#: says so in ``FORMAT_HEADER``.
-FORMAT_NOT_APPLIED = web.RequestKey("format_not_applied", bool)
+#: Says the request's structured output format was not applied by its agent
+#: (``RequestScope.format_not_applied``).
 FORMAT_HEADER = "X-MCP-Format"
-#: The error a request ended with, for the access log and metrics (set by ``error_response``).
-MAPPED_ERROR = web.RequestKey("mapped_error", errors.ProviderError)
-#: Set when that error was an aiohttp ``HTTPException`` the error middleware turned into one
-#: (the audit line says ``http_error`` for those).
-FROM_HTTP_ERROR = web.RequestKey("from_http_error", bool)
 
 
 def build_state(config: Config, bridge_token: str, approval: str) -> State:

@@ -84,26 +84,32 @@ class BoundOnce:
     change, as it does between tests). ``get()`` returns the bound logger, rebuilt when
     ``structlog.configure`` was called since; ``emit`` logs through it."""
 
-    __slots__ = ("_chain", "_config", "_logger", "_writer", "name")
+    __slots__ = ("_chain", "_factory", "_logger", "_processors", "_wrapper", "_writer", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._config: tuple[object, ...] = ()
+        # The configuration the logger was bound under (none yet).
+        self._processors: object = None
+        self._wrapper: object = None
+        self._factory: object = None
         self._logger: Any = None
         self._chain: tuple[Any, ...] = ()
         self._writer: _LineWriter | None = None
 
     def get(self) -> Any:
         config = structlog.get_config()
-        now = (config["processors"], config["wrapper_class"], config["logger_factory"])
-        if len(self._config) != len(now) or any(
-            a is not b for a, b in zip(self._config, now, strict=True)
+        processors = config["processors"]
+        wrapper = config["wrapper_class"]
+        factory = config["logger_factory"]
+        if (
+            processors is not self._processors
+            or wrapper is not self._wrapper
+            or factory is not self._factory
         ):
             self._logger = structlog.get_logger(self.name).bind()
-            self._config = now
-            factory = config["logger_factory"]
+            self._processors, self._wrapper, self._factory = processors, wrapper, factory
             self._writer = factory(self.name) if isinstance(factory, _Writers) else None
-            self._chain = tuple(config["processors"])
+            self._chain = tuple(processors)
         return self._logger
 
     def emit(self, method: str, event: str, fields: dict[str, Any]) -> None:

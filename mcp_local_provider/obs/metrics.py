@@ -224,6 +224,10 @@ class Metrics:
     def request_ended_in_flight(self, family: str) -> None:
         self._child(self.in_flight, family).dec()
 
+    def relay_overhead_seen(self, family: str, seconds: float) -> None:
+        """The daemon's own time in an answered request (see ``relay_overhead``)."""
+        self._child(self.relay_overhead, family).observe(seconds)
+
     def call_settled(
         self,
         *,

@@ -125,6 +125,57 @@ async def test_idle_timeout_applies_between_chunks() -> None:
     assert raised.value.phase == "idle"
 
 
+async def _send_every(
+    router: Router, session: Session, rid: str, gap: float, count: int | None
+) -> None:
+    index = 0
+    while count is None or index < count:
+        await asyncio.sleep(gap)
+        last = count is not None and index == count - 1
+        router.deliver(session, chunk(rid, str(index), "stop" if last else None))
+        index += 1
+
+
+async def test_a_stream_whose_frames_keep_coming_within_the_idle_timeout_runs_past_it() -> None:
+    registry, router = make(Timeouts(1.0, 0.1, 5.0, 0.05))
+    session, _ = active(registry)
+    c = call()
+    sending = asyncio.create_task(_send_every(router, session, c.request_id, 0.03, 10))
+    async with router.open(c) as events:
+        got = [frame.delta["content"] async for frame in events]  # type: ignore[union-attr]
+    await sending
+    assert got == [str(i) for i in range(10)]  # 0.3 s in all: three idle timeouts' worth
+
+
+async def test_the_total_timeout_cuts_a_stream_that_keeps_sending() -> None:
+    registry, router = make(Timeouts(1.0, 0.1, 0.2, 0.05))
+    session, _ = active(registry)
+    c = call()
+    sending = asyncio.create_task(_send_every(router, session, c.request_id, 0.03, None))
+    try:
+        with pytest.raises(errors.AgentTimeout) as raised:
+            async with router.open(c) as events:
+                async for _ in events:
+                    pass
+    finally:
+        sending.cancel()
+    assert raised.value.phase == "total"
+
+
+async def test_a_frame_arriving_after_a_longer_first_wait_gets_the_shorter_idle_timeout() -> None:
+    registry, router = make(Timeouts(5.0, 0.05, 10.0, 0.05))
+    session, _ = active(registry)
+    c = call()
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.02, router.deliver, session, chunk(c.request_id, "a"))
+    started = loop.time()
+    with pytest.raises(errors.AgentTimeout) as raised:
+        async with router.open(c) as events:
+            async for _ in events:
+                pass
+    assert raised.value.phase == "idle" and loop.time() - started < 1.0
+
+
 async def test_frames_from_another_session_are_dropped_and_counted() -> None:
     registry, router = make()
     session, _ = active(registry)

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import shutil
 import stat
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from mcp_local_provider.http.state import STATE
-from mcp_local_provider.policy.audit import AuditLog
+from mcp_local_provider.policy.audit import AuditLog, render
 from mcp_local_provider.policy.digest import PREFIX, PromptDigester, canonical
 from mcp_local_provider.translate.openai.request import ChatRequest
 from tests.fakes import Daemon, until
@@ -155,6 +156,31 @@ async def test_lines_cannot_be_forged_through_claimed_fields(
     parsed = [json.loads(line) for line in lines[:-1]]
     assert [x["action"] for x in parsed] == ["pending", "approved"]
     assert all(x["event"] == "session" for x in parsed)
+
+
+def test_a_line_has_the_same_bytes_whichever_encoder_writes_it() -> None:
+    """The fast encoder takes plain lines; every line must read as the standard library's
+    encoder writes it (ASCII only, its float and escape forms), or be refused as it is."""
+    standard = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    rng = random.Random(7)
+    alphabet = [chr(c) for c in range(0x80)] + ["\u00e9", "\u2028", "\U0001f600", "0.0000"]
+    values: list[Any] = [None, True, False, 0, -1, 2**70, 0.0, -0.0, 0.4, 1e-05, 9.99e-05]
+    values += [1e16, 1.5e300, float("nan"), float("inf"), ["a", 1], {"k": 0.5}, (1, 2)]
+    for _ in range(3000):
+        record: dict[str, Any] = {"ts": "2026-01-01T00:00:00.000Z", "event": "request"}
+        for index in range(rng.randint(0, 6)):
+            if rng.random() < 0.5:
+                text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+                record[f"s{index}"] = text
+            else:
+                record[f"v{index}"] = rng.choice(values)
+        try:
+            expected = standard.encode(record).encode("ascii") + b"\n"
+        except ValueError:
+            with pytest.raises(ValueError):
+                render(record)
+            continue
+        assert render(record) == expected, record
 
 
 def assert_rotated(path: Path) -> None:

@@ -12,7 +12,7 @@ from aiohttp.typedefs import Handler
 from mcp_local_provider.core import errors
 from mcp_local_provider.http.families import ERROR_BODIES, route_family
 from mcp_local_provider.http.replies import json_reply
-from mcp_local_provider.http.state import FROM_HTTP_ERROR, MAPPED_ERROR
+from mcp_local_provider.http.state import SCOPE
 
 log = structlog.get_logger("mcp_local_provider.http")
 
@@ -42,7 +42,10 @@ def daemon_error_body(error: errors.ProviderError) -> dict[str, Any]:
 
 
 def error_response(request: web.Request, error: errors.ProviderError) -> web.Response:
-    request[MAPPED_ERROR] = error
+    """The response for ``error``, noted in the request's scope for its records."""
+    scope = request.get(SCOPE)
+    if scope is not None:
+        scope.error = error
     headers = {} if error.retryable else {"x-should-retry": "false"}
     if error.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
@@ -81,8 +84,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        request[FROM_HTTP_ERROR] = True
         response = error_response(request, _from_http(exc, request.method))
+        scope = request.get(SCOPE)
+        if scope is not None:
+            scope.error_from_http = True
         for name in ("Allow",):
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]

@@ -32,12 +32,10 @@ from mcp_local_provider.http.listeners import SECURITY_HEADERS
 from mcp_local_provider.http.middleware.errors import error_response
 from mcp_local_provider.http.state import (
     FORMAT_HEADER,
-    FORMAT_NOT_APPLIED,
     SCOPE,
     SERVED_MODEL_HEADER,
     STATE,
     TOOLS_HEADER,
-    TOOLS_NOT_OFFERED,
 )
 from mcp_local_provider.policy.defences import Security
 from mcp_local_provider.policy.input_limits import check_model_name
@@ -251,19 +249,22 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
-    """Security headers on every response; CORS for allowed origins on the editor API; the
-    session's rate-limit state on every response an agent session was chosen for; the tools
-    header when the request's tools were not offered to the agent, the format header when its
-    structured output format was not applied."""
+    """The one hook every response passes before it is sent: its request id; security headers;
+    CORS for allowed origins on the editor API; the session's rate-limit state on every
+    response an agent session was chosen for; the tools header when the request's tools were
+    not offered to the agent, the format header when its structured output format was not
+    applied."""
     headers = response.headers
-    if request.get(TOOLS_NOT_OFFERED):
-        headers[TOOLS_HEADER] = "not-offered"
     scope = request.get(SCOPE)
-    call = scope.call if scope is not None else None
-    if call is not None and call.served_model is not None:
-        headers[SERVED_MODEL_HEADER] = call.served_model
-    if request.get(FORMAT_NOT_APPLIED):
-        headers[FORMAT_HEADER] = "not-applied"
+    if scope is not None:
+        headers["X-Request-Id"] = scope.request_id
+        if scope.tools_not_offered:
+            headers[TOOLS_HEADER] = "not-offered"
+        call = scope.call
+        if call is not None and call.served_model is not None:
+            headers[SERVED_MODEL_HEADER] = call.served_model
+        if scope.format_not_applied:
+            headers[FORMAT_HEADER] = "not-applied"
     for name, value in SECURITY_HEADERS.items():
         headers.setdefault(name, value)
     headers.setdefault("Cache-Control", "no-store")
@@ -282,7 +283,6 @@ async def on_response_prepare(request: web.Request, response: web.StreamResponse
         headers.add("Vary", "Origin")
     elif headers.get("Access-Control-Allow-Origin") == "*":
         del headers["Access-Control-Allow-Origin"]
-    scope = request.get(SCOPE)
     if scope is not None and scope.pending is not None:
         for name, value in security.throttle.headers(scope.pending.session).items():
             headers.setdefault(name, value)

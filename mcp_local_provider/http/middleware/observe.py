@@ -29,7 +29,7 @@ from mcp_local_provider.http.families import (
     route_template,
 )
 from mcp_local_provider.http.middleware.audit import request_line
-from mcp_local_provider.http.state import FROM_HTTP_ERROR, MAPPED_ERROR, SCOPE, STATE, State
+from mcp_local_provider.http.state import SCOPE, STATE, State
 from mcp_local_provider.obs.labels import METHODS, OTHER
 from mcp_local_provider.obs.logs import BoundOnce
 from mcp_local_provider.obs.traffic import passed
@@ -43,17 +43,6 @@ SWITCHING_PROTOCOLS = 101
 #: Statuses (or error codes) the middleware counts as rejections when no guard said why.
 _REJECTED_BY_STATUS = {400: "validation", 401: "auth", 413: "size", 415: "validation"}
 _REJECTED_BY_CODE = {"rate_limited": "rate_limited"}
-
-
-def install(app: web.Application) -> None:
-    """Tag every response with its request id."""
-    app.on_response_prepare.append(_tag_response)
-
-
-async def _tag_response(request: web.Request, response: web.StreamResponse) -> None:
-    ctx = request.get(SCOPE)
-    if ctx is not None:
-        response.headers["X-Request-Id"] = ctx.request_id
 
 
 @web.middleware
@@ -130,7 +119,7 @@ def _finish(
     metrics = state.metrics
     family = metric_label(ctx.family)
     duration = time.monotonic() - ctx.started
-    error = request.get(MAPPED_ERROR)
+    error = ctx.error
     if ctx.call is not None:
         _audit(state, ctx, status, bytes_out, duration, error, cancelled, request)
     method = request.method if request.method in METHODS else OTHER
@@ -151,7 +140,7 @@ def _finish(
         metrics.timeouts.labels("queue").inc()  # other phases are counted when calls settle
     if ctx.answered and ctx.agent_from is not None and ctx.agent_to is not None:
         waited = ctx.agent_to - ctx.agent_from
-        metrics.relay_overhead.labels(family).observe(max(0.0, duration - waited))
+        metrics.relay_overhead_seen(family, max(0.0, duration - waited))
     if ctx.family in EDITOR_FAMILIES:
         state.traffic.record(status)
         state.traffic.passed(passed(ctx, status, duration))
@@ -180,7 +169,7 @@ def _audit(
     elif error is None:
         code = None
     else:  # the handler raised it: the error body is not what it answered
-        code = "http_error" if request.get(FROM_HTTP_ERROR) else error.code
+        code = "http_error" if ctx.error_from_http else error.code
         bytes_out = None
     assert ctx.call is not None
     line = request_line(ctx, status, code, bytes_out, duration)
