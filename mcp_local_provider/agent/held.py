@@ -75,6 +75,9 @@ class Channel:
     def __init__(self, folder: Path) -> None:
         self.path = folder / SOCKET
         self.waiting: asyncio.Queue[tuple[dict[str, Any], asyncio.StreamWriter]] = asyncio.Queue()
+        #: Each call as it comes (``{"name", "arguments"}``), for a backend that learns of the
+        #: calls here rather than from its CLI's output; the calls stay waiting for ``answer``.
+        self.arrivals: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._server: asyncio.Server | None = None
         self._closed = False
         #: Every connection accepted, closed with the channel at the latest.
@@ -93,7 +96,9 @@ class Channel:
         if self._closed:  # the turn ended while the call was asking
             writer.close()
             return
-        await self.waiting.put((call if isinstance(call, dict) else {}, writer))
+        call = call if isinstance(call, dict) else {}
+        await self.waiting.put((call, writer))
+        self.arrivals.put_nowait(call)
 
     async def answer(self, calls: dict[str, tuple[str, str]], results: dict[str, str]) -> None:
         """Give each of ``calls`` (id -> name, arguments) its result as the CLI asks for it

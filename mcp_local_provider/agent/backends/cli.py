@@ -388,7 +388,7 @@ class CliBackend(Backend):
         answer whose calls are invalid is run again the usual way (``checked``)."""
         channel = Channel(tools.folder)
         await channel.open()
-        turn = HeldTurn(self._loop(request, prompt, tools, hold=True), channel, tools)
+        turn = HeldTurn(self._holding(request, prompt, tools, channel), channel, tools)
         invalid: list[str] = []
         async with aclosing(self._hand_over(turn, turn.events, request, stack, invalid)) as events:
             async for event in events:
@@ -398,6 +398,13 @@ class CliBackend(Backend):
             async with aclosing(repeat) as again:
                 async for event in again:
                     yield event
+
+    def _holding(
+        self, request: InvokeRequest, prompt: Prompt, tools: EditorTools, channel: Channel
+    ) -> AsyncGenerator[BackendEvent, None]:
+        """The events of a run whose turn is held at each hand-over (``_loop`` with ``hold``;
+        ``channel`` is where its tool server asks for the results)."""
+        return self._loop(request, prompt, tools, hold=True)
 
     async def _hand_over(
         self,
