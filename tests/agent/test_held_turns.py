@@ -1,7 +1,7 @@
-"""Held tool turns (agent/held.py) with the real Claude Code against the mock model API: the
-turn that called the editor's tool waits for its result and goes on in the same process when
-the editor's next request carries it; a turn whose result does not come in time, or comes after
-a changed history, is ended and the request served fresh."""
+"""Held tool turns (agent/held.py) with the real Claude Code and Gemini CLI against the mock model
+API: the turn that called the editor's tool waits for its result and goes on in the same
+process when the editor's next request carries it; a turn whose result does not come in time,
+or comes after a changed history, is ended and the request served fresh."""
 
 from __future__ import annotations
 
@@ -22,13 +22,32 @@ from tests.agent.test_real_cli_tools import WEATHER
 from tests.clis import chat, collect, group_alive
 from tests.conftest import StartDaemon
 from tests.fakes import until
-from tests.model_api import ModelApi, Reply
+from tests.model_api import ModelApi, Reply, Seen
 
 pytestmark = pytest.mark.usefixtures("agent_clis")
 
 QUESTION = {"role": "user", "content": "Weather in Tokyo?"}
+#: The CLIs that hold turns, and how each names the editor's tool to its model.
+PREFIX = {"claude": "mcp__editor__", "gemini": "mcp_editor_"}
+HOLDING = list(PREFIX)
 CALL = Reply(tool_call=("mcp__editor__get_weather", {"city": "Tokyo"}))
 ANSWER = "It is sunny in Tokyo."
+#: Processes ready beside the one holding a turn (Claude Code: the tools request's command line
+#: differs from the plain one's, so one of each is kept ready).
+READY_BESIDE = {"claude": 2, "gemini": 1}
+
+
+def call_reply(name: str) -> Reply:
+    return Reply(tool_call=(PREFIX[name] + "get_weather", {"city": "Tokyo"}))
+
+
+async def started(name: str, api: ModelApi, home: Path, wait: float = 30) -> CliBackend:
+    """CLI ``name``'s backend, its turns held ``wait`` seconds for the editor's results."""
+    settings = real_clis.settings(name, api, home, tool_result_timeout=wait)
+    backend = create(name, settings=settings)
+    assert isinstance(backend, CliBackend)
+    await backend.start()
+    return backend
 
 
 @pytest.fixture
@@ -36,11 +55,24 @@ async def claude(
     request: pytest.FixtureRequest, model_api: ModelApi, tmp_path: Path
 ) -> AsyncIterator[CliBackend]:
     """Claude Code, its turns held ``request.param`` seconds for the editor's results."""
-    wait = getattr(request, "param", 30)
-    settings = real_clis.settings("claude", model_api, tmp_path / "home", tool_result_timeout=wait)
-    backend = create("claude", settings=settings)
-    assert isinstance(backend, CliBackend)
-    await backend.start()
+    backend = await started("claude", model_api, tmp_path / "home", getattr(request, "param", 30))
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+@pytest.fixture
+async def holder(
+    request: pytest.FixtureRequest,
+    model_api: ModelApi,
+    tmp_path: Path,
+    processes: list[CliProcess],  # recording from before the start
+) -> AsyncIterator[CliBackend]:
+    """The backend of the CLI ``request.param`` names (with the seconds its turns are held,
+    as ``(name, seconds)``)."""
+    name, wait = request.param if isinstance(request.param, tuple) else (request.param, 30)
+    backend = await started(name, model_api, tmp_path / "home", wait)
     try:
         yield backend
     finally:
@@ -71,20 +103,44 @@ def alive(procs: list[CliProcess]) -> list[int]:
     return [pid for proc in procs if proc.proc for pid in group_alive(proc.proc.pid)]
 
 
+def continues_its_own_history(name: str, first: Seen, second: Seen) -> None:
+    """The model call ``second`` goes on from ``first``: the model's own tool call answered by
+    the editor's result, not a new prompt holding a transcript."""
+    if name == "claude":
+        history = second.body["messages"]
+        assert history[0] == first.body["messages"][0]
+        turns = [m for m in history if m["role"] != "system"]  # Claude Code adds its environment
+        assert [m["role"] for m in turns] == ["user", "assistant", "user"]
+        assert turns[1]["content"][0]["input"] == {"city": "Tokyo"}
+        (block,) = [b for b in turns[2]["content"] if b.get("type") == "tool_result"]
+        assert "sunny, 24 C" in json.dumps(block["content"])
+    else:
+        history = second.body["contents"]
+        assert history[0] == first.body["contents"][-1]
+        assert [c["role"] for c in history] == ["user", "model", "user"]
+        (called,) = [p["functionCall"] for p in history[1]["parts"] if "functionCall" in p]
+        assert called["args"] == {"city": "Tokyo"}
+        (result,) = [p["functionResponse"] for p in history[2]["parts"]]
+        assert result["name"] == called["name"] and "sunny, 24 C" in json.dumps(result)
+    assert "<tool_result" not in json.dumps(history)
+
+
+@pytest.mark.parametrize("holder", HOLDING, indirect=True)
 async def test_the_editors_result_continues_the_held_turn_in_the_same_process(
-    claude: CliBackend, model_api: ModelApi, processes: list[CliProcess]
+    holder: CliBackend, model_api: ModelApi, processes: list[CliProcess]
 ) -> None:
-    model_api.script(CALL, Reply.text(ANSWER))
-    call = await call_made(claude)
-    assert claude.held_turns() == 1
-    pool = claude._pool
+    model_api.script(call_reply(holder.name), Reply.text(ANSWER))
+    call = await call_made(holder)
+    assert holder.held_turns() == 1
+    pool = holder._pool
     assert pool is not None
     # The pool gets a new process in place of the one holding the turn.
-    await until(lambda: pool.status() == {"ready": 2, "starting": 0, "busy": 1}, 60)
+    beside = READY_BESIDE[holder.name]
+    await until(lambda: pool.status() == {"ready": beside, "starting": 0, "busy": 1}, 60)
     started, taken = len(processes), (pool.taken, pool.missed)
     request = chat(messages=answered(call, "sunny, 24 C", [QUESTION]), tools=[WEATHER])
     events: list[BackendEvent] = []
-    async for event in claude.serve(request):
+    async for event in holder.serve(request):
         events.append(event)
         if isinstance(event, Finish):
             # No process was started or taken for the continuation.
@@ -92,59 +148,97 @@ async def test_the_editors_result_continues_the_held_turn_in_the_same_process(
     assert text(events) == ANSWER
     assert isinstance(events[-1], Finish) and events[-1].reason == "stop"
     first, second = model_api.answering()
-    # The model sees its own conversation go on: its tool_use answered by a tool_result,
-    # not a new prompt holding a transcript.
-    history = second.body["messages"]
-    assert history[0] == first.body["messages"][0]
-    turns = [m for m in history if m["role"] != "system"]  # Claude Code adds its environment
-    assert [m["role"] for m in turns] == ["user", "assistant", "user"]
-    assert turns[1]["content"][0]["input"] == {"city": "Tokyo"}
-    (block,) = [b for b in turns[2]["content"] if b.get("type") == "tool_result"]
-    assert "sunny, 24 C" in json.dumps(block["content"])
-    assert "<tool_result" not in json.dumps(history)
-    assert claude.held_turns() == 0
+    continues_its_own_history(holder.name, first, second)
+    assert holder.held_turns() == 0
 
 
-@pytest.mark.parametrize("claude", [0.3], indirect=True)
-async def test_a_turn_held_past_the_timeout_is_ended_and_the_result_served_fresh(
-    claude: CliBackend, model_api: ModelApi, processes: list[CliProcess]
+# Gemini CLI only: the mock gives every Anthropic tool_use the same id, and Claude Code keeps one
+# call of an id in its history.
+@pytest.mark.parametrize("holder", ["gemini"], indirect=True)
+async def test_a_continued_turn_that_calls_again_is_held_again_and_goes_on(
+    holder: CliBackend, model_api: ModelApi, processes: list[CliProcess]
 ) -> None:
-    model_api.script(CALL, Reply.text(ANSWER))
-    call = await call_made(claude)
-    holder = processes[-1]
-    await until(lambda: claude.held_turns() == 0 and not alive([holder]), 10)
+    model_api.script(call_reply(holder.name), call_reply(holder.name), Reply.text(ANSWER))
+    first = await call_made(holder)
+    conversation = answered(first, "sunny, 24 C", [QUESTION])
+    events = await collect(holder.serve(chat(messages=conversation, tools=[WEATHER])))
+    assert isinstance(events[-1], Finish) and events[-1].reason == "tool_calls"
+    (second,) = [e for e in events if isinstance(e, ToolCallDelta)]
+    assert second.id != first.id and holder.held_turns() == 1
+    started = len(processes)
+    request = chat(messages=answered(second, "rain, 18 C", conversation), tools=[WEATHER])
+    assert text(await collect(holder.serve(request))) == ANSWER
+    assert len(processes) == started and holder.held_turns() == 0
+    # One model conversation over the three calls: the last holds both results in order.
+    last = json.dumps(model_api.answering()[-1].body)
+    assert last.index("sunny, 24 C") < last.index("rain, 18 C")
+    assert "<tool_result" not in last
+
+
+def first_prompt(seen: Seen) -> str:
+    """The first message (Claude Code) or content (Gemini CLI) of a model call, as JSON."""
+    return json.dumps((seen.body.get("messages") or seen.body["contents"])[0])
+
+
+def outside_pool(processes: list[CliProcess], backend: CliBackend) -> list[CliProcess]:
+    """The processes running that the pool does not hold ready (taken, or starting)."""
+    assert backend._pool is not None
+    ready = {id(p) for procs in backend._pool._ready.values() for p in procs}
+    return [p for p in processes if p.alive and id(p) not in ready]
+
+
+async def holding_process(processes: list[CliProcess], backend: CliBackend) -> CliProcess:
+    """The process holding ``backend``'s one held turn, once the pool has settled."""
+    pool = backend._pool
+    assert pool is not None and backend.held_turns() == 1
+    beside = READY_BESIDE[backend.name]
+    await until(lambda: pool.status() == {"ready": beside, "starting": 0, "busy": 1}, 60)
+    (proc,) = outside_pool(processes, backend)
+    return proc
+
+
+@pytest.mark.parametrize("holder", [(name, 0.3) for name in HOLDING], indirect=True)
+async def test_a_turn_held_past_the_timeout_is_ended_and_the_result_served_fresh(
+    holder: CliBackend, model_api: ModelApi, processes: list[CliProcess]
+) -> None:
+    model_api.script(call_reply(holder.name), Reply.text(ANSWER))
+    call = await call_made(holder)
+    # The turn ends, and its process with it: every process left is one the pool holds ready.
+    await until(lambda: not holder.held_turns() and not outside_pool(processes, holder), 60)
     request = chat(messages=answered(call, "sunny, 24 C", [QUESTION]), tools=[WEATHER])
-    events = await collect(claude.serve(request))
+    events = await collect(holder.serve(request))
     assert text(events) == ANSWER
     # Served fresh: the whole conversation rendered into a new prompt.
-    assert "sunny, 24 C" in json.dumps(model_api.answering()[-1].body["messages"][0])
+    assert "sunny, 24 C" in first_prompt(model_api.answering()[-1])
 
 
+@pytest.mark.parametrize("holder", HOLDING, indirect=True)
 async def test_a_result_after_a_changed_history_ends_the_held_turn_and_is_served_fresh(
-    claude: CliBackend, model_api: ModelApi, processes: list[CliProcess]
+    holder: CliBackend, model_api: ModelApi, processes: list[CliProcess]
 ) -> None:
-    model_api.script(CALL, Reply.text(ANSWER))
-    call = await call_made(claude)
-    holder = processes[-1]
+    model_api.script(call_reply(holder.name), Reply.text(ANSWER))
+    call = await call_made(holder)
+    held = await holding_process(processes, holder)
     other = {"role": "user", "content": "Weather in Osaka?"}
     request = chat(messages=answered(call, "sunny, 24 C", [other]), tools=[WEATHER])
-    events = await collect(claude.serve(request))
+    events = await collect(holder.serve(request))
     assert text(events) == ANSWER
-    assert claude.held_turns() == 0
-    await until(lambda: not alive([holder]), 10)
-    (prompt,) = model_api.answering()[-1].body["messages"][:1]
-    assert "Osaka" in json.dumps(prompt) and "sunny, 24 C" in json.dumps(prompt)
+    assert holder.held_turns() == 0
+    await until(lambda: not alive([held]), 10)
+    prompt = first_prompt(model_api.answering()[-1])
+    assert "Osaka" in prompt and "sunny, 24 C" in prompt
 
 
+@pytest.mark.parametrize("holder", HOLDING, indirect=True)
 async def test_the_agents_shutdown_ends_a_held_turn_and_its_process(
-    claude: CliBackend, model_api: ModelApi, processes: list[CliProcess]
+    holder: CliBackend, model_api: ModelApi, processes: list[CliProcess]
 ) -> None:
-    model_api.script(CALL)
-    await call_made(claude)
-    holder = processes[-1]
-    assert claude.held_turns() == 1 and alive([holder])
-    await claude.close()
-    assert claude.held_turns() == 0 and not alive([holder])
+    model_api.script(call_reply(holder.name))
+    await call_made(holder)
+    held = await holding_process(processes, holder)
+    assert alive([held])
+    await holder.close()
+    assert holder.held_turns() == 0 and not alive([held])
 
 
 async def test_through_the_daemon_the_result_reaches_the_session_holding_the_turn(
