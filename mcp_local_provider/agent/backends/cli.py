@@ -269,6 +269,9 @@ class CliBackend(Backend):
     #: Whether the CLI's MCP tool call can wait for the editor's result, and its turn then go
     #: on (its tool server is started with ``hold`` and the run does not end at the call).
     holds_turns = False
+    #: The longest the CLI itself lets an MCP call wait (seconds), if it has a limit that
+    #: cannot be set: a turn is held no longer than that, whatever ``tool_result_timeout`` says.
+    max_tool_wait: float | None = None
     _held: HeldTurns | None = None
 
     @property
@@ -350,7 +353,8 @@ class CliBackend(Backend):
     async def run(self, request: InvokeRequest) -> AsyncIterator[BackendEvent]:
         prompt = await self._ready(request)
         if self.holding and self._held is None:
-            self._held = HeldTurns(self.settings.tool_result_timeout)
+            wait = self.settings.tool_result_timeout
+            self._held = HeldTurns(min(wait, self.max_tool_wait or wait))
         taken = self._held.take(request) if self._held is not None else None
         if taken is not None:
             turn, results = taken

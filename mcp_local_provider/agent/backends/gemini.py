@@ -1,8 +1,9 @@
-"""Gemini CLI in headless mode (``gemini -o stream-json``), the prompt on stdin.
+"""Gemini CLI, in its ACP mode by a process started ahead (with ``warm``, the default) or in
+headless mode (``gemini -o stream-json``, the prompt on stdin).
 
-Assistant messages marked ``delta`` are token deltas; the result event carries the status and
-token stats. The exit code decides when there is no usable result: 53 (turn limit) ends with
-``length``, 130 means it was interrupted, anything else non-zero is an error.
+Headless, assistant messages marked ``delta`` are token deltas; the result event carries the
+status and token stats. The exit code decides when there is no usable result: 53 (turn limit)
+ends with ``length``, 130 means it was interrupted, anything else non-zero is an error.
 
 Gemini CLI runs headless only in a folder it trusts; the backend's folder is a fresh scratch
 directory, so it is trusted for the run (``GEMINI_CLI_TRUST_WORKSPACE``). Its own tools are
@@ -26,8 +27,9 @@ MCP server, trusted (Gemini CLI refuses a system settings file under a world-wri
 such as /tmp); the policy allows that server's tools and none of Gemini CLI's. Its calls
 (``tool_use`` events) are handed to the editor at once, which ends the run.
 
-With its default model (``auto``) it first asks a routing model which model should answer; the
-stats of the result then list both. The usage reported is the answering model's (the last one
+With its default model (``auto``) it first asks a routing model which model should answer (no
+setting turns that off; naming a model does, see docs/agents.md); headless, the stats of the
+result then list both. The usage reported is the answering model's (the last one
 listed); when the routing and answering models are the same, the one entry includes the
 routing call and the usage says so (``"includes_overhead": true``).
 """
@@ -194,6 +196,8 @@ class GeminiBackend(CliBackend):
     editor_tools = True
     warmable = True
     holds_turns = True
+    #: Gemini CLI waits ten minutes for an MCP call (a session's servers take no timeout).
+    max_tool_wait = 600.0
 
     #: The folder holding the tool policies, made by ``start``.
     _policy_dir: str | None = None

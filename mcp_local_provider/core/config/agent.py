@@ -65,7 +65,7 @@ class BackendSettings(BaseModel):
     tool_result_timeout: float = Field(
         120,
         ge=0,
-        description="claude: how long a turn that called the editor's tools is held open "
+        description="claude, gemini: how long a turn that called the editor's tools is held open "
         "(its process running) for the editor's results, so the tool loop continues one live "
         "turn; 0: never held, each result is served by a fresh process",
     )
