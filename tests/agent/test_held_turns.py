@@ -175,6 +175,25 @@ async def test_a_continued_turn_that_calls_again_is_held_again_and_goes_on(
     assert "<tool_result" not in last
 
 
+@pytest.mark.parametrize("holder", ["gemini"], indirect=True)
+async def test_a_held_gemini_turn_repeating_one_call_five_times_ends_with_length(
+    holder: CliBackend, model_api: ModelApi
+) -> None:
+    model_api.script(*[call_reply("gemini")] * 6)
+    conversation: list[dict[str, Any]] = [QUESTION]
+    call = await call_made(holder)
+    for _ in range(4):  # calls 2 to 5, each the same as the first: Gemini CLI's loop detection
+        conversation = answered(call, "sunny, 24 C", conversation)
+        events = await collect(holder.serve(chat(messages=conversation, tools=[WEATHER])))
+        finish = events[-1]
+        assert isinstance(finish, Finish)
+        if finish.reason == "length":
+            break
+        (call,) = [e for e in events if isinstance(e, ToolCallDelta)]
+    assert isinstance(finish, Finish) and finish.reason == "length" and not text(events)
+    assert holder.held_turns() == 0
+
+
 def first_prompt(seen: Seen) -> str:
     """The first message (Claude Code) or content (Gemini CLI) of a model call, as JSON."""
     return json.dumps((seen.body.get("messages") or seen.body["contents"])[0])
@@ -209,6 +228,19 @@ async def test_a_turn_held_past_the_timeout_is_ended_and_the_result_served_fresh
     events = await collect(holder.serve(request))
     assert text(events) == ANSWER
     # Served fresh: the whole conversation rendered into a new prompt.
+    assert "sunny, 24 C" in first_prompt(model_api.answering()[-1])
+
+
+@pytest.mark.parametrize("holder", [(name, 0) for name in HOLDING], indirect=True)
+async def test_with_holding_off_the_call_ends_the_run_and_its_result_is_served_fresh(
+    holder: CliBackend, model_api: ModelApi, processes: list[CliProcess]
+) -> None:
+    model_api.script(call_reply(holder.name), Reply.text(ANSWER))
+    call = await call_made(holder)
+    assert holder.held_turns() == 0
+    await until(lambda: not outside_pool(processes, holder), 60)  # its process stopped
+    request = chat(messages=answered(call, "sunny, 24 C", [QUESTION]), tools=[WEATHER])
+    assert text(await collect(holder.serve(request))) == ANSWER
     assert "sunny, 24 C" in first_prompt(model_api.answering()[-1])
 
 

@@ -279,12 +279,12 @@ class GeminiBackend(CliBackend):
                 answer = AcpClient(proc).prompt(prompt.inline(), parser, servers, channel)
                 async with aclosing(answer) as events:
                     async for event in events:
-                        handed = isinstance(event, Finish) and event.reason == "tool_calls"
-                        if hold and handed:
+                        # The process is not marked finished: once the answer is whole it is
+                        # signalled at once, since with an MCP server connected Gemini CLI
+                        # takes half a second to exit when its input ends (SIGINT: 0.1 s).
+                        if hold and isinstance(event, Finish) and event.reason == "tool_calls":
                             # This process stays with its held turn: the pool gets another.
                             asyncio.get_running_loop().call_soon(self._refill, launch, tools)
-                        elif isinstance(event, Finish):
-                            proc.finished = True
                         yield event
             except BackendError as exc:
                 raise stalled(exc, parser) from None
