@@ -79,8 +79,8 @@ class AcpParser(OutputParser):
 
     def handed(self, call: dict[str, Any]) -> list[BackendEvent]:
         """The tool call the editor's tool server was asked (``{"name", "arguments"}``),
-        handed to the editor: the answer ends with it. Its id is made here, unguessable (the
-        CLI's own ids are its tool name and a timestamp)."""
+        handed to the editor: the answer ends with it. Its id is made here, unguessable (Gemini
+        CLI makes its own from the tool's name and a timestamp when the model API gives none)."""
         self.calling = False
         arguments = call.get("arguments")
         text = json.dumps(arguments if isinstance(arguments, dict) else {})
