@@ -158,9 +158,11 @@ async def held_and_unheld(name: str, home: Path) -> dict[str, Any]:
 
 
 async def tool_loop(name: str, backend: CliBackend, api: ModelApi) -> dict[str, Any]:
-    """Ten tool round trips then the answer, each step a request with the history so far."""
-    call = Reply(tool_call=(PREFIX[name] + "get_weather", {"city": "Tokyo"}))
-    api.script(*([call] * LOOP_STEPS), Reply.text("Sunny all week."))
+    """Ten tool round trips then the answer, each step a request with the history so far. Each
+    call asks for another city: Gemini CLI ends a turn that repeats one call five times."""
+    cities = [f"City {step}" for step in range(LOOP_STEPS)]
+    calls = [Reply(tool_call=(PREFIX[name] + "get_weather", {"city": c})) for c in cities]
+    api.script(*calls, Reply.text("Sunny all week."))
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather, ten times?"}]
     started = time.perf_counter()
     await ready(backend)
@@ -180,7 +182,10 @@ async def tool_loop(name: str, backend: CliBackend, api: ModelApi) -> dict[str, 
                     {
                         "id": call_id,
                         "type": "function",
-                        "function": {"name": "get_weather", "arguments": '{"city": "Tokyo"}'},
+                        "function": {
+                            "name": "get_weather",
+                            "arguments": json.dumps({"city": cities[step]}),
+                        },
                     }
                 ],
             },

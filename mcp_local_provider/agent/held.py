@@ -80,6 +80,9 @@ class Channel:
         #: Calls asked for that were not among those being answered: a later answer's, kept
         #: for the next ``answer``.
         self._early: list[tuple[dict[str, Any], asyncio.StreamWriter]] = []
+        #: Each call as it comes (``{"name", "arguments"}``), for a backend that learns of the
+        #: calls here rather than from its CLI's output; the calls stay waiting for ``answer``.
+        self.arrivals: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._server: asyncio.Server | None = None
         self._closed = False
         #: Every connection accepted, closed with the channel at the latest.
@@ -98,7 +101,9 @@ class Channel:
         if self._closed:  # the turn ended while the call was asking
             writer.close()
             return
-        await self.waiting.put((call if isinstance(call, dict) else {}, writer))
+        call = call if isinstance(call, dict) else {}
+        await self.waiting.put((call, writer))
+        self.arrivals.put_nowait(call)
 
     async def answer(
         self,

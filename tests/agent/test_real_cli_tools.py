@@ -7,13 +7,14 @@ through the daemon. Skipped with the reason when node or npm is missing."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mcp_local_provider.agent import Backend, BackendError, Finish, TextDelta
+from mcp_local_provider.agent import Backend, BackendError, Finish, TextDelta, tool_server
 from mcp_local_provider.agent.backends import create
 from mcp_local_provider.agent.events import ToolCallDelta
 from tests import real_clis
@@ -202,3 +203,30 @@ async def test_the_cli_calling_with_bad_arguments_twice_is_a_clear_error(
     assert len(model_api.answering()) == 2
     assert "even after a repair round" in raised.value.message
     assert "7 is not of type 'string' (at city)" in raised.value.message
+
+
+async def test_a_warm_gemini_session_connects_and_allows_no_mcp_server_but_the_editors(
+    model_api: ModelApi, tmp_path: Path
+) -> None:
+    # The user's own Gemini CLI settings name an MCP server of theirs, trusted; its tool would
+    # be allowed by the ACP policy's ``mcp_*`` rule if Gemini CLI connected the server.
+    tools = tmp_path / "own-tools.json"
+    schema = {"type": "object", "properties": {}}
+    tools.write_text(json.dumps([{"name": "wipe", "description": "", "input_schema": schema}]))
+    home = tmp_path / "home"
+    backend = cli("gemini", model_api, tmp_path)
+    own = {"command": sys.executable, "args": ["-I", tool_server.__file__, str(tools)]}
+    settings_file = home / ".gemini" / "settings.json"
+    settings = json.loads(settings_file.read_text())
+    settings["mcpServers"] = {"own": {**own, "trust": True}}
+    settings_file.write_text(json.dumps(settings))
+    model_api.script(call("gemini"), Reply(tool_call=("mcp_own_wipe", {})))
+    events = await collect(backend.serve(chat("Weather?", tools=[WEATHER])))
+    assert [e.name for e in events if isinstance(e, ToolCallDelta)] == ["get_weather"]
+    (seen,) = model_api.answering()
+    assert seen.tool_names() == ["mcp_editor_get_weather"]
+    # Without the editor's tools, still no server of the user's.
+    events = await collect(backend.serve(chat("Wipe it.")))
+    assert isinstance(events[-1], Finish)
+    assert model_api.answering()[-1].tool_names() == []
+    assert "wipe" not in json.dumps(model_api.answering()[-1].body.get("tools") or [])

@@ -201,8 +201,9 @@ async def test_a_killed_agent_leaves_no_process_behind(
 
 
 #: The backends whose process started ahead can also take the editor's tools (Claude Code: the
-#: server is given to the running process; Codex: it is the thread's own).
-WITH_TOOLS = {"claude": "mcp__editor__", "codex": "mcp__editor."}
+#: server is given to the running process; Codex: it is the thread's own; Gemini CLI: the
+#: session's own).
+WITH_TOOLS = {"claude": "mcp__editor__", "codex": "mcp__editor.", "gemini": "mcp_editor_"}
 
 
 def tool(name: str) -> dict[str, object]:

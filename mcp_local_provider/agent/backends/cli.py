@@ -275,6 +275,9 @@ class CliBackend(Backend):
     #: Whether the CLI's MCP tool call can wait for the editor's result, and its turn then go
     #: on (its tool server is started with ``hold`` and the run does not end at the call).
     holds_turns = False
+    #: The longest the CLI itself lets an MCP call wait (seconds), if it has a limit that
+    #: cannot be set: a turn is held no longer than that, whatever ``tool_result_timeout`` says.
+    max_tool_wait: float | None = None
     _held: HeldTurns | None = None
 
     @property
@@ -383,7 +386,8 @@ class CliBackend(Backend):
     async def _serve(self, request: InvokeRequest) -> AsyncGenerator[BackendEvent, None]:
         prompt = await self._ready(request)
         if self.holding and self._held is None:
-            self._held = HeldTurns(self.settings.tool_result_timeout)
+            wait = self.settings.tool_result_timeout
+            self._held = HeldTurns(min(wait, self.max_tool_wait or wait))
         taken = self._held.take(request) if self._held is not None else None
         if taken is None and self._held is not None and self._concurrency is not None:
             # A held turn keeps its slot until a request that does not continue it needs one:
@@ -425,7 +429,7 @@ class CliBackend(Backend):
         answer whose calls are invalid is run again the usual way (``checked``)."""
         channel = Channel(tools.folder)
         await channel.open()
-        turn = HeldTurn(self._loop(request, prompt, tools, hold=True), channel, tools)
+        turn = HeldTurn(self._holding(request, prompt, tools, channel), channel, tools)
         invalid: list[str] = []
         async with aclosing(self._hand_over(turn, turn.events, request, stack, invalid)) as events:
             async for event in events:
@@ -435,6 +439,13 @@ class CliBackend(Backend):
             async with aclosing(repeat) as again:
                 async for event in again:
                     yield event
+
+    def _holding(
+        self, request: InvokeRequest, prompt: Prompt, tools: EditorTools, channel: Channel
+    ) -> AsyncGenerator[BackendEvent, None]:
+        """The events of a run whose turn is held at each hand-over (``_loop`` with ``hold``;
+        ``channel`` is where its tool server asks for the results)."""
+        return self._loop(request, prompt, tools, hold=True)
 
     async def _hand_over(
         self,

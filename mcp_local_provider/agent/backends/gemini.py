@@ -1,22 +1,35 @@
-"""Gemini CLI in headless mode (``gemini -o stream-json``), the prompt on stdin.
+"""Gemini CLI, in its ACP mode by a process started ahead (with ``warm``, the default) or in
+headless mode (``gemini -o stream-json``, the prompt on stdin).
 
-Assistant messages marked ``delta`` are token deltas; the result event carries the status and
-token stats. The exit code decides when there is no usable result: 53 (turn limit) ends with
-``length``, 130 means it was interrupted, anything else non-zero is an error.
+Headless, assistant messages marked ``delta`` are token deltas; the result event carries the
+status and token stats. The exit code decides when there is no usable result: 53 (turn limit)
+ends with ``length``, 130 means it was interrupted, anything else non-zero is an error.
 
 Gemini CLI runs headless only in a folder it trusts; the backend's folder is a fresh scratch
 directory, so it is trusted for the run (``GEMINI_CLI_TRUST_WORKSPACE``). Its own tools are
 switched off by a policy file that denies every tool but those in ``agent_tools``.
 
-When the request carries tools, the run gets a scratch folder of its own whose project settings
-(``.gemini/settings.json``) add the editor's MCP server (``agent/tools.py``), trusted so no call
-needs approval (Gemini CLI refuses a system settings file under a world-writable folder such as
-/tmp); the policy allows that server's tools and none of Gemini CLI's, and the model sees them
-as ``mcp_editor_NAME``. Its calls (``tool_use`` events) are handed to the editor
-when the first of them has run (``tool_result``), which ends the run.
+With ``warm`` (the default), every request is served in ACP mode by a process started ahead
+(``gemini --acp``, ``agent/backends/acp.py``), a fresh session each. A request with tools gets
+the editor's MCP server (``agent/tools.py``) in its ``session/new``, and the model sees its tools
+as ``mcp_editor_NAME``. Gemini CLI's ACP mode checks an MCP tool against the policy under the
+server name ``mcp_editor`` (its tool-name prefix) instead of ``editor``, so no rule scoped to
+the server (``mcp_editor_*``, ``mcpName``, a trusted server) ever matches there: the ACP policy
+allows ``mcp_*`` (any MCP server's tools) instead, and ``--allowed-mcp-server-names editor``
+keeps every other server (the user's own, an extension's) from being connected at all. A call
+is read where it arrives, in the editor's tool server (see ``acp.py``), and handed to the
+editor; the turn is then held (``agent/held.py``) until the editor's next request brings the
+result, with ``tool_result_timeout = 0`` ended.
 
-With its default model (``auto``) it first asks a routing model which model should answer; the
-stats of the result then list both. The usage reported is the answering model's (the last one
+With ``warm = false`` a request runs headless, one start each. With tools, the run then gets a
+scratch folder of its own whose project settings (``.gemini/settings.json``) add the editor's
+MCP server, trusted (Gemini CLI refuses a system settings file under a world-writable folder
+such as /tmp); the policy allows that server's tools and none of Gemini CLI's. Its calls
+(``tool_use`` events) are handed to the editor at once, which ends the run.
+
+With its default model (``auto``) it first asks a routing model which model should answer (no
+setting turns that off; naming a model does, see docs/agents.md); headless, the stats of the
+result then list both. The usage reported is the answering model's (the last one
 listed); when the routing and answering models are the same, the one entry includes the
 routing call and the usage says so (``"includes_overhead": true``).
 """
@@ -28,7 +41,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
+from contextlib import AsyncExitStack, aclosing
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +60,7 @@ from mcp_local_provider.agent.backends.cli import (
 )
 from mcp_local_provider.agent.emulation import Prompt
 from mcp_local_provider.agent.events import BackendEvent, Finish, InvokeRequest, ToolCallDelta
+from mcp_local_provider.agent.held import Channel
 from mcp_local_provider.agent.process import CliProcess
 from mcp_local_provider.agent.tools import EditorTools
 
@@ -79,6 +93,16 @@ def policy(allowed: tuple[str, ...], also: str | None = None) -> str:
 
 #: How Gemini CLI names the editor's tools to its model.
 TOOL_PREFIX = f"mcp_{editor.SERVER}_"
+#: The policy files ``start`` writes: headless without tools; ACP without tools; ACP with the
+#: editor's tools when ``agent_tools`` names some (else the ACP one serves both).
+POLICIES = ("policy.toml", "acp.toml", "acp-tools.toml")
+
+
+def acp_server(tools: EditorTools) -> dict[str, Any]:
+    """The editor's tool server as an ACP ``session/new`` MCP server; its calls wait for the
+    editor's result (``--hold``)."""
+    command, *args = tools.server_command(hold=True)
+    return {"name": editor.SERVER, "command": command, "args": args, "env": []}
 
 
 class GeminiParser(OutputParser):
@@ -171,8 +195,11 @@ class GeminiBackend(CliBackend):
     tool_prefix = TOOL_PREFIX
     editor_tools = True
     warmable = True
+    holds_turns = True
+    #: Gemini CLI waits ten minutes for an MCP call (a session's servers take no timeout).
+    max_tool_wait = 600.0
 
-    #: The folder holding the tool policy, made by ``start``.
+    #: The folder holding the tool policies, made by ``start``.
     _policy_dir: str | None = None
 
     async def start(self) -> None:
@@ -182,8 +209,10 @@ class GeminiBackend(CliBackend):
     async def _write_policy(self) -> None:
         if self._policy_dir is None:
             folder = await asyncio.to_thread(tempfile.mkdtemp, prefix="mcp-local-provider-gemini-")
-            text = policy(self.settings.agent_tools)
-            await asyncio.to_thread((Path(folder) / "policy.toml").write_text, text)
+            own = self.settings.agent_tools
+            texts = (policy(own), policy(own, "mcp_*"), policy((), "mcp_*"))
+            for name, text in zip(POLICIES, texts, strict=True):
+                await asyncio.to_thread((Path(folder) / name).write_text, text)
             self._policy_dir = folder
 
     async def close(self) -> None:
@@ -199,8 +228,17 @@ class GeminiBackend(CliBackend):
 
     def acp(self, tools: EditorTools | None) -> bool:
         """Whether the run speaks ACP (``gemini --acp``, which can start before its prompt is
-        known) rather than headless mode (the editor's tools need the latter)."""
-        return self.settings.warm and tools is None
+        known) rather than headless mode: with ``warm``, tools or not."""
+        return self.settings.warm
+
+    @property
+    def holding(self) -> bool:
+        # A held turn is an ACP session's: headless runs end at the call.
+        return self.settings.warm and super().holding
+
+    def warm(self, tools: EditorTools | None) -> bool:
+        # The editor's server is given to the session (``session/new``), not the process.
+        return self._pool is not None
 
     async def warm_up(self, proc: CliProcess) -> None:
         if "--acp" in proc.argv:
@@ -210,21 +248,43 @@ class GeminiBackend(CliBackend):
         self, request: InvokeRequest, prompt: Prompt, tools: EditorTools | None
     ) -> AsyncGenerator[BackendEvent, None]:
         if self.acp(tools):
-            return self._run_acp(request, prompt)
+            return self._run_acp(request, prompt, tools)
         return super()._run(request, prompt, tools)
 
-    async def _run_acp(
-        self, request: InvokeRequest, prompt: Prompt
+    def _holding(
+        self, request: InvokeRequest, prompt: Prompt, tools: EditorTools, channel: Channel
     ) -> AsyncGenerator[BackendEvent, None]:
+        return self._run_acp(request, prompt, tools, channel, hold=True)
+
+    async def _run_acp(
+        self,
+        request: InvokeRequest,
+        prompt: Prompt,
+        tools: EditorTools | None,
+        channel: Channel | None = None,
+        hold: bool = False,
+    ) -> AsyncGenerator[BackendEvent, None]:
+        """One ACP session. With ``tools``, its calls are read from ``channel`` (one of its own
+        if none is given); with ``hold``, the run goes on after a hand-over once resumed."""
         parser = AcpParser(self.name, quota.gemini)
-        launch = self.launch(request, prompt, None)
-        async with self.running(launch, parser, self.warm(None)) as proc:
+        launch = self.launch(request, prompt, tools)
+        async with AsyncExitStack() as stack:
+            if tools is not None and channel is None:
+                channel = Channel(tools.folder)
+                await channel.open()
+                stack.push_async_callback(channel.close)
+            proc = await stack.enter_async_context(self.running(launch, parser, self.warm(tools)))
+            servers = [] if tools is None else [acp_server(tools)]
             try:
-                answer = AcpClient(proc).prompt(prompt.inline(), parser)
+                answer = AcpClient(proc).prompt(prompt.inline(), parser, servers, channel)
                 async with aclosing(answer) as events:
                     async for event in events:
-                        if isinstance(event, Finish):
-                            proc.finished = True
+                        # The process is not marked finished: once the answer is whole it is
+                        # signalled at once, since with an MCP server connected Gemini CLI
+                        # takes half a second to exit when its input ends (SIGINT: 0.1 s).
+                        if hold and isinstance(event, Finish) and event.reason == "tool_calls":
+                            # This process stays with its held turn: the pool gets another.
+                            asyncio.get_running_loop().call_soon(self._refill, launch, tools)
                         yield event
             except BackendError as exc:
                 raise stalled(exc, parser) from None
@@ -236,9 +296,9 @@ class GeminiBackend(CliBackend):
         return {"GEMINI_CLI_TRUST_WORKSPACE": "true", **self.settings.env}
 
     def workdir(self, tools: EditorTools | None = None) -> Path | None:
-        # With the editor's tools, Gemini CLI's own are off, so its folder holds only the
-        # settings that load the editor's server.
-        if tools is None:
+        # Headless with the editor's tools, Gemini CLI's own are off, so its folder holds only
+        # the settings that load the editor's server.
+        if tools is None or self.acp(tools):
             return super().workdir()
         return tools.folder / "work"
 
@@ -248,12 +308,15 @@ class GeminiBackend(CliBackend):
         assert self.path is not None and self._policy_dir is not None
         # ``-p`` forces headless mode; its text is appended to what stdin carries, so it stays
         # empty and the prompt never appears in argv.
-        rules = str(Path(self._policy_dir, "policy.toml"))
-        if tools is not None:
-            rules = str(tools.folder / "gemini-policy.toml")
         if self.acp(tools):
-            argv = [self.path, "--acp", "--policy", rules]
+            name = POLICIES[2 if tools is not None and self.settings.agent_tools else 1]
+            rules = str(Path(self._policy_dir, name))
+            servers = ["--allowed-mcp-server-names", editor.SERVER]
+            argv = [self.path, "--acp", *servers, "--policy", rules]
         else:
+            rules = str(Path(self._policy_dir, POLICIES[0]))
+            if tools is not None:
+                rules = str(tools.folder / "gemini-policy.toml")
             argv = [self.path, "-o", "stream-json", "--policy", rules]
         model = self.cli_model(request)
         if model:
@@ -266,6 +329,8 @@ class GeminiBackend(CliBackend):
         return GeminiParser(tools)
 
     def prepare(self, tools: EditorTools) -> None:
+        if self.acp(tools):
+            return  # the server goes to the session (``acp_server``)
         (tools.folder / "gemini-policy.toml").write_text(policy((), TOOL_PREFIX + "*"))
         folder = tools.folder / "work"
         settings = folder / ".gemini" / "settings.json"

@@ -65,9 +65,9 @@ class BackendSettings(BaseModel):
     tool_result_timeout: float = Field(
         120,
         ge=0,
-        description="claude, codex: how long a turn that called the editor's tools is held open "
-        "(its process running) for the editor's results, so the tool loop continues one live "
-        "turn; 0: never held, each result is served by a fresh process",
+        description="claude, codex, gemini: how long a turn that called the editor's tools is "
+        "held open (its process running) for the editor's results, so the tool loop continues "
+        "one live turn; 0: never held, each result is served by a fresh process",
     )
     base_url: str | None = Field(
         None, description="openai: the upstream's base URL, e.g. http://127.0.0.1:8000/v1"
