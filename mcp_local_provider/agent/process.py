@@ -57,6 +57,35 @@ def find_binary(binary: str) -> str:
     return found
 
 
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def tree_memory(pid: int) -> int | None:
+    """Resident bytes of ``pid`` and its descendants, read from /proc (a few small reads per
+    process, served from the kernel's memory, never a disk: the tree's children lists and each
+    one's statm); None if ``pid`` is not there."""
+    total, seen, todo = 0, set(), [pid]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            with open(f"/proc/{current}/statm", "rb") as statm:
+                total += int(statm.read().split()[1]) * _PAGE
+        except (OSError, ValueError, IndexError):
+            if current == pid:
+                return None
+            continue  # a child that just exited
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", "rb") as children:
+                    todo.extend(int(child) for child in children.read().split())
+        except (OSError, ValueError):
+            pass
+    return total
+
+
 class CliProcess:
     """One run of a CLI. Use as ``async with CliProcess(argv, ...) as proc:``; leaving the
     block (normally, by error or by cancellation) stops the process group and cleans up."""
@@ -160,6 +189,13 @@ class CliProcess:
     def alive(self) -> bool:
         """Whether the process is running (started and not exited)."""
         return self.proc is not None and not self._exited.is_set()
+
+    def memory(self) -> int | None:
+        """Resident bytes of the process and every process below it (a CLI's launcher may leave
+        the work to a child), or None where /proc cannot tell (not Linux, or it exited)."""
+        if not self.alive or self.proc is None:
+            return None
+        return tree_memory(self.proc.pid)
 
     async def exited(self) -> None:
         """Wait until the process has exited."""

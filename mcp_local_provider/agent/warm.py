@@ -59,6 +59,7 @@ class WarmPool:
         size: int = 1,
         launches: int = 2,
         max_idle: float = 900.0,
+        max_memory: int | None = None,
         warm_up_timeout: float = 60.0,
     ) -> None:
         self._make = make
@@ -66,6 +67,8 @@ class WarmPool:
         self.size = size
         self.launches = launches
         self.max_idle = max_idle
+        #: Bytes a ready process (with its children) may hold; one grown past it is replaced.
+        self.max_memory = max_memory
         self.warm_up_timeout = warm_up_timeout
         self._ready: OrderedDict[Launch, list[CliProcess]] = OrderedDict()
         self._starting: dict[Launch, set[asyncio.Task[None]]] = {}
@@ -108,11 +111,22 @@ class WarmPool:
         while ready:
             proc = ready.pop(0)
             self._unwatch(proc)
-            if proc.alive and loop.time() - proc.started_at < self.max_idle:
+            if proc.alive and loop.time() - proc.started_at < self.max_idle and self._fits(proc):
                 return proc
             self.replaced += 1
             self._discard(proc)
         return None
+
+    def _fits(self, proc: CliProcess) -> bool:
+        """Whether ``proc`` is within ``max_memory`` (a CLI that grew while it waited, a leak
+        say, is replaced rather than given a request)."""
+        if self.max_memory is None:
+            return True
+        held = proc.memory()
+        if held is None or held <= self.max_memory:
+            return True
+        log.warning("warm_process_too_big", memory_mib=held >> 20, limit_mib=self.max_memory >> 20)
+        return False
 
     def fill(self, launch: Launch) -> None:
         """Start processes for ``launch`` until ``size`` are ready or starting."""

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -158,3 +159,63 @@ async def test_a_hung_handshake_is_given_up_and_its_process_stopped(recorder: Re
         assert await pool.take(WAITING) is None  # nothing to wait for: the request starts its own
     finally:
         await pool.close()
+
+
+async def test_a_ready_process_grown_past_max_memory_is_replaced_when_taken(
+    recorder: Recorder,
+) -> None:
+    pool = WarmPool(recorder.make, recorder.warm_up, max_memory=1 << 20)  # 1 MiB: any CLI is over
+    try:
+        pool.fill(WAITING)
+        await until(lambda: pool.status()["ready"] == 1)
+        big = recorder.made[0]
+        assert await pool.take(WAITING) is None
+        assert pool.replaced == 1
+        await until(lambda: not alive([big]))
+    finally:
+        await pool.close()
+
+
+async def test_a_ready_process_within_max_memory_is_taken(recorder: Recorder) -> None:
+    pool = WarmPool(recorder.make, recorder.warm_up, max_memory=1 << 30)
+    try:
+        pool.fill(WAITING)
+        await until(lambda: pool.status()["ready"] == 1)
+        proc = await pool.take(WAITING)
+        assert proc is recorder.made[0] and pool.replaced == 0
+        assert proc is not None
+        await proc.close()
+    finally:
+        await pool.close()
+
+
+PARENT_OF_A_BIG_CHILD = Launch(
+    (
+        sys.executable,
+        "-c",
+        "import subprocess, sys; subprocess.Popen([sys.executable, '-c', "
+        '\'import sys; b = bytearray(64 << 20); b[::4096] = b"x" * (len(b) // 4096); '
+        "sys.stdin.read()'], stdin=sys.stdin).wait()",
+    ),
+    (),
+    None,
+)
+
+
+def own_memory(pid: int) -> int:
+    """Resident bytes of ``pid`` alone."""
+    statm = Path(f"/proc/{pid}/statm").read_text()
+    return int(statm.split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def test_a_processs_memory_counts_the_children_it_started(recorder: Recorder) -> None:
+    proc = recorder.make(PARENT_OF_A_BIG_CHILD)
+    await proc.start()
+    try:
+        assert proc.proc is not None
+        await until(lambda: (proc.memory() or 0) > 64 << 20, 10)
+        # The parent alone holds far less: the memory is its child's.
+        assert own_memory(proc.proc.pid) < 64 << 20
+    finally:
+        await proc.close()
+    assert proc.memory() is None  # gone: nothing to measure

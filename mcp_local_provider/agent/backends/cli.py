@@ -307,6 +307,7 @@ class CliBackend(Backend):
             self._process,
             self.warm_up,
             max_idle=self.settings.warm_max_idle,
+            max_memory=self.settings.warm_max_memory << 20,
             warm_up_timeout=self.settings.idle_timeout,
         )
         request = InvokeRequest(id="prime", kind="chat", model=self._models[0])

@@ -62,6 +62,12 @@ class BackendSettings(BaseModel):
         description="a process started ahead and unused this long (seconds) is replaced when "
         "taken, so it never serves with stale credentials or settings",
     )
+    warm_max_memory: int = Field(
+        2048,
+        gt=0,
+        description="a process started ahead whose memory (MiB, with its child processes) grew "
+        "past this while it waited is replaced when taken",
+    )
     tool_result_timeout: float = Field(
         120,
         ge=0,
