@@ -6,6 +6,7 @@ test_held_turns.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from mcp_local_provider.agent.process import CliProcess
 from tests import real_clis
 from tests.agent.test_real_cli_tools import WEATHER
 from tests.clis import chat, collect, group_alive
+from tests.conftest import StartDaemon
 from tests.fakes import until
 from tests.model_api import ModelApi, Reply, Seen
 
@@ -247,3 +249,69 @@ async def test_the_agents_shutdown_ends_a_held_turn_and_its_process(
     assert alive([held])
     await holder.close()
     assert holder.held_turns() == 0 and not alive([held])
+
+
+@pytest.mark.parametrize("holder", HOLDING, indirect=True)
+async def test_cancelling_a_continued_turn_stops_the_cli_within_two_seconds(
+    holder: CliBackend, model_api: ModelApi, processes: list[CliProcess]
+) -> None:
+    slow = Reply.text("It is sunny in Tokyo, all week long.", pieces=30, delay=0.5)
+    model_api.script(call_reply(holder.name), slow)
+    call = await call_made(holder)
+    held = await holding_process(processes, holder)
+    request = chat(messages=answered(call, "sunny, 24 C", [QUESTION]), tools=[WEATHER])
+    first_text = asyncio.Event()
+
+    async def continued() -> None:
+        async for event in holder.serve(request):
+            if isinstance(event, TextDelta):
+                first_text.set()
+
+    run = asyncio.create_task(continued())
+    await asyncio.wait_for(first_text.wait(), 30)
+    loop = asyncio.get_running_loop()
+    cancelled = loop.time()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert loop.time() - cancelled < 2.0
+    # Nothing left behind: the process that held the turn is gone, and no turn is held.
+    assert not alive([held]) and holder.held_turns() == 0
+    assert len(model_api.answering()) == 2
+
+
+async def test_through_the_daemon_the_result_reaches_the_session_holding_the_turn(
+    model_api: ModelApi, tmp_path: Path, start_daemon: StartDaemon, openai_client: Any
+) -> None:
+    daemon = await start_daemon(first_chunk_timeout=30, idle_timeout=30, total_timeout=60)
+    backends = []
+    for n in range(2):  # two sessions serving the same model
+        settings = real_clis.settings("gemini", model_api, tmp_path / f"home{n}")
+        backend = create("gemini", settings=settings)
+        assert isinstance(backend, CliBackend)
+        backends.append(backend)
+        await daemon.start_agent(backend, agent_id=f"agent-{n}")
+    model_api.script(call_reply("gemini"), Reply.text(ANSWER))
+    client = openai_client(daemon)
+    model = backends[0].models()[0].name
+    try:
+        first = await client.chat.completions.create(
+            model=model, messages=[QUESTION], tools=[WEATHER]
+        )
+        (made,) = first.choices[0].message.tool_calls
+        (maker,) = [b for b in backends if b.held_turns() == 1]
+        # Without the conversation's affinity, the policy would pick the other session (it
+        # has served fewer requests): the tool call's id is what routes the result.
+        daemon.state.router.choice._affinity.clear()
+        call = ToolCallDelta(0, id=made.id, name="get_weather", arguments=made.function.arguments)
+        second = await client.chat.completions.create(
+            model=model, messages=answered(call, "sunny, 24 C", [QUESTION]), tools=[WEATHER]
+        )
+        assert second.choices[0].message.content == ANSWER
+        assert maker.held_turns() == 0
+        first_seen, second_seen = model_api.answering()
+        continues_its_own_history("gemini", first_seen, second_seen)
+    finally:
+        await daemon.stop_agents()
+        for backend in backends:
+            await backend.close()
