@@ -2,7 +2,8 @@
 API: the turn that called the editor's tools waits for their results and goes on in the same
 process when the editor's next request carries them (one call or parallel calls); a turn whose
 results do not come in time, come after a changed history or come for only some of its calls is
-ended and the request served fresh; cancelling the continuation stops the CLI."""
+ended and the request served fresh; cancelling the continuation stops the CLI (Gemini CLI's too;
+its other held-turn tests are in test_held_turns_gemini.py)."""
 
 from __future__ import annotations
 
@@ -34,12 +35,15 @@ QUESTION = {"role": "user", "content": "Weather in Tokyo?"}
 #: How each CLI names the editor's weather tool to its model.
 TOOL = {"claude": "mcp__editor__get_weather", "codex": "mcp__editor.get_weather"}
 NAMES = list(TOOL)
+#: Gemini CLI too, for the tests that need one call and nothing of how a CLI lays out its
+#: history (its own tests are in test_held_turns_gemini.py).
+EVERY = {**TOOL, "gemini": "mcp_editor_get_weather"}
 ANSWER = "It is sunny in Tokyo."
 
 
 def call(name: str, *cities: str) -> Reply:
     """One answer calling the editor's tool once per city (parallel calls for two)."""
-    return Reply(tool_calls=tuple((TOOL[name], {"city": city}) for city in cities or ("Tokyo",)))
+    return Reply(tool_calls=tuple((EVERY[name], {"city": city}) for city in cities or ("Tokyo",)))
 
 
 @pytest.fixture(params=NAMES)
@@ -98,7 +102,7 @@ async def refilled(name: str, backend: CliBackend) -> WarmPool:
     still there too)."""
     pool = backend._pool
     assert pool is not None
-    ready = {"claude": 2, "codex": 1}[name]
+    ready = {"claude": 2, "codex": 1, "gemini": 1}[name]
     await until(lambda: pool.status() == {"ready": ready, "starting": 0, "busy": 1}, 60)
     return pool
 
@@ -298,6 +302,7 @@ async def test_a_result_after_a_changed_history_ends_the_held_turn_and_is_served
     assert "Osaka" in prompt and "sunny, 24 C" in prompt
 
 
+@pytest.mark.parametrize("name", list(EVERY))
 async def test_cancelling_a_continued_turn_stops_the_cli_within_two_seconds(
     name: str, held: CliBackend, model_api: ModelApi, processes: list[CliProcess]
 ) -> None:
