@@ -365,9 +365,11 @@ async def test_the_agents_shutdown_ends_a_held_turn_and_its_process(
     assert held.held_turns() == 0 and not alive([holding])
 
 
-async def test_through_the_daemon_the_result_reaches_the_session_holding_the_turn(
+async def continued_through_the_daemon(
     name: str, model_api: ModelApi, tmp_path: Path, start_daemon: StartDaemon, openai_client: Any
-) -> None:
+) -> tuple[str, Seen, Seen]:
+    """Two sessions of CLI ``name`` serve one model; the editor's result for the call one of
+    them made continues that session's held turn. The call's id and the two model calls seen."""
     daemon = await start_daemon(first_chunk_timeout=30, idle_timeout=30, total_timeout=60)
     backends = []
     for n in range(2):  # two sessions serving the same model
@@ -398,10 +400,19 @@ async def test_through_the_daemon_the_result_reaches_the_session_holding_the_tur
         )
         assert second.choices[0].message.content == ANSWER
         assert maker.held_turns() == 0
-        # The held turn went on: the model saw its call answered in its own conversation.
         first_seen, second_seen = model_api.answering()
-        assert "sunny, 24 C" in results_seen(name, first_seen, second_seen)[made.id]
+        return made.id, first_seen, second_seen
     finally:
         await daemon.stop_agents()
         for backend in backends:
             await backend.close()
+
+
+async def test_through_the_daemon_the_result_reaches_the_session_holding_the_turn(
+    name: str, model_api: ModelApi, tmp_path: Path, start_daemon: StartDaemon, openai_client: Any
+) -> None:
+    made, first, second = await continued_through_the_daemon(
+        name, model_api, tmp_path, start_daemon, openai_client
+    )
+    # The held turn went on: the model saw its call answered in its own conversation.
+    assert "sunny, 24 C" in results_seen(name, first, second)[made]

@@ -19,6 +19,7 @@ from mcp_local_provider.agent.backends.cli import CliBackend
 from mcp_local_provider.agent.events import BackendEvent, ToolCallDelta
 from mcp_local_provider.agent.process import CliProcess
 from tests import real_clis
+from tests.agent.test_held_turns import continued_through_the_daemon
 from tests.agent.test_real_cli_tools import WEATHER
 from tests.clis import chat, collect, group_alive
 from tests.conftest import StartDaemon
@@ -253,35 +254,7 @@ async def test_the_agents_shutdown_ends_a_held_turn_and_its_process(
 async def test_through_the_daemon_the_result_reaches_the_session_holding_the_turn(
     model_api: ModelApi, tmp_path: Path, start_daemon: StartDaemon, openai_client: Any
 ) -> None:
-    daemon = await start_daemon(first_chunk_timeout=30, idle_timeout=30, total_timeout=60)
-    backends = []
-    for n in range(2):  # two sessions serving the same model
-        settings = real_clis.settings("gemini", model_api, tmp_path / f"home{n}")
-        backend = create("gemini", settings=settings)
-        assert isinstance(backend, CliBackend)
-        backends.append(backend)
-        await daemon.start_agent(backend, agent_id=f"agent-{n}")
-    model_api.script(call_reply("gemini"), Reply.text(ANSWER))
-    client = openai_client(daemon)
-    model = backends[0].models()[0].name
-    try:
-        first = await client.chat.completions.create(
-            model=model, messages=[QUESTION], tools=[WEATHER]
-        )
-        (made,) = first.choices[0].message.tool_calls
-        (maker,) = [b for b in backends if b.held_turns() == 1]
-        # Without the conversation's affinity, the policy would pick the other session (it
-        # has served fewer requests): the tool call's id is what routes the result.
-        daemon.state.router.choice._affinity.clear()
-        call = ToolCallDelta(0, id=made.id, name="get_weather", arguments=made.function.arguments)
-        second = await client.chat.completions.create(
-            model=model, messages=answered(call, "sunny, 24 C", [QUESTION]), tools=[WEATHER]
-        )
-        assert second.choices[0].message.content == ANSWER
-        assert maker.held_turns() == 0
-        first_seen, second_seen = model_api.answering()
-        continues_its_own_history("gemini", first_seen, second_seen)
-    finally:
-        await daemon.stop_agents()
-        for backend in backends:
-            await backend.close()
+    _, first, second = await continued_through_the_daemon(
+        "gemini", model_api, tmp_path, start_daemon, openai_client
+    )
+    continues_its_own_history("gemini", first, second)
