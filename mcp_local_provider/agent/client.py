@@ -246,7 +246,11 @@ class AgentClient:
                         self.on_pending(frame.model_dump())
                 elif isinstance(frame, SessionGranted):
                     self._granted(frame)
-                    if reporting is None and "agent_status" in frame.accepts:
+                    if (
+                        reporting is None
+                        and "agent_status" in frame.accepts
+                        and self.backend.pool_status() is not None  # else nothing to report
+                    ):
                         reporting = asyncio.create_task(self._report_status(ws))
                 elif isinstance(frame, SessionDenied):
                     raise AgentRefused(f"access denied: {frame.reason}", CloseCode.DENIED)
